@@ -8,7 +8,10 @@ public typealias Vec8 = SIMD8<Float>
 @inline(__always)
 public func exp8(_ x: Vec8) -> Vec8 {
     let clamped = x.clamped(lowerBound: Vec8(repeating: -87.3), upperBound: Vec8(repeating: 88.7))
-    let n = (clamped * 1.442_695_04).rounded(.toNearestOrEven)
+    // Adding 1.5·2^23 rounds to an integer in the low mantissa bits: n without a slow
+    // per-lane float→int conversion.
+    let shifted = clamped * 1.442_695_04 + 12_582_912
+    let n = shifted - 12_582_912
     var r = clamped - n * 0.693_359_375       // ln2, high part (exact in f32)
     r = r - n * -2.121_944_4e-4               // ln2, low part
     var p = Vec8(repeating: 1.987_569_15e-4)
@@ -18,7 +21,8 @@ public func exp8(_ x: Vec8) -> Vec8 {
     p = p * r + 1.666_666_5e-1
     p = p * r + 5.000_000_1e-1
     p = p * r * r + r + 1
-    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    // bits(shifted) = 0x4B40_0000 + n, so 2^n = ((bits - 0x4B40_0000 + 127) << 23).
+    let bits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B3F_FF81) &<< 23
     return p * unsafeBitCast(bits, to: Vec8.self)
 }
 
