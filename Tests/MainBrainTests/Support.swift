@@ -1,0 +1,138 @@
+import Foundation
+import XCTest
+import MainBrain
+
+/// Paths and shared objects for the tests.
+enum Fixtures {
+    static let root = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+    static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+    static func bytes(_ relative: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url(relative))) }
+
+    static func json(_ relative: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: url(relative))) as! [String: Any]
+    }
+
+    /// The default model's path. Tests that need it skip without it on a developer machine
+    /// (`make test` fetches it) and fail under CI, where it must be present.
+    static func modelPath() throws -> String {
+        if let path = DefaultModel.path() { return path }
+        if ProcessInfo.processInfo.environment["CI"] != nil {
+            XCTFail("the default model is missing under CI: `make test` should have fetched it (make model)")
+        }
+        throw XCTSkip("needs the default model: run `make model`")
+    }
+
+    nonisolated(unsafe) private static var loaded: (Model, Tokenizer)?
+    private static let lock = NSLock()
+
+    /// The default model, loaded once for the whole test run.
+    static func model() throws -> (Model, Tokenizer) {
+        let path = try modelPath()
+        return try lock.withLock {
+            if let loaded { return loaded }
+            let gguf = try GGUFFile(path: path)
+            let pair = (try Model(gguf: gguf), try Tokenizer(gguf: gguf))
+            loaded = pair
+            return pair
+        }
+    }
+}
+
+extension Array where Element == Int32 {
+    init(json: Any?) { self = (json as! [NSNumber]).map { $0.int32Value } }
+}
+
+/// Writes GGUF files byte by byte, for tests that need precise or damaged files.
+struct GGUFBuilder {
+    enum Value {
+        case u8(UInt8), i8(Int8), u16(UInt16), i16(Int16), u32(UInt32), i32(Int32), u64(UInt64), i64(Int64)
+        case f32(Float), f64(Double), bool(Bool), string(String)
+        case array(type: UInt32, [Value])
+
+        var typeCode: UInt32 {
+            switch self {
+            case .u8: 0
+            case .i8: 1
+            case .u16: 2
+            case .i16: 3
+            case .u32: 4
+            case .i32: 5
+            case .f32: 6
+            case .bool: 7
+            case .string: 8
+            case .array: 9
+            case .u64: 10
+            case .i64: 11
+            case .f64: 12
+            }
+        }
+    }
+
+    var version: UInt32 = 3
+    var metadata: [(String, Value)] = []
+    var tensors: [(name: String, dims: [UInt64], type: UInt32, data: [UInt8])] = []
+    var alignment = 32
+
+    mutating func add(f32 name: String, dims: [Int], values: [Float]) {
+        var data: [UInt8] = []
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data += $0 } }
+        tensors.append((name, dims.map(UInt64.init), 0, data))
+    }
+
+    func build() -> [UInt8] {
+        var out: [UInt8] = []
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        func putString(_ s: String) { put(UInt64(s.utf8.count)); out += Array(s.utf8) }
+        func putValue(_ v: Value) {
+            switch v {
+            case let .u8(x): put(x)
+            case let .i8(x): put(x)
+            case let .u16(x): put(x)
+            case let .i16(x): put(x)
+            case let .u32(x): put(x)
+            case let .i32(x): put(x)
+            case let .u64(x): put(x)
+            case let .i64(x): put(x)
+            case let .f32(x): put(x.bitPattern)
+            case let .f64(x): put(x.bitPattern)
+            case let .bool(x): put(UInt8(x ? 1 : 0))
+            case let .string(s): putString(s)
+            case let .array(type, items):
+                put(type); put(UInt64(items.count))
+                for item in items { putValue(item) }
+            }
+        }
+        out += Array("GGUF".utf8)
+        put(version)
+        put(UInt64(tensors.count))
+        put(UInt64(metadata.count))
+        for (key, value) in metadata { putString(key); put(value.typeCode); putValue(value) }
+        var offset: UInt64 = 0
+        var offsets: [UInt64] = []
+        for t in tensors {
+            offsets.append(offset)
+            offset += UInt64(t.data.count)
+            offset = (offset + UInt64(alignment) - 1) / UInt64(alignment) * UInt64(alignment)
+        }
+        for (t, off) in zip(tensors, offsets) {
+            putString(t.name); put(UInt32(t.dims.count))
+            for d in t.dims { put(d) }
+            put(t.type); put(off)
+        }
+        while out.count % alignment != 0 { out.append(0) }
+        let dataStart = out.count
+        for (t, off) in zip(tensors, offsets) {
+            while out.count < dataStart + Int(off) { out.append(0) }
+            out += t.data
+        }
+        return out
+    }
+
+    func write(to url: URL) throws { try Data(build()).write(to: url) }
+}
+
+func temporaryFile(_ name: String) -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("twinbrain-tests-\(getpid())-\(name)")
+}
