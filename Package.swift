@@ -1,12 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Kernels and the engine are hot loops: build them optimised even in debug
-// test runs would be too slow otherwise, so `make test` uses -c release.
-let kernelSettings: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-    // Raw-pointer numerics; the strict-concurrency checks of Swift 6 mode add noise, not safety, here.
-    .swiftLanguageMode(.v5),
+// Raw-pointer numerics; the strict-concurrency checks of Swift 6 mode add noise, not safety, here.
+// `make test` builds with -c release: the engine is far too slow unoptimised.
+let engineSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// Only the innermost loops drop bounds checks; everything above them keeps Swift's checks.
+let kernelSettings: [SwiftSetting] = engineSettings + [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(
@@ -22,7 +22,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
-        .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: kernelSettings),
+        .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
         .executableTarget(
             name: "twinbrain-eval",
             dependencies: [

@@ -90,3 +90,14 @@ final class MathTests: XCTestCase {
         }
     }
 }
+
+final class LogSumExpTests: XCTestCase {
+    func testMatchesReference() {
+        for n in [1, 9, 300, 49152] {
+            let x = (0..<n).map { _ in Float.random(in: -30...30) }
+            let m = Double(x.max()!)
+            let expected = m + Foundation.log(x.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+            XCTAssertEqual(logSumExp(x, count: n), expected, accuracy: 1e-6)
+        }
+    }
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One chat message.
 public struct ChatMessage: Sendable, Equatable, Codable {
     public var role: String
@@ -25,7 +27,7 @@ public enum ChatTemplateError: Error, CustomStringConvertible, Equatable {
 public struct ChatTemplate: Sendable, Equatable {
     public enum Format: Sendable, Equatable { case chatML }
     public let format: Format
-    public let defaultSystemMessage: String?
+    public private(set) var defaultSystemMessage: String?
 
     public init(source: String?, tokenizer: Tokenizer) throws {
         guard let source else {
@@ -43,12 +45,15 @@ public struct ChatTemplate: Sendable, Equatable {
         }
         format = .chatML
         // `{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nTEXT<|im_end|>\n' }}`
-        if source.contains("!= 'system'") || source.contains("!= \"system\""),
-           let open = source.range(of: "<|im_start|>system\\n"),
-           let close = source.range(of: "<|im_end|>", range: open.upperBound..<source.endIndex) {
-            defaultSystemMessage = String(source[open.upperBound..<close.lowerBound])
-        } else {
-            defaultSystemMessage = nil
+        // (the newline may be a real one or a `\n` escape inside the Jinja string).
+        defaultSystemMessage = nil
+        guard source.contains("!= 'system'") || source.contains("!= \"system\"") else { return }
+        for opener in ["<|im_start|>system\n", "<|im_start|>system\\n"] {
+            if let open = source.range(of: opener),
+               let close = source.range(of: "<|im_end|>", range: open.upperBound..<source.endIndex) {
+                defaultSystemMessage = String(source[open.upperBound..<close.lowerBound]).replacingOccurrences(of: "\\n", with: "\n")
+                return
+            }
         }
     }
 

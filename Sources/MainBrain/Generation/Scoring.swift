@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Log-probabilities and perplexity over the main brain: the evaluation is built on these.
 public struct Scorer {
@@ -8,11 +9,9 @@ public struct Scorer {
 
     /// log p(id) under `logits` (a log-softmax in f64).
     public static func logProbability(_ logits: ArraySlice<Float>, of id: Int32) -> Double {
-        var m = -Float.infinity
-        for v in logits where v > m { m = v }
-        var sum = 0.0
-        for v in logits { sum += exp(Double(v - m)) }
-        return Double(logits[logits.startIndex + Int(id)] - m) - log(sum)
+        logits.withUnsafeBufferPointer { row in
+            Double(row[Int(id)]) - logSumExp(row.baseAddress!, count: row.count)
+        }
     }
 
     public struct ContinuationScore: Sendable, Equatable {

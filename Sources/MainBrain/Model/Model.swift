@@ -72,7 +72,7 @@ public final class Model: @unchecked Sendable {
         var start = 0
         while start < tokens.count {
             let end = min(start + batchSize, tokens.count)
-            let rows = max(start, firstLogitRow)..<end
+            let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
                                        logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap)
             out.values.append(contentsOf: chunkLogits)

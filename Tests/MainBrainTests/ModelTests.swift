@@ -1,0 +1,124 @@
+import Foundation
+import XCTest
+import MainBrain
+
+final class ModelTests: XCTestCase {
+    /// A minimal llama in F32 written with GGUFBuilder (d=8, 2 heads, 1 layer, vocab 16).
+    func tinyLlama(skip: String? = nil, reshape: String? = nil, architecture: String = "llama") -> GGUFBuilder {
+        var b = GGUFBuilder()
+        b.metadata = [
+            ("general.architecture", .string(architecture)),
+            ("\(architecture).block_count", .u32(1)), ("\(architecture).embedding_length", .u32(8)),
+            ("\(architecture).feed_forward_length", .u32(16)), ("\(architecture).attention.head_count", .u32(2)),
+            ("\(architecture).context_length", .u32(32)), ("\(architecture).vocab_size", .u32(16)),
+        ]
+        var rng = SeededGenerator(seed: 3)
+        func add(_ name: String, _ dims: [Int]) {
+            guard name != skip else { return }
+            let shape = name == reshape ? dims.reversed() + [1] : dims
+            let values = (0..<dims.reduce(1, *)).map { _ in Float(Int(rng.next() % 200) - 100) / 400 }
+            b.add(f32: name, dims: shape, values: values)
+        }
+        add("token_embd.weight", [8, 16]); add("output_norm.weight", [8])
+        for n in ["attn_q", "attn_k", "attn_v", "attn_output"] { add("blk.0.\(n).weight", [8, 8]) }
+        add("blk.0.attn_norm.weight", [8]); add("blk.0.ffn_norm.weight", [8])
+        add("blk.0.ffn_gate.weight", [8, 16]); add("blk.0.ffn_up.weight", [8, 16]); add("blk.0.ffn_down.weight", [16, 8])
+        return b
+    }
+
+    func load(_ b: GGUFBuilder) throws -> Model {
+        let url = temporaryFile("tiny-llama.gguf")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try b.write(to: url)
+        return try Model(path: url.path)
+    }
+
+    func testMissingMisShapedAndUnsupported() throws {
+        XCTAssertNoThrow(try load(tinyLlama()))
+        XCTAssertThrowsError(try load(tinyLlama(skip: "blk.0.ffn_up.weight"))) { e in
+            XCTAssertEqual(e as? ModelError, .missingTensor("blk.0.ffn_up.weight"))
+            XCTAssertTrue("\(e)".contains("blk.0.ffn_up.weight"))
+        }
+        XCTAssertThrowsError(try load(tinyLlama(reshape: "blk.0.attn_k.weight"))) { e in
+            guard case .tensorShape(name: "blk.0.attn_k.weight", _, _) = e as? ModelError else { return XCTFail("\(e)") }
+        }
+        XCTAssertThrowsError(try load(tinyLlama(architecture: "gpt2"))) { e in
+            XCTAssertEqual(e as? ModelError, .unsupportedArchitecture("gpt2"))
+        }
+        var b = tinyLlama()
+        b.metadata.removeAll { $0.0 == "llama.block_count" }
+        XCTAssertThrowsError(try load(b)) { e in XCTAssertEqual(e as? ModelError, .missingKey("llama.block_count")) }
+        b = tinyLlama()
+        b.metadata.append(("llama.attention.head_count_kv", .u32(3)))  // 2 heads cannot share 3 kv heads
+        XCTAssertThrowsError(try load(b)) { e in
+            guard case .badValue = e as? ModelError else { return XCTFail("\(e)") }
+        }
+    }
+
+    func testContextLimitAndBadTokensAreClearErrors() throws {
+        let model = try load(tinyLlama())
+        let cache = model.makeCache()
+        XCTAssertEqual(cache.capacity, 32)
+        _ = try model.forward(Array(repeating: 1, count: 30), cache: cache)
+        XCTAssertThrowsError(try model.forward([1, 2, 3], cache: cache)) { e in
+            XCTAssertEqual(e as? ModelError, .contextFull(limit: 32, requested: 33))
+        }
+        XCTAssertEqual(cache.count, 30, "a refused call changes nothing")
+        XCTAssertThrowsError(try model.forward([16], cache: cache)) { e in
+            XCTAssertEqual(e as? ModelError, .tokenOutOfRange(id: 16, vocab: 16))
+        }
+        XCTAssertThrowsError(try model.forward([], cache: cache)) { e in XCTAssertEqual(e as? ModelError, .emptyInput) }
+    }
+
+    /// Prefill in one batch, in several batches, and token by token give the same logits.
+    func testIncrementalDecodingMatchesPrefill() throws {
+        let (model, tokenizer) = try Fixtures.model()
+        let ids = tokenizer.encode("The quick brown fox jumps over the lazy dog because it wants to.")
+        let all = try model.forward(ids, cache: model.makeCache(capacity: 64), logits: .all)
+        let cache = model.makeCache(capacity: 64)
+        _ = try model.forward(Array(ids[..<5]), cache: cache, logits: .none)
+        for (i, id) in ids.enumerated().dropFirst(5) {
+            let step = try model.forward([id], cache: cache, logits: .last)
+            let maxDelta = zip(step.row(0), all.row(i)).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(maxDelta, 2e-3, "position \(i)")
+        }
+        XCTAssertEqual(cache.count, ids.count)
+    }
+
+    /// Taps see every position in the same pass; the last residual, normed and projected by the
+    /// output head, reproduces the logits (so the tap holds the real hidden state).
+    func testHiddenStateTaps() throws {
+        let (model, tokenizer) = try Fixtures.model()
+        let c = model.config
+        let ids = tokenizer.encode("Hidden states are shared with the learning brain.")
+        let recorder = HiddenStateRecorder(points: [.residual(layer: c.layers - 1), .ffnInput(layer: c.layers - 1), .residual(layer: 3)])
+        let cache = model.makeCache(capacity: 64)
+        let logits = try model.forward(Array(ids[..<4]), cache: cache, logits: .all, tap: recorder)
+        let more = try model.forward(Array(ids[4...]), cache: cache, logits: .all, tap: recorder)
+        for point in recorder.points { XCTAssertEqual(recorder.states[point]?.count, ids.count * c.dim, "\(point)") }
+        XCTAssertNil(recorder.states[.ffnInput(layer: 0)], "only requested points are reported")
+
+        // Recompute the logits of the last position from the tapped residual.
+        let gguf = model.gguf
+        func tensor(_ name: String) -> [Float] {
+            let info = gguf.tensor(named: name)!
+            var out = [Float](repeating: 0, count: info.elementCount)
+            out.withUnsafeMutableBufferPointer { info.type.dequantize(gguf.data(of: info), into: $0.baseAddress!, count: $0.count) }
+            return out
+        }
+        let norm = tensor("output_norm.weight"), head = tensor("token_embd.weight")
+        let h = Array(recorder.row(.residual(layer: c.layers - 1), ids.count - 1))
+        let rms = (h.map { Double($0 * $0) }.reduce(0, +) / Double(c.dim) + Double(c.rmsEps)).squareRoot()
+        let normed = (0..<c.dim).map { Float(Double(h[$0]) / rms) * norm[$0] }
+        let lastRow = more.row(more.rows - 1)
+        for token in [0, 1, 100, 4000, 49151] {
+            var dot = 0.0
+            for k in 0..<c.dim { dot += Double(normed[k]) * Double(head[token * c.dim + k]) }
+            XCTAssertEqual(Float(dot), lastRow[lastRow.startIndex + token], accuracy: 1e-3)
+        }
+        XCTAssertEqual(logits.rows, 4)
+
+        // The FFN input is RMS-normed: its rows differ from the residual's.
+        XCTAssertNotEqual(Array(recorder.row(.ffnInput(layer: c.layers - 1), 0)), Array(recorder.row(.residual(layer: c.layers - 1), 0)))
+    }
+}
