@@ -17,6 +17,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Runs per figure.")
     var runs = 5
 
+    @Flag(name: .customLong("all-runs"), help: "With --json, give every run's figure as a list instead of the median.")
+    var allRuns = false
+
     func run() throws {
         options.applyThreads()
         let path = try options.resolvedModelPath()
@@ -55,10 +58,12 @@ struct Bench: ParsableCommand {
         let pp128 = try prefill(128), pp512 = try prefill(512), tg128 = try decode(128)
         let rss = peakRSSMiB()
         let threads = BLASThreads.current
-        if options.json {
+        if options.json && allRuns {
+            printJSON(["threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128,
+                       "load_s": loadSeconds, "peak_rss_mib": rss])
+        } else if options.json {
             printJSON(["threads": threads, "pp128_tok_s": median(pp128), "pp512_tok_s": median(pp512),
-                       "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss,
-                       "runs": runs])
+                       "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss])
         } else {
             print("model \(path) threads \(threads)")
             for (name, v) in [("pp128", pp128), ("pp512", pp512), ("tg128", tg128)] {
