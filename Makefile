@@ -49,7 +49,7 @@ build: deps ## Build everything (release)
 
 run: deps model build ## Build, fetch the model, and answer a question (one-shot until the daemon lands)
 	@printf 'What is the capital of France?' > $(CACHE)/run-prompt.txt
-	$(EVAL) generate --chat --max-tokens 64 --temperature 0.3 --seed 1 --model $(MODEL) $(CACHE)/run-prompt.txt
+	$(EVAL) generate --chat --max-tokens 64 --greedy --model $(MODEL) $(CACHE)/run-prompt.txt
 
 test: deps model ## Run every test (needs the model; fetches it)
 	TWINBRAIN_MODEL=$(MODEL) swift test -c release --disable-swift-testing
