@@ -121,4 +121,26 @@ final class ModelTests: XCTestCase {
         // The FFN input is RMS-normed: its rows differ from the residual's.
         XCTAssertNotEqual(Array(recorder.row(.ffnInput(layer: c.layers - 1), 0)), Array(recorder.row(.residual(layer: c.layers - 1), 0)))
     }
+
+    /// Branches evaluated together equal each branch evaluated alone after the prefix, also when
+    /// they are split into several batches.
+    func testBranchesSeeOnlyThePrefixAndThemselves() throws {
+        let (model, tokenizer) = try Fixtures.model()
+        let prefix = tokenizer.encode("Question: which animal barks?\nAnswer:")
+        let branches = [" the dog", " a cat that meows loudly", " cows"].map { tokenizer.encode($0) }
+        for batch in [512, 8] {
+            model.batchSize = batch
+            defer { model.batchSize = 512 }
+            let cache = model.makeCache(capacity: 128)
+            _ = try model.forward(prefix, cache: cache, logits: .none)
+            let together = try model.forwardBranches(branches, cache: cache)
+            XCTAssertEqual(cache.count, prefix.count, "the cache keeps only the prefix")
+            for (b, logits) in zip(branches, together) {
+                let alone = try model.forward(prefix + b, cache: model.makeCache(capacity: 128), logits: .from(prefix.count))
+                XCTAssertEqual(logits.rows, b.count)
+                let worst = zip(logits.values, alone.values).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(worst, 2e-3, "batch \(batch)")
+            }
+        }
+    }
 }

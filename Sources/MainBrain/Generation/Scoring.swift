@@ -22,24 +22,24 @@ public struct Scorer {
         public var tokenCount: Int
     }
 
-    /// Scores each continuation after the shared `context`, which is evaluated once: the
-    /// cache keeps the context and only the candidates' tokens are run per candidate.
+    /// Scores each continuation after the shared `context`: the context is evaluated once, and
+    /// the candidates together in one batch on top of it (`Model.forwardBranches`).
     public func logLikelihood(context: [Int32], continuations: [[Int32]]) throws -> [ContinuationScore] {
         guard !context.isEmpty else { throw ModelError.emptyInput }
-        let longest = continuations.map(\.count).max() ?? 0
-        let cache = model.makeCache(capacity: context.count + longest)
+        let longest = continuations.map(\.count).reduce(0, +)
+        let cache = model.makeCache(capacity: context.count + min(longest, model.batchSize))
         let contextLogits = try model.forward(context, cache: cache, logits: .last)
+        // Logits after each candidate token but the last predict the next one.
+        let runs = continuations.filter { $0.count > 1 }.map { Array($0.dropLast()) }
+        var branchLogits = try model.forwardBranches(runs, cache: cache).makeIterator()
         var scores: [ContinuationScore] = []
         for continuation in continuations {
-            cache.truncate(to: context.count)
             guard let first = continuation.first else {
                 scores.append(ContinuationScore(logProbability: 0, isGreedy: true, tokenCount: 0)); continue
             }
             var total = Self.logProbability(contextLogits.row(0), of: first)
             var greedy = Sampler.argmax(contextLogits.row(0)) == first
-            if continuation.count > 1 {
-                // Logits after each candidate token but the last predict the next one.
-                let l = try model.forward(Array(continuation.dropLast()), cache: cache, logits: .all)
+            if continuation.count > 1, let l = branchLogits.next() {
                 for i in 1..<continuation.count {
                     total += Self.logProbability(l.row(i - 1), of: continuation[i])
                     greedy = greedy && Sampler.argmax(l.row(i - 1)) == continuation[i]

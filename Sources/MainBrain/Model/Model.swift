@@ -81,9 +81,60 @@ public final class Model: @unchecked Sendable {
         return out
     }
 
+    /// Evaluates several continuations of what the cache holds in one batch (tree attention):
+    /// each branch sees the cached prefix and its own earlier tokens, never another branch, and
+    /// its tokens take positions from the prefix's end. Returns every row's logits per branch;
+    /// the cache is left holding only the prefix. Scoring the candidates of a question this way
+    /// costs one batched pass instead of one small pass per candidate.
+    public func forwardBranches(_ branches: [[Int32]], cache: KVCache) throws -> [Logits] {
+        let prefix = cache.count
+        defer { cache.truncate(to: prefix) }
+        var results: [Logits] = []
+        var group: [[Int32]] = []
+        func flush() throws {
+            guard !group.isEmpty else { return }
+            let tokens = group.flatMap { $0 }
+            guard prefix + tokens.count <= cache.capacity else {
+                throw ModelError.contextFull(limit: cache.capacity, requested: prefix + tokens.count)
+            }
+            var positions: [Int] = [], branchStart: [Int] = []
+            for b in group {
+                let start = positions.count
+                for j in b.indices { positions.append(prefix + j); branchStart.append(start) }
+            }
+            let values = evaluate(tokens[...], cache: cache, logitRows: 0..<tokens.count, tap: nil,
+                                  layout: BranchLayout(positions: positions, branchStart: branchStart))
+            cache.truncate(to: prefix)
+            var offset = 0
+            for b in group {
+                let slice = values[offset * config.vocabSize..<(offset + b.count) * config.vocabSize]
+                results.append(Logits(rows: b.count, vocab: config.vocabSize, values: Array(slice)))
+                offset += b.count
+            }
+            group = []
+        }
+        for b in branches {
+            guard !b.isEmpty else { throw ModelError.emptyInput }
+            for t in b where t < 0 || Int(t) >= config.vocabSize { throw ModelError.tokenOutOfRange(id: t, vocab: config.vocabSize) }
+            if group.map(\.count).reduce(0, +) + b.count > batchSize { try flush() }
+            group.append(b)
+        }
+        try flush()
+        return results
+    }
+
+    /// Where each row of a batch sits: its RoPE position, and the batch row its branch starts at
+    /// (a row sees the cached prefix plus rows branchStart…itself).
+    struct BranchLayout {
+        let positions: [Int]
+        let branchStart: [Int]
+    }
+
     /// One batch: the transformer over `tokens`, logits for `logitRows` (indices into the batch).
+    /// Without a layout the rows are one sequence continuing the cache.
     private func evaluate(
-        _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: Range<Int>, tap: HiddenStateTap?
+        _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: Range<Int>, tap: HiddenStateTap?,
+        layout: BranchLayout? = nil
     ) -> [Float] {
         let c = config
         let t = tokens.count, d = c.dim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
@@ -104,7 +155,7 @@ public final class Model: @unchecked Sendable {
 
         for (i, token) in tokens.enumerated() {
             (x.pointer + i * d).update(from: weights.tokenEmbedding.pointer + Int(token) * d, count: d)
-            rope.fill(position: p0 + i, cos: cosTable.pointer + i * c.ropeDims / 2, sin: sinTable.pointer + i * c.ropeDims / 2)
+            rope.fill(position: layout?.positions[i] ?? p0 + i, cos: cosTable.pointer + i * c.ropeDims / 2, sin: sinTable.pointer + i * c.ropeDims / 2)
         }
         let wants = tap?.points ?? []
         func report(_ point: TapPoint, _ buffer: FloatBuffer) {
@@ -137,7 +188,14 @@ public final class Model: @unchecked Sendable {
                     // Causal: row i sees keys 0…p0+i.
                     let row = scores.pointer + i * s
                     let visible = p0 + i + 1
-                    softmaxInPlace(row, count: visible)
+                    if let layout, layout.branchStart[i] > 0 {
+                        // Other branches' keys sit between the prefix and this branch.
+                        (row + p0).update(repeating: -.infinity, count: layout.branchStart[i])
+                        softmaxInPlace(row, count: visible)
+                        (row + p0).update(repeating: 0, count: layout.branchStart[i])
+                    } else {
+                        softmaxInPlace(row, count: visible)
+                    }
                     if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
                 }
                 // attn[T, hd] (columns of head h) = scores[T, S] · V_g[S, hd]
