@@ -89,15 +89,8 @@ struct PreTokenizer {
     }
 
     private func splitGPT2(_ s: [Unicode.Scalar], _ classes: [CharClass], _ r: Range<Int>, into words: inout [Range<Int>]) {
-        func cpt(_ i: Int) -> UInt32? { r.contains(i) ? s[i].value : nil }
-        func cls(_ i: Int) -> CharClass { r.contains(i) ? classes[i] : [] }
-        var prevEnd = r.lowerBound
-        @discardableResult func add(_ end: Int) -> Int {
-            let len = end - prevEnd
-            if len > 0 { words.append(prevEnd..<end) }
-            prevEnd = end
-            return len
-        }
+        var f = FragmentCursor(scalars: s, classes: classes, range: r)
+        defer { words += f.words }
         let apostrophe = UInt32(UInt8(ascii: "'")), space = UInt32(32)
         var pos = r.lowerBound
         while pos < r.upperBound {
@@ -106,61 +99,54 @@ struct PreTokenizer {
             // 's|'t|'re|'ve|'m|'ll|'d
             if c == apostrophe, pos + 1 < r.upperBound {
                 let n = s[pos + 1]
-                if n == "s" || n == "t" || n == "m" || n == "d" { pos += add(pos + 2); continue }
+                if n == "s" || n == "t" || n == "m" || n == "d" { pos += f.add(pos + 2); continue }
                 if pos + 2 < r.upperBound {
                     let nn = s[pos + 2]
                     if (n == "r" && nn == "e") || (n == "v" && nn == "e") || (n == "l" && nn == "l") {
-                        pos += add(pos + 3); continue
+                        pos += f.add(pos + 3); continue
                     }
                 }
             }
-            var flags2 = c == space ? cls(pos + 1) : flags
+            var flags2 = c == space ? f.cls(pos + 1) : flags
             // ' ?\p{L}+'
             if flags2.contains(.letter) {
                 if c == space { pos += 1 }
-                while flags2.contains(.letter) { pos += 1; flags2 = cls(pos) }
-                add(pos); continue
+                while flags2.contains(.letter) { pos += 1; flags2 = f.cls(pos) }
+                f.add(pos); continue
             }
             // ' ?\p{N}+'
             if flags2.contains(.number) {
                 if c == space { pos += 1 }
-                while flags2.contains(.number) { pos += 1; flags2 = cls(pos) }
-                add(pos); continue
+                while flags2.contains(.number) { pos += 1; flags2 = f.cls(pos) }
+                f.add(pos); continue
             }
             // ' ?[^\s\p{L}\p{N}]+'
             if flags2.isDisjoint(with: [.whitespace, .letter, .number]) && flags2.contains(.present) {
                 if c == space { pos += 1 }
                 while flags2.isDisjoint(with: [.whitespace, .letter, .number]) && flags2.contains(.present) {
-                    pos += 1; flags2 = cls(pos)
+                    pos += 1; flags2 = f.cls(pos)
                 }
-                add(pos); continue
+                f.add(pos); continue
             }
             var spaces = 0
-            while cls(pos + spaces).contains(.whitespace) { spaces += 1 }
+            while f.cls(pos + spaces).contains(.whitespace) { spaces += 1 }
             // '\s+(?!\S)': leave the last whitespace to prefix the next word
-            if spaces > 1 && cpt(pos + spaces) != nil { pos += spaces - 1; add(pos); continue }
+            if spaces > 1 && f.cpt(pos + spaces) != nil { pos += spaces - 1; f.add(pos); continue }
             // '\s+'
-            if spaces > 0 { pos += spaces; add(pos); continue }
+            if spaces > 0 { pos += spaces; f.add(pos); continue }
             pos += 1
-            add(pos)
+            f.add(pos)
         }
     }
 
     private func splitLlama3(
         _ s: [Unicode.Scalar], _ classes: [CharClass], _ r: Range<Int>, maxDigits: Int, into words: inout [Range<Int>]
     ) {
-        func cpt(_ i: Int) -> UInt32? { r.contains(i) ? s[i].value : nil }
-        func cls(_ i: Int) -> CharClass { r.contains(i) ? classes[i] : [] }
+        var f = FragmentCursor(scalars: s, classes: classes, range: r)
+        defer { words += f.words }
         func lower(_ i: Int) -> UInt32? {
-            guard let v = cpt(i) else { return nil }
+            guard let v = f.cpt(i) else { return nil }
             return (v >= 65 && v <= 90) ? v + 32 : v
-        }
-        var prevEnd = r.lowerBound
-        @discardableResult func add(_ end: Int) -> Int {
-            let len = end - prevEnd
-            if len > 0 { words.append(prevEnd..<end) }
-            prevEnd = end
-            return len
         }
         let cr = UInt32(13), lf = UInt32(10), space = UInt32(32)
         let a = { (ch: Character) in UInt32(ch.asciiValue!) }
@@ -171,55 +157,83 @@ struct PreTokenizer {
             // (?i:'s|'t|'re|'ve|'m|'ll|'d)
             if c == a("'"), pos + 1 < r.upperBound {
                 let n = lower(pos + 1)
-                if n == a("s") || n == a("t") || n == a("m") || n == a("d") { pos += add(pos + 2); continue }
+                if n == a("s") || n == a("t") || n == a("m") || n == a("d") { pos += f.add(pos + 2); continue }
                 if pos + 2 < r.upperBound {
                     let nn = lower(pos + 2)
                     if (n == a("r") && nn == a("e")) || (n == a("v") && nn == a("e")) || (n == a("l") && nn == a("l")) {
-                        pos += add(pos + 3); continue
+                        pos += f.add(pos + 3); continue
                     }
                 }
             }
             // [^\r\n\p{L}\p{N}]?\p{L}+
             if !(c == cr || c == lf || flags.contains(.number)) {
-                if flags.contains(.letter) || cls(pos + 1).contains(.letter) {
+                if flags.contains(.letter) || f.cls(pos + 1).contains(.letter) {
                     pos += 1
-                    while cls(pos).contains(.letter) { pos += 1 }
-                    add(pos); continue
+                    while f.cls(pos).contains(.letter) { pos += 1 }
+                    f.add(pos); continue
                 }
             }
             // \p{N}{1,maxDigits}
             if flags.contains(.number) {
                 var start = pos
-                while cls(pos).contains(.number) {
+                while f.cls(pos).contains(.number) {
                     pos += 1
-                    if pos - start >= maxDigits { add(pos); start = pos }
+                    if pos - start >= maxDigits { f.add(pos); start = pos }
                 }
-                add(pos); continue
+                f.add(pos); continue
             }
             // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-            var flags2 = c == space ? cls(pos + 1) : flags
+            var flags2 = c == space ? f.cls(pos + 1) : flags
             if flags2.isDisjoint(with: [.whitespace, .letter, .number]) && flags.contains(.present) {
                 if c == space { pos += 1 }
                 while flags2.isDisjoint(with: [.whitespace, .letter, .number]) && flags2.contains(.present) {
-                    pos += 1; flags2 = cls(pos)
+                    pos += 1; flags2 = f.cls(pos)
                 }
-                while let c2 = cpt(pos), c2 == cr || c2 == lf { pos += 1 }
-                add(pos); continue
+                while let c2 = f.cpt(pos), c2 == cr || c2 == lf { pos += 1 }
+                f.add(pos); continue
             }
             var spaces = 0
             var lastNewlineEnd = 0
-            while cls(pos + spaces).contains(.whitespace) {
-                if let c2 = cpt(pos + spaces), c2 == cr || c2 == lf { lastNewlineEnd = pos + spaces + 1 }
+            while f.cls(pos + spaces).contains(.whitespace) {
+                if let c2 = f.cpt(pos + spaces), c2 == cr || c2 == lf { lastNewlineEnd = pos + spaces + 1 }
                 spaces += 1
             }
             // \s*[\r\n]+
-            if lastNewlineEnd > 0 { pos = lastNewlineEnd; add(pos); continue }
+            if lastNewlineEnd > 0 { pos = lastNewlineEnd; f.add(pos); continue }
             // \s+(?!\S)
-            if spaces > 1 && cpt(pos + spaces) != nil { pos += spaces - 1; add(pos); continue }
+            if spaces > 1 && f.cpt(pos + spaces) != nil { pos += spaces - 1; f.add(pos); continue }
             // \s+
-            if spaces > 0 { pos += spaces; add(pos); continue }
+            if spaces > 0 { pos += spaces; f.add(pos); continue }
             pos += 1
-            add(pos)
+            f.add(pos)
         }
+    }
+}
+
+/// One fragment being split: lookups outside it read as nothing (llama.cpp's OUT_OF_RANGE),
+/// and `add` cuts the next word where the previous one ended.
+private struct FragmentCursor {
+    let scalars: [Unicode.Scalar]
+    let classes: [CharClass]
+    let range: Range<Int>
+    private(set) var words: [Range<Int>] = []
+    private var previousEnd: Int
+
+    init(scalars: [Unicode.Scalar], classes: [CharClass], range: Range<Int>) {
+        self.scalars = scalars
+        self.classes = classes
+        self.range = range
+        previousEnd = range.lowerBound
+    }
+
+    func cpt(_ i: Int) -> UInt32? { range.contains(i) ? scalars[i].value : nil }
+    func cls(_ i: Int) -> CharClass { range.contains(i) ? classes[i] : [] }
+
+    /// Ends a word at `end`; returns its length.
+    @discardableResult mutating func add(_ end: Int) -> Int {
+        let length = end - previousEnd
+        if length > 0 { words.append(previousEnd..<end) }
+        previousEnd = end
+        return length
     }
 }
