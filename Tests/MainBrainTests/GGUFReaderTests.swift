@@ -238,7 +238,8 @@ final class GGUFReaderTests: XCTestCase {
                 let f = try GGUFFile(path: copy.path)
                 _ = try? Tokenizer(gguf: f)
                 _ = try ModelConfig(gguf: f)
-                if inTensorInfos { _ = try Model(gguf: f) }
+                // Weights are dequantised only when a flip might change what gets loaded.
+                if inTensorInfos || trial % 8 == 1 { _ = try Model(gguf: f) }
                 outcomes["loaded", default: 0] += 1
             } catch let e as GGUFError {
                 outcomes["GGUFError", default: 0] += 1

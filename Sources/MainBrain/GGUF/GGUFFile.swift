@@ -29,6 +29,8 @@ public final class GGUFFile: @unchecked Sendable {
 
     static let magic: UInt32 = 0x4655_4747  // "GGUF" read as little-endian u32
     static let maxArrayDepth = 4
+    /// Metadata array elements in one file (vocabularies have a few hundred thousand).
+    static let maxArrayElements = 1 << 23
 
     public convenience init(path: String) throws {
         try self.init(file: MappedFile(path: path))
@@ -143,8 +145,13 @@ public final class GGUFFile: @unchecked Sendable {
             guard depth < maxArrayDepth else { throw GGUFError.nestingTooDeep(key: key) }
             let elementType = try r.u32("array type of '\(key)'")
             let count = try r.u64("array length of '\(key)'")
-            // Every element takes at least one byte, so a longer array cannot fit.
-            guard count <= UInt64(r.remaining) else { throw GGUFError.absurdCount(what: "length of array '\(key)'", count: count) }
+            // Each element takes at least its smallest encoding, so a longer array cannot fit; and
+            // all arrays together are capped far above any real vocabulary, which bounds memory.
+            let smallest: UInt64 = [0: 1, 1: 1, 7: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 10: 8, 11: 8, 12: 8, 8: 8, 9: 12][elementType] ?? 1
+            guard count <= UInt64(r.remaining) / smallest, count <= UInt64(maxArrayElements - r.arrayElements) else {
+                throw GGUFError.absurdCount(what: "length of array '\(key)'", count: count)
+            }
+            r.arrayElements += Int(count)
             var items: [GGUFValue] = []
             items.reserveCapacity(Int(count))
             for _ in 0..<count { items.append(try readValue(&r, type: elementType, key: key, depth: depth + 1)) }
@@ -161,6 +168,8 @@ public final class GGUFFile: @unchecked Sendable {
 struct ByteReader {
     let bytes: UnsafeRawBufferPointer
     var offset = 0
+    /// Metadata array elements read so far.
+    var arrayElements = 0
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     var remaining: Int { bytes.count - offset }

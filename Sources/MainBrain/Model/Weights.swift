@@ -37,7 +37,7 @@ struct Weights {
 
     init(gguf: GGUFFile, config c: ModelConfig) throws {
         // Check every tensor before any allocation, then dequantise in parallel.
-        var jobs: [(info: GGUFTensorInfo, dst: UnsafeMutablePointer<Float>)] = []
+        var jobs: [(info: GGUFTensorInfo, dst: UnsafeMutablePointer<Float>, src: UnsafeRawPointer)] = []
         func need(_ name: TensorName, _ shape: [Int]) throws -> GGUFTensorInfo {
             guard let t = gguf.tensor(named: name.string) else { throw ModelError.missingTensor(name.string) }
             guard t.dims == shape else { throw ModelError.tensorShape(name: name.string, expected: shape, found: t.dims) }
@@ -45,7 +45,7 @@ struct Weights {
         }
         func load(_ name: TensorName, _ shape: [Int], into buffer: FloatBuffer, at offset: Int = 0) throws {
             let t = try need(name, shape)
-            jobs.append((t, buffer.pointer + offset))
+            jobs.append((t, buffer.pointer + offset, gguf.data(of: t)))
         }
         func single(_ name: TensorName, _ shape: [Int]) throws -> FloatBuffer {
             let b = FloatBuffer(count: shape.reduce(1, *))
@@ -54,6 +54,11 @@ struct Weights {
         }
 
         let d = c.dim, kv = c.kvDim, f = c.ffnDim
+        // Every shape is checked before anything is allocated: sizes then come from tensors
+        // that fit in the file, never from metadata alone.
+        for (name, shape) in Self.expectedTensors(c) where name != .output || gguf.tensor(named: name.string) != nil {
+            _ = try need(name, shape)
+        }
         tokenEmbedding = try single(.tokenEmbedding, [d, c.vocabSize])
         outputNorm = try single(.outputNorm, [d])
         output = gguf.tensor(named: TensorName.output.string) == nil
@@ -85,6 +90,24 @@ struct Weights {
         }
         self.layers = layers
 
+        try Self.dequantize(jobs)
+    }
+
+    /// The tensors a model of this configuration has, with GGUF shapes (ne0 first).
+    /// `output` is optional (tied to the embedding when absent).
+    static func expectedTensors(_ c: ModelConfig) -> [(TensorName, [Int])] {
+        let d = c.dim, kv = c.kvDim, f = c.ffnDim
+        var list: [(TensorName, [Int])] = [(.tokenEmbedding, [d, c.vocabSize]), (.outputNorm, [d]), (.output, [d, c.vocabSize])]
+        for l in 0..<c.layers {
+            list += [(.attnNorm(l), [d]), (.attnQ(l), [d, d]), (.attnK(l), [d, kv]), (.attnV(l), [d, kv]),
+                     (.attnOutput(l), [d, d]), (.ffnNorm(l), [d]), (.ffnGate(l), [d, f]), (.ffnUp(l), [d, f]),
+                     (.ffnDown(l), [f, d])]
+            if c.architecture.hasQKVBias { list += [(.attnQBias(l), [d]), (.attnKBias(l), [kv]), (.attnVBias(l), [kv])] }
+        }
+        return list
+    }
+
+    private static func dequantize(_ jobs: [(info: GGUFTensorInfo, dst: UnsafeMutablePointer<Float>, src: UnsafeRawPointer)]) throws {
         // Split big tensors into row ranges so both cores stay busy.
         var pieces: [(src: UnsafeRawPointer, dst: UnsafeMutablePointer<Float>, type: GGMLType, count: Int)] = []
         for job in jobs {
@@ -95,7 +118,7 @@ struct Weights {
             var r = 0
             while r < rows {
                 let n = min(rowsPerPiece, rows - r)
-                pieces.append((gguf.data(of: job.info) + r * rowBytes, job.dst + r * rowLength, job.info.type, n * rowLength))
+                pieces.append((job.src + r * rowBytes, job.dst + r * rowLength, job.info.type, n * rowLength))
                 r += n
             }
         }

@@ -66,7 +66,7 @@ public final class Tokenizer: @unchecked Sendable {
             guard typeValues.count == tokens.count else {
                 throw TokenizerError.malformed("\(typeValues.count) token types for \(tokens.count) tokens")
             }
-            types = typeValues.map { TokenType(rawValue: Int32($0.int ?? 1)) ?? .normal }
+            types = typeValues.map { TokenType(rawValue: Int32(truncatingIfNeeded: $0.int ?? 1)) ?? .normal }
         } else {
             types = Array(repeating: .normal, count: tokens.count)
         }
