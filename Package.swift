@@ -13,22 +13,55 @@ let package = Package(
     name: "twinbrain",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "twinbraind", targets: ["twinbraind"]),
+        .executable(name: "twinbrain", targets: ["twinbrain"]),
         .executable(name: "twinbrain-eval", targets: ["twinbrain-eval"]),
         .library(name: "MainBrain", targets: ["MainBrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
+        // Wire types and the Unix-socket client, shared by the daemon and the CLI; imports neither.
+        .target(name: "ControlAPI"),
+        .executableTarget(
+            name: "twinbraind",
+            dependencies: [
+                "MainBrain", "ControlAPI", "CSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: engineSettings),
+        .executableTarget(
+            name: "twinbrain",
+            dependencies: ["ControlAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "twinbrain-eval",
             dependencies: [
                 "MainBrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "MainBrainTests", dependencies: ["MainBrain", "Kernels"],

@@ -26,6 +26,9 @@ public struct GenerationResult: Sendable {
     public var text = ""
     public var stopReason: StopReason = .maxTokens
     public var promptTokens = 0
+    /// Seconds to evaluate the prompt, and to generate everything after it.
+    public var prefillSeconds = 0.0
+    public var generateSeconds = 0.0
 }
 
 /// Runs generation on a model and its tokenizer, one request at a time.
@@ -56,7 +59,14 @@ public final class Generator: @unchecked Sendable {
         var history = request.prompt
         var text = ""        // all text so far
         var emitted = 0      // characters of `text` handed out
+        let start = DispatchTime.now()
         var logits = try model.forward(request.prompt, cache: cache, logits: .last)
+        let prefilled = DispatchTime.now()
+        result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        func finished() -> GenerationResult {
+            result.generateSeconds = Double(DispatchTime.now().uptimeNanoseconds - prefilled.uptimeNanoseconds) / 1e9
+            return result
+        }
 
         func emit(upTo end: Int) {
             guard end > emitted else { return }
@@ -78,7 +88,7 @@ public final class Generator: @unchecked Sendable {
                 emit(upTo: text.count)
                 result.stopReason = .endOfGeneration
                 result.text = text
-                return result
+                return finished()
             }
             emit(upTo: text.count - Self.heldBack(text, stopStrings: request.stopStrings))
             if result.ids.count >= request.maxTokens || cache.count >= cache.capacity {
@@ -91,7 +101,7 @@ public final class Generator: @unchecked Sendable {
         if let cut = Self.firstStop(in: text, stopStrings: request.stopStrings) { text = String(text[..<cut]) }
         emit(upTo: text.count)
         result.text = text
-        return result
+        return finished()
     }
 
     /// Streams text pieces; ending the iteration early (or cancelling the task) stops generation.

@@ -1,0 +1,228 @@
+// The native /v1 API's request and response bodies (JSON, snake_case keys).
+// Documented in docs/api.md; the daemon and the CLI both use these types.
+
+/// The socket path a client uses when none is given: `$TWINBRAIN_SOCKET`, else the system one.
+public enum ControlSocket {
+    public static let systemPath = "/run/twinbrain/twinbraind.sock"
+    public static let environmentVariable = "TWINBRAIN_SOCKET"
+}
+
+/// Sampling and length settings shared by every generating endpoint. Absent fields take the
+/// daemon's defaults.
+public struct GenerationOptions: Codable, Sendable, Equatable {
+    public var maxTokens: Int?
+    public var temperature: Float?
+    public var topK: Int?
+    public var topP: Float?
+    public var minP: Float?
+    public var repeatPenalty: Float?
+    public var seed: UInt64?
+    public var stop: [String]?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", minP = "min_p"
+        case repeatPenalty = "repeat_penalty", seed, stop
+    }
+}
+
+/// `POST /v1/generate`: continue a text.
+public struct GenerateRequest: Codable, Sendable, Equatable {
+    public var prompt: String
+    public var stream: Bool?
+    public var options: GenerationOptions
+
+    public init(prompt: String, stream: Bool? = nil, options: GenerationOptions = .init()) {
+        self.prompt = prompt
+        self.stream = stream
+        self.options = options
+    }
+
+    enum CodingKeys: String, CodingKey { case prompt, stream }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        prompt = try c.decode(String.self, forKey: .prompt)
+        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        options = try GenerationOptions(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(prompt, forKey: .prompt)
+        try c.encodeIfPresent(stream, forKey: .stream)
+        try options.encode(to: encoder)
+    }
+}
+
+public struct ChatMessageBody: Codable, Sendable, Equatable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) { self.role = role; self.content = content }
+}
+
+/// `POST /v1/chat`: answer the last message of a conversation.
+public struct ChatRequest: Codable, Sendable, Equatable {
+    public var messages: [ChatMessageBody]
+    public var stream: Bool?
+    public var options: GenerationOptions
+
+    public init(messages: [ChatMessageBody], stream: Bool? = nil, options: GenerationOptions = .init()) {
+        self.messages = messages
+        self.stream = stream
+        self.options = options
+    }
+
+    enum CodingKeys: String, CodingKey { case messages, stream }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        messages = try c.decode([ChatMessageBody].self, forKey: .messages)
+        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        options = try GenerationOptions(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(messages, forKey: .messages)
+        try c.encodeIfPresent(stream, forKey: .stream)
+        try options.encode(to: encoder)
+    }
+}
+
+/// Token counts and timings of one generation.
+public struct GenerationUsage: Codable, Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    /// Seconds waiting in the queue, prefilling the prompt, and generating.
+    public var queueSeconds: Double
+    public var prefillSeconds: Double
+    public var generateSeconds: Double
+
+    public init(promptTokens: Int, completionTokens: Int, queueSeconds: Double, prefillSeconds: Double, generateSeconds: Double) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.queueSeconds = queueSeconds
+        self.prefillSeconds = prefillSeconds
+        self.generateSeconds = generateSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens"
+        case queueSeconds = "queue_s", prefillSeconds = "prefill_s", generateSeconds = "generate_s"
+    }
+}
+
+/// The whole reply of a non-streamed generation, and the last line of a streamed one.
+public struct GenerateResponse: Codable, Sendable, Equatable {
+    public var text: String
+    /// "stop" (end of turn or a stop string), "length" (max tokens or context), "cancelled".
+    public var stopReason: String
+    public var model: String
+    public var usage: GenerationUsage
+
+    public init(text: String, stopReason: String, model: String, usage: GenerationUsage) {
+        self.text = text
+        self.stopReason = stopReason
+        self.model = model
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage }
+}
+
+/// One line of a streamed (NDJSON) reply: text pieces, then a final line with `done`.
+public struct StreamLine: Codable, Sendable, Equatable {
+    public var text: String?
+    public var done: Bool?
+    public var result: GenerateResponse?
+    public var error: ErrorBody.Detail?
+
+    public init(text: String? = nil, done: Bool? = nil, result: GenerateResponse? = nil, error: ErrorBody.Detail? = nil) {
+        self.text = text
+        self.done = done
+        self.result = result
+        self.error = error
+    }
+}
+
+/// `GET /v1/health`.
+public struct HealthResponse: Codable, Sendable, Equatable {
+    /// "ok" when serving, "loading" while the model loads (HTTP 503).
+    public var status: String
+    public init(status: String) { self.status = status }
+}
+
+/// `GET /v1/status`.
+public struct StatusResponse: Codable, Sendable, Equatable {
+    public struct ModelInfo: Codable, Sendable, Equatable {
+        public var id: String
+        public var path: String
+        public var architecture: String
+        public var layers: Int
+        public var contextLength: Int
+        public var vocabSize: Int
+        public init(id: String, path: String, architecture: String, layers: Int, contextLength: Int, vocabSize: Int) {
+            self.id = id; self.path = path; self.architecture = architecture
+            self.layers = layers; self.contextLength = contextLength; self.vocabSize = vocabSize
+        }
+        enum CodingKeys: String, CodingKey {
+            case id, path, architecture, layers, contextLength = "context_length", vocabSize = "vocab_size"
+        }
+    }
+    public struct Queue: Codable, Sendable, Equatable {
+        public var running: Int
+        public var waiting: Int
+        public var capacity: Int
+        public init(running: Int, waiting: Int, capacity: Int) { self.running = running; self.waiting = waiting; self.capacity = capacity }
+    }
+    public var version: String
+    /// "loading", "ready" or "stopping".
+    public var state: String
+    /// What the compute loop is doing now, in words ("idle", "generating 12/256 tokens").
+    public var activity: String
+    public var model: ModelInfo?
+    public var uptimeSeconds: Double
+    public var queue: Queue
+    public var residentMemoryMiB: Double
+    public var threads: Int
+    /// The caller as the daemon sees it, and what it may do.
+    public var caller: Caller
+
+    public init(version: String, state: String, activity: String, model: ModelInfo?, uptimeSeconds: Double,
+                queue: Queue, residentMemoryMiB: Double, threads: Int, caller: Caller) {
+        self.version = version; self.state = state; self.activity = activity; self.model = model
+        self.uptimeSeconds = uptimeSeconds; self.queue = queue; self.residentMemoryMiB = residentMemoryMiB
+        self.threads = threads; self.caller = caller
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, state, activity, model, uptimeSeconds = "uptime_s", queue
+        case residentMemoryMiB = "rss_mib", threads, caller
+    }
+}
+
+/// Who is calling (from the socket's peer credentials) and what they may do.
+public struct Caller: Codable, Sendable, Equatable {
+    public var uid: UInt32
+    public var pid: Int32
+    /// "admin" (may change knowledge and configuration) or "user" (may read and ask).
+    public var access: String
+    public init(uid: UInt32, pid: Int32, access: String) { self.uid = uid; self.pid = pid; self.access = access }
+}
+
+/// `GET /v1/models`, in OpenAI's shape.
+public struct ModelList: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var id: String
+        public var object = "model"
+        public var created: Int
+        public var ownedBy = "twinbrain"
+        public init(id: String, created: Int) { self.id = id; self.created = created }
+        enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by" }
+    }
+    public var object = "list"
+    public var data: [Entry]
+    public init(data: [Entry]) { self.data = data }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import MainBrain
+import TOMLKit
+
+/// Everything twinbraind can be told, from `/etc/twinbrain/twinbraind.conf` (TOML) with every
+/// key overridable by a flag. Unknown keys are reported, not silently ignored.
+struct DaemonConfiguration: Equatable {
+    var socket = "/run/twinbrain/twinbraind.sock"
+    var stateDirectory = "/var/lib/twinbrain"
+    var model = "/usr/share/twinbrain/models/\(DefaultModel.fileName)"
+    /// BLAS threads; 0 means every core.
+    var threads = 0
+    /// Largest context per request, in tokens (capped at the model's).
+    var contextTokens = 4096
+    /// Requests that may wait behind the running one; beyond this callers get 429.
+    var queueDepth = 8
+    var maxBodyBytes = 1 << 20
+    var defaultMaxTokens = 256
+    var maxTokensLimit = 4096
+    /// Socket mode when twinbraind binds the socket itself (systemd's socket unit sets its own).
+    var socketMode = "0660"
+    /// Members may read and ask.
+    var userGroup = "twinbrain"
+    /// Members (and root) may change knowledge and configuration.
+    var adminGroup = "twinbrain-admin"
+    var logLevel = "info"
+
+    static let systemPath = "/etc/twinbrain/twinbraind.conf"
+
+    /// TOML key → how to apply it. Names are the documented ones (docs/api.md, operations).
+    static let keys: [String: (inout DaemonConfiguration, TOMLValueConvertible) throws -> Void] = [
+        "socket": { $0.socket = try string($1, "socket") },
+        "state_dir": { $0.stateDirectory = try string($1, "state_dir") },
+        "model": { $0.model = try string($1, "model") },
+        "threads": { $0.threads = try int($1, "threads", 0...256) },
+        "context": { $0.contextTokens = try int($1, "context", 16...1_048_576) },
+        "queue_depth": { $0.queueDepth = try int($1, "queue_depth", 0...10_000) },
+        "max_body_bytes": { $0.maxBodyBytes = try int($1, "max_body_bytes", 1024...(1 << 30)) },
+        "default_max_tokens": { $0.defaultMaxTokens = try int($1, "default_max_tokens", 1...1_048_576) },
+        "max_tokens_limit": { $0.maxTokensLimit = try int($1, "max_tokens_limit", 1...1_048_576) },
+        "socket_mode": { $0.socketMode = try string($1, "socket_mode") },
+        "user_group": { $0.userGroup = try string($1, "user_group") },
+        "admin_group": { $0.adminGroup = try string($1, "admin_group") },
+        "log_level": { $0.logLevel = try string($1, "log_level") },
+    ]
+
+    struct Problem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Reads a TOML file; returns the keys it did not know (reported by the caller).
+    mutating func load(file path: String) throws -> [String] {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw Problem(description: "cannot read configuration \(path): \(error.localizedDescription)")
+        }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw Problem(description: "\(path):\(e.source.begin.line):\(e.source.begin.column): \(e.description)")
+        }
+        var unknown: [String] = []
+        for (key, value) in table {
+            guard let apply = Self.keys[key] else { unknown.append(key); continue }
+            do { try apply(&self, value) } catch let p as Problem {
+                throw Problem(description: "\(path): \(p.description)")
+            }
+        }
+        return unknown.sorted()
+    }
+
+    /// Checks values that depend on each other.
+    func validate() throws {
+        guard UInt16(socketMode, radix: 8) != nil, socketMode.count <= 4 else {
+            throw Problem(description: "socket_mode '\(socketMode)' is not an octal mode such as 0660")
+        }
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw Problem(description: "log_level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard defaultMaxTokens <= maxTokensLimit else {
+            throw Problem(description: "default_max_tokens (\(defaultMaxTokens)) is above max_tokens_limit (\(maxTokensLimit))")
+        }
+    }
+
+    private static func string(_ v: TOMLValueConvertible, _ key: String) throws -> String {
+        guard let s = v.string else { throw Problem(description: "'\(key)' must be a string") }
+        return s
+    }
+
+    private static func int(_ v: TOMLValueConvertible, _ key: String, _ range: ClosedRange<Int>) throws -> Int {
+        guard let i = v.int else { throw Problem(description: "'\(key)' must be an integer") }
+        guard range.contains(i) else { throw Problem(description: "'\(key)' is \(i), expected \(range.lowerBound)…\(range.upperBound)") }
+        return i
+    }
+
+    /// The file as TOML, for `--print-config`.
+    var toml: String {
+        """
+        socket = "\(socket)"
+        state_dir = "\(stateDirectory)"
+        model = "\(model)"
+        threads = \(threads)
+        context = \(contextTokens)
+        queue_depth = \(queueDepth)
+        max_body_bytes = \(maxBodyBytes)
+        default_max_tokens = \(defaultMaxTokens)
+        max_tokens_limit = \(maxTokensLimit)
+        socket_mode = "\(socketMode)"
+        user_group = "\(userGroup)"
+        admin_group = "\(adminGroup)"
+        log_level = "\(logLevel)"
+        """
+    }
+}

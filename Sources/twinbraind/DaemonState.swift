@@ -1,0 +1,88 @@
+import ControlAPI
+import Foundation
+import Logging
+import MainBrain
+import Metrics
+
+/// What every request handler shares: configuration, the loaded model (once loaded), the
+/// compute scheduler and the access policy.
+final class DaemonState: @unchecked Sendable {
+    enum Phase: String { case loading, ready, stopping }
+
+    let configuration: DaemonConfiguration
+    let policy: AccessPolicy
+    let started = Date()
+    let logger: Logger
+    let debugStall: Bool
+    private let lock = NSLock()
+    private var _phase = Phase.loading
+    private var _scheduler: ComputeScheduler?
+    private var _modelInfo: StatusResponse.ModelInfo?
+    private var _template: ChatTemplate?
+    private var _templateError: String?
+
+    init(configuration: DaemonConfiguration, logger: Logger, debugStall: Bool) {
+        self.configuration = configuration
+        policy = AccessPolicy(userGroup: configuration.userGroup, adminGroup: configuration.adminGroup)
+        self.logger = logger
+        self.debugStall = debugStall
+    }
+
+    var phase: Phase { lock.withLock { _phase } }
+    var scheduler: ComputeScheduler? { lock.withLock { _scheduler } }
+    var modelInfo: StatusResponse.ModelInfo? { lock.withLock { _modelInfo } }
+
+    /// The model's id in API replies: its file name without `.gguf`.
+    var modelID: String { modelInfo?.id ?? "" }
+
+    func setStopping() { lock.withLock { _phase = .stopping } }
+
+    /// Loads the model and starts the compute thread. Runs once, off the event loops.
+    func load() throws {
+        let path = configuration.model
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf)
+        let tokenizer = try Tokenizer(gguf: gguf)
+        var template: ChatTemplate?
+        var templateError: String?
+        do {
+            template = try ChatTemplate(source: gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
+        } catch {
+            templateError = "\(error)"
+        }
+        let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth)
+        scheduler.start()
+        let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
+                                            layers: model.config.layers, contextLength: model.config.contextLength,
+                                            vocabSize: model.config.vocabSize)
+        lock.withLock {
+            _scheduler = scheduler
+            _modelInfo = info
+            _template = template
+            _templateError = templateError
+            _phase = .ready
+        }
+    }
+
+    func chatTemplate() throws -> ChatTemplate {
+        try lock.withLock {
+            if let _template { return _template }
+            throw APIError(.badRequest, _templateError ?? "the model has no chat template")
+        }
+    }
+
+    /// Tokens of context one request may use: the configured limit, within the model's.
+    var contextLimit: Int {
+        min(configuration.contextTokens, modelInfo?.contextLength ?? configuration.contextTokens)
+    }
+}
+
+/// Resident memory of this process (VmRSS), MiB.
+func residentMemoryMiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
+    }
+    return 0
+}
