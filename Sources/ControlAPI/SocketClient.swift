@@ -30,6 +30,12 @@ public struct HTTPReply: Sendable {
     public var status: Int
     public var headers: [String: String]
     public var body: Data
+
+    public init(status: Int, headers: [String: String], body: Data) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 }
 
 /// A small blocking HTTP/1.1 client over a Unix socket, one request per connection. The CLI

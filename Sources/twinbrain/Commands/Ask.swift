@@ -1,0 +1,64 @@
+import ArgumentParser
+import ControlAPI
+import Foundation
+
+extension Twinbrain {
+    struct Ask: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask one question; the answer streams as it is written.",
+            discussion: "Example: twinbrain ask \"What does our travel policy say about trains?\"")
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var generation: GenerationFlags
+        @Flag(help: "Wait for the whole answer and print the daemon's JSON reply.") var json = false
+        @Argument(help: "The question.") var question: [String]
+
+        func validate() throws {
+            if question.joined().trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("ask needs a question") }
+        }
+
+        func run() throws {
+            try runReportingErrors {
+                var messages: [ChatMessageBody] = []
+                if let system = generation.system { messages.append(.init(role: "system", content: system)) }
+                messages.append(.init(role: "user", content: question.joined(separator: " ")))
+                if json {
+                    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: false, options: generation.options))
+                    let reply = try connection.client.send("POST", "/v1/chat", body: body)
+                    _ = try decodeOK(GenerateResponse.self, reply)
+                    printRaw(reply.body)
+                    return
+                }
+                _ = try streamAnswer(connection.client, messages: messages, options: generation.options) { false }
+            }
+        }
+    }
+}
+
+/// Streams one chat answer to stdout; returns its text. `shouldStop` is polled per piece
+/// (Ctrl-C in `chat`): stopping closes the connection, which cancels the generation.
+func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], options: GenerationOptions,
+                  shouldStop: () -> Bool) throws -> String {
+    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: true, options: options))
+    var answer = ""
+    var failure: String?
+    var errorBody = Data()
+    let reply = try client.streamLines("POST", "/v1/chat", body: body) { line in
+        guard !line.isEmpty else { return true }
+        guard let event = try? JSONDecoder().decode(StreamLine.self, from: line) else {
+            errorBody.append(line)  // not NDJSON: an error reply
+            return true
+        }
+        if let text = event.text {
+            answer += text
+            print(text, terminator: "")
+            fflush(nil)
+        }
+        if let error = event.error { failure = error.message }
+        return !shouldStop()
+    }
+    if reply.status != 200 { throw CLIError.reply(HTTPReply(status: reply.status, headers: reply.headers, body: errorBody)) }
+    print()
+    if let failure { throw CLIError(description: "the answer was cut short: \(failure)", code: 5) }
+    return answer
+}

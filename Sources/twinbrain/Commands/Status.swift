@@ -1,0 +1,50 @@
+import ArgumentParser
+import ControlAPI
+import Foundation
+
+extension Twinbrain {
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what the daemon is doing: model, queue, memory, your access.")
+
+        @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print the daemon's JSON reply.") var json = false
+
+        func run() throws {
+            try runReportingErrors {
+                let reply = try connection.client.send("GET", "/v1/status")
+                let status = try decodeOK(StatusResponse.self, reply)
+                if json { printRaw(reply.body); return }
+                print("twinbraind \(status.version): \(status.state) (\(status.activity))")
+                if let m = status.model {
+                    print("model:   \(m.id) (\(m.architecture), \(m.layers) layers, context \(m.contextLength))")
+                }
+                print("uptime:  \(Self.duration(status.uptimeSeconds))   memory: \(Int(status.residentMemoryMiB)) MiB   threads: \(status.threads)")
+                print("queue:   \(status.queue.running) running, \(status.queue.waiting) waiting (room for \(status.queue.capacity))")
+                print("you:     uid \(status.caller.uid), \(status.caller.access) access")
+            }
+        }
+
+        static func duration(_ s: Double) -> String {
+            let t = Int(s)
+            if t < 60 { return "\(t)s" }
+            if t < 3600 { return "\(t / 60)m \(t % 60)s" }
+            return "\(t / 3600)h \(t % 3600 / 60)m"
+        }
+    }
+
+    struct Models: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the models the daemon serves.")
+
+        @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print the daemon's JSON reply.") var json = false
+
+        func run() throws {
+            try runReportingErrors {
+                let reply = try connection.client.send("GET", "/v1/models")
+                let list = try decodeOK(ModelList.self, reply)
+                if json { printRaw(reply.body); return }
+                list.data.forEach { print($0.id) }
+            }
+        }
+    }
+}
