@@ -111,13 +111,23 @@ public struct SocketClient: Sendable {
         return fd
     }
 
+    /// Writes the request. A daemon may answer before the body is all sent (a body over its
+    /// limit) and stop reading: writing stops as soon as a reply is readable, and MSG_NOSIGNAL
+    /// keeps a closed connection from killing the caller with SIGPIPE. The reply is then read.
     private func writeAll(_ fd: Int32, _ data: Data) throws {
         try data.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT | POLLIN), revents: 0)
+                if poll(&p, 1, -1) < 0 {
                     if errno == EINTR { continue }
+                    throw ClientError.io("poll: \(String(cString: strerror(errno)))")
+                }
+                if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { return }
+                let n = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    if errno == EPIPE || errno == ECONNRESET { return }
                     throw ClientError.io("write: \(String(cString: strerror(errno)))")
                 }
                 offset += n

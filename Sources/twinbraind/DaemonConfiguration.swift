@@ -50,9 +50,13 @@ struct DaemonConfiguration: Equatable {
 
     /// Reads a TOML file; returns the keys it did not know (reported by the caller).
     mutating func load(file path: String) throws -> [String] {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw Problem(description: "cannot read configuration \(path): \(error.localizedDescription)")
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw Problem(description: "cannot read configuration \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? handle.close() }
+        let data = handle.readDataToEndOfFile()
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Problem(description: "configuration \(path) is not UTF-8 text")
         }
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {

@@ -151,7 +151,7 @@ extension API {
 
     func nativeGenerate(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        let scheduler = try readyScheduler()
+        let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
         let prompt = scheduler.generator.tokenizer.encode(body.prompt)
         return try await native(makeRequest(prompt: prompt, options: body.options, scheduler: scheduler),
@@ -160,7 +160,7 @@ extension API {
 
     func nativeChat(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        let scheduler = try readyScheduler()
+        let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
         let prompt = try chatPrompt(body.messages, scheduler: scheduler)
         return try await native(makeRequest(prompt: prompt, options: body.options, scheduler: scheduler),

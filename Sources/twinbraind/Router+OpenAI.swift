@@ -31,7 +31,7 @@ extension API {
 
     func openAIChat(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        let scheduler = try readyScheduler()
+        let scheduler = try await readyScheduler()
         let body = try await decode(OpenAIChatRequest.self, from: request.body)
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
@@ -72,7 +72,7 @@ extension API {
 
     func openAICompletion(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        let scheduler = try readyScheduler()
+        let scheduler = try await readyScheduler()
         let body = try await decode(OpenAICompletionRequest.self, from: request.body)
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxTokens, temperature: body.temperature, topP: body.topP, seed: body.seed,

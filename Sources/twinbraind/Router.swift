@@ -56,8 +56,14 @@ struct API: Sendable {
         return (peer, level)
     }
 
-    /// The scheduler once the model is loaded; 503 with Retry-After before and while stopping.
-    func readyScheduler() throws -> ComputeScheduler {
+    /// The scheduler once the model is loaded. A request that arrives while the model loads
+    /// (the one that woke a socket-activated daemon, say) waits for it, up to a limit;
+    /// after that, and while stopping, the answer is 503 with Retry-After.
+    func readyScheduler(wait: Duration = .seconds(30)) async throws -> ComputeScheduler {
+        let deadline = ContinuousClock.now + wait
+        while state.phase == .loading && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(25))
+        }
         switch state.phase {
         case .loading: throw APIError(.loading, "the model is still loading; retry shortly", retryAfter: 2)
         case .stopping: throw APIError(.stopping, "twinbraind is shutting down", retryAfter: 5)
@@ -117,7 +123,7 @@ struct API: Sendable {
 
     func models(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        _ = try readyScheduler()
+        _ = try await readyScheduler()
         let created = Int(state.started.timeIntervalSince1970)
         return try Self.json(ModelList(data: [.init(id: state.modelID, created: created)]))
     }
@@ -138,7 +144,7 @@ struct API: Sendable {
     func debugStall(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .admin)
         let seconds = Double(request.uri.queryParameters.get("seconds") ?? "") ?? 60
-        try readyScheduler().stall(seconds: seconds)
+        try await readyScheduler().stall(seconds: seconds)
         return try Self.json(HealthResponse(status: "stalling for \(seconds) s"))
     }
 }

@@ -103,18 +103,25 @@ struct Twinbraind: AsyncParsableCommand {
         let state = DaemonState(configuration: c, logger: logger, debugStall: debugStall)
         let readiness = Readiness(socket: c.socket)
         let api = API(state: state, registry: registry)
-        let mode = mode_t(c.socketMode, radix: 8) ?? 0o660
-        let app = Application(
-            router: api.router(),
-            configuration: .init(address: .unixDomainSocket(path: c.socket), serverName: "twinbraind/\(twinbrainVersion)"),
-            onServerRunning: { _ in
-                chmod(c.socket, mode)
-                if let gid = AccessPolicy.gid(c.userGroup) { chown(c.socket, uid_t.max, gid) }
-                readiness.serverRunning()
-            },
-            logger: logger)
+        let server: any Service
+        if let fd = Systemd.listenFileDescriptors().first {
+            // Socket activation: systemd owns the socket, its mode and group.
+            server = ActivatedServer(descriptor: fd, responder: api.router().buildResponder(), logger: logger,
+                                     onRunning: { readiness.serverRunning() })
+        } else {
+            let mode = mode_t(c.socketMode, radix: 8) ?? 0o660
+            server = Application(
+                router: api.router(),
+                configuration: .init(address: .unixDomainSocket(path: c.socket), serverName: "twinbraind/\(twinbrainVersion)"),
+                onServerRunning: { _ in
+                    chmod(c.socket, mode)
+                    if let gid = AccessPolicy.gid(c.userGroup) { chown(c.socket, uid_t.max, gid) }
+                    readiness.serverRunning()
+                },
+                logger: logger)
+        }
         Systemd.status("loading \(c.model)")
-        let services: [any Service] = [app, ModelService(state: state, readiness: readiness), WatchdogService(state: state)]
+        let services: [any Service] = [server, ModelService(state: state, readiness: readiness), WatchdogService(state: state)]
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

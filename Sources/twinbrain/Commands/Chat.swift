@@ -17,8 +17,12 @@ extension Twinbrain {
         func run() throws {
             try runReportingErrors {
                 let client = connection.client
-                // Fail early and clearly if the daemon is not there.
-                _ = try decodeOK(HealthResponse.self, try client.send("GET", "/v1/health"))
+                // Fail early and clearly if the daemon is not there; wait while it loads the model.
+                for attempt in 0... {
+                    let reply = try client.send("GET", "/v1/health")
+                    if reply.status == 200 || attempt == 60 { _ = try decodeOK(HealthResponse.self, reply); break }
+                    usleep(250_000)
+                }
                 signal(SIGINT) { _ in interrupted = 1 }
                 var history: [ChatMessageBody] = []
                 if let system = generation.system { history.append(.init(role: "system", content: system)) }
