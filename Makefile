@@ -12,8 +12,10 @@ MODEL               := $(CACHE)/models/$(MODEL_FILE)
 DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip
 EVAL                := .build/release/twinbrain-eval
 PEER_VERSION        := 0.3.36
+OPENAI_VERSION      := 3.51.0
+HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test bench clean
+.PHONY: help deps model build run test test-python bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,12 +49,17 @@ $(MODEL):
 build: deps ## Build everything (release)
 	swift build -c release
 
-run: deps model build ## Build, fetch the model, and answer a question (one-shot until the daemon lands)
-	@printf 'What is the capital of France?' > $(CACHE)/run-prompt.txt
-	$(EVAL) generate --chat --max-tokens 64 --greedy --model $(MODEL) $(CACHE)/run-prompt.txt
+run: deps model build ## Build, fetch the model, start twinbraind in the foreground (development mode)
+	@echo "twinbraind: development mode, socket .cache/run/twinbraind.sock, Ctrl-C stops it."
+	@echo "In another terminal:  .build/release/twinbrain ask \"What is the capital of France?\""
+	.build/release/twinbraind --dev
 
-test: deps model ## Run every test (needs the model; fetches it)
+test: deps model test-python ## Run every test (fetches the model; the parity and daemon tests need it)
+	swift build -c release
 	TWINBRAIN_MODEL=$(MODEL) swift test -c release --disable-swift-testing
+
+test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)
+	@python3 -c "import openai, httpx" 2>/dev/null || python3 -m pip install --quiet openai==$(OPENAI_VERSION) httpx==$(HTTPX_VERSION)
 
 bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
 	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)

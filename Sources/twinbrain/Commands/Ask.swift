@@ -42,13 +42,10 @@ func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], options: 
     let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: true, options: options))
     var answer = ""
     var failure: String?
-    var errorBody = Data()
+    var raw = Data()  // the body as received: an error reply is one JSON object, not NDJSON
     let reply = try client.streamLines("POST", "/v1/chat", body: body) { line in
-        guard !line.isEmpty else { return true }
-        guard let event = try? JSONDecoder().decode(StreamLine.self, from: line) else {
-            errorBody.append(line)  // not NDJSON: an error reply
-            return true
-        }
+        raw.append(line)
+        guard !line.isEmpty, let event = try? JSONDecoder().decode(StreamLine.self, from: line) else { return true }
         if let text = event.text {
             answer += text
             print(text, terminator: "")
@@ -57,7 +54,7 @@ func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], options: 
         if let error = event.error { failure = error.message }
         return !shouldStop()
     }
-    if reply.status != 200 { throw CLIError.reply(HTTPReply(status: reply.status, headers: reply.headers, body: errorBody)) }
+    if reply.status != 200 { throw CLIError.reply(HTTPReply(status: reply.status, headers: reply.headers, body: raw)) }
     print()
     if let failure { throw CLIError(description: "the answer was cut short: \(failure)", code: 5) }
     return answer
