@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
-        .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"], exclude: ["openai_client_check.py"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "MainBrainTests", dependencies: ["MainBrain", "Kernels"],
