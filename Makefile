@@ -55,8 +55,8 @@ run: deps model build ## Build, fetch the model, start twinbraind in the foregro
 	.build/release/twinbraind --dev
 
 test: deps model test-python ## Run every test (fetches the model; the parity and daemon tests need it)
-	swift build -c release
-	TWINBRAIN_MODEL=$(MODEL) swift test -c release --disable-swift-testing
+	swift build -c release --build-tests
+	TWINBRAIN_MODEL=$(MODEL) swift test -c release --skip-build --disable-swift-testing
 
 test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)
 	@python3 -c "import openai, httpx" 2>/dev/null || python3 -m pip install --quiet openai==$(OPENAI_VERSION) httpx==$(HTTPX_VERSION)
@@ -64,6 +64,8 @@ test-python: # The OpenAI-client test's Python packages (official client over a 
 bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
 	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
+	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
+	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 
 clean: ## Remove build products (keeps the model cache)
 	rm -rf .build
