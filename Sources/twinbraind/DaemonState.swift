@@ -14,6 +14,7 @@ final class DaemonState: @unchecked Sendable {
     let started = Date()
     let logger: Logger
     let debugStall: Bool
+    let audit: AuditLog
     private let lock = NSLock()
     private var _phase = Phase.loading
     private var _scheduler: ComputeScheduler?
@@ -26,6 +27,7 @@ final class DaemonState: @unchecked Sendable {
         policy = AccessPolicy(userGroup: configuration.userGroup, adminGroup: configuration.adminGroup)
         self.logger = logger
         self.debugStall = debugStall
+        audit = AuditLog(stateDirectory: configuration.stateDirectory)
     }
 
     var phase: Phase { lock.withLock { _phase } }

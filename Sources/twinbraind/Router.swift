@@ -142,8 +142,9 @@ struct API: Sendable {
 
     /// Test hook (only with `--debug-stall`): blocks the compute loop so the watchdog stops.
     func debugStall(_ request: Request, _ context: DaemonContext) async throws -> Response {
-        try await authorize(context, needs: .admin)
+        let (peer, _) = try await authorize(context, needs: .admin)
         let seconds = Double(request.uri.queryParameters.get("seconds") ?? "") ?? 60
+        state.audit.record(uid: peer.uid, pid: peer.pid, action: "debug-stall", detail: "\(seconds) s")
         try await readyScheduler().stall(seconds: seconds)
         return try Self.json(HealthResponse(status: "stalling for \(seconds) s"))
     }
