@@ -95,11 +95,17 @@ extension API {
         } catch {
             throw APIError(.stopping, "twinbraind is shutting down", retryAfter: 5)
         }
-        return run(events, job)
+        return GenerationRun(events: events, job: job)
     }
 
-    private func run(_ events: AsyncThrowingStream<GenerationEvent, Error>, _ job: ComputeScheduler.Job) -> GenerationRun {
-        GenerationRun(events: events, job: job)
+    /// Runs a whole (non-streamed) generation; the client closing its connection cancels it.
+    func generateWhole(_ generation: GenerationRequest, scheduler: ComputeScheduler, request: Request) async throws
+        -> (text: String, result: GenerationResult, queueSeconds: Double)
+    {
+        let cancel = CancelBox()
+        return try await request.body.consumeWithInboundCloseHandler { _ in
+            try await collect(start(generation, scheduler: scheduler, cancel: cancel))
+        } onInboundClosed: { cancel.cancel() }
     }
 
     /// Waits for the whole generation.
@@ -196,10 +202,7 @@ extension API {
                 return String(decoding: (try? encoder.encode(StreamLine(error: e))) ?? Data(), as: UTF8.self) + "\n"
             })
         }
-        let cancel = CancelBox()
-        let (_, result, queued) = try await request.body.consumeWithInboundCloseHandler { _ in
-            try await collect(start(generation, scheduler: scheduler, cancel: cancel))
-        } onInboundClosed: { cancel.cancel() }
+        let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
                                               usage: usage(result, queueSeconds: queued)))
     }

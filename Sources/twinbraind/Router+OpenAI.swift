@@ -27,6 +27,11 @@ extension API {
         return o
     }
 
+    /// One server-sent event carrying `value` as JSON.
+    @Sendable static func sse<T: Encodable>(_ value: T) throws -> String {
+        "data: " + String(decoding: try JSONEncoder().encode(value), as: UTF8.self) + "\n\n"
+    }
+
     static func finishReason(_ r: StopReason) -> String { r == .maxTokens ? "length" : "stop" }
 
     func openAIChat(_ request: Request, _ context: DaemonContext) async throws -> Response {
@@ -41,30 +46,25 @@ extension API {
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
             let includeUsage = body.streamOptions?.includeUsage == true
-            let encoder = JSONEncoder()
-            @Sendable func sse<T: Encodable>(_ value: T) throws -> String { "data: " + String(decoding: try encoder.encode(value), as: UTF8.self) + "\n\n" }
-            let first = try sse(OpenAIChatChunk(id: id, created: created, model: model, role: "assistant", content: "", finishReason: nil))
+            let first = try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, role: "assistant", content: "", finishReason: nil))
             return streamingResponse(contentType: "text/event-stream", run, leading: [first], lines: { event in
                 switch event {
                 case let .text(piece):
-                    return [try sse(OpenAIChatChunk(id: id, created: created, model: model, content: piece, finishReason: nil))]
+                    return [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: piece, finishReason: nil))]
                 case let .finished(result, _):
-                    var lines = [try sse(OpenAIChatChunk(id: id, created: created, model: model, content: nil,
+                    var lines = [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: nil,
                                                          finishReason: Self.finishReason(result.stopReason)))]
                     if includeUsage {
-                        lines.append(try sse(OpenAIChatChunk(id: id, created: created, model: model,
+                        lines.append(try Self.sse(OpenAIChatChunk(id: id, created: created, model: model,
                                                              usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count))))
                     }
                     return lines
                 }
             }, failure: { error in
-                (try? sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
+                (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let cancel = CancelBox()
-        let (_, result, _) = try await request.body.consumeWithInboundCloseHandler { _ in
-            try await collect(start(generation, scheduler: scheduler, cancel: cancel))
-        } onInboundClosed: { cancel.cancel() }
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(OpenAIChatResponse(id: id, created: created, model: model, text: result.text,
                                                 finishReason: Self.finishReason(result.stopReason),
                                                 usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count)))
@@ -83,25 +83,20 @@ extension API {
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
             let includeUsage = body.streamOptions?.includeUsage == true
-            let encoder = JSONEncoder()
-            @Sendable func sse<T: Encodable>(_ value: T) throws -> String { "data: " + String(decoding: try encoder.encode(value), as: UTF8.self) + "\n\n" }
             return streamingResponse(contentType: "text/event-stream", run, lines: { event in
                 switch event {
                 case let .text(piece):
-                    return [try sse(OpenAICompletionResponse(id: id, created: created, model: model, text: piece, finishReason: nil, usage: nil))]
+                    return [try Self.sse(OpenAICompletionResponse(id: id, created: created, model: model, text: piece, finishReason: nil, usage: nil))]
                 case let .finished(result, _):
                     let usage = includeUsage ? OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count) : nil
-                    return [try sse(OpenAICompletionResponse(id: id, created: created, model: model, text: "",
+                    return [try Self.sse(OpenAICompletionResponse(id: id, created: created, model: model, text: "",
                                                              finishReason: Self.finishReason(result.stopReason), usage: usage))]
                 }
             }, failure: { error in
-                (try? sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
+                (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let cancel = CancelBox()
-        let (_, result, _) = try await request.body.consumeWithInboundCloseHandler { _ in
-            try await collect(start(generation, scheduler: scheduler, cancel: cancel))
-        } onInboundClosed: { cancel.cancel() }
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(OpenAICompletionResponse(id: id, created: created, model: model, text: result.text,
                                                       finishReason: Self.finishReason(result.stopReason),
                                                       usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count)))

@@ -141,7 +141,11 @@ final class LifecycleTests: XCTestCase {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
             throw XCTSkip("needs root and setpriv to act as another user")
         }
-        let cli = try Checkout.binary("twinbrain")
+        // A copy in a world-readable place: the checkout may sit under a directory nobody cannot enter.
+        let cli = NSTemporaryDirectory() + "twinbrain-cli-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.copyItem(atPath: try Checkout.binary("twinbrain"), toPath: cli)
+        chmod(cli, 0o755)
+        defer { unlink(cli) }
         let config = NSTemporaryDirectory() + "open-\(UUID().uuidString.prefix(6)).conf"
         try "socket_mode = \"0666\"\n".write(toFile: config, atomically: true, encoding: .utf8)
         defer { unlink(config) }
