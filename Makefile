@@ -15,7 +15,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench clean
+.PHONY: help deps model build run test test-python bench completions clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
+
+completions: build ## Shell completion scripts for the CLI into .build/completions/
+	@mkdir -p .build/completions
+	.build/release/twinbrain --generate-completion-script bash > .build/completions/twinbrain.bash
+	.build/release/twinbrain --generate-completion-script zsh > .build/completions/_twinbrain
+	.build/release/twinbrain --generate-completion-script fish > .build/completions/twinbrain.fish
 
 clean: ## Remove build products (keeps the model cache)
 	rm -rf .build

@@ -114,7 +114,7 @@ final class ComputeScheduler: @unchecked Sendable {
             condition.lock()
             while waiting.isEmpty && !stopped && stallUntil == 0 {
                 heartbeat = DispatchTime.now().uptimeNanoseconds
-                _ = condition.wait(until: Date(timeIntervalSinceNow: 1))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.25))
             }
             if stallUntil != 0 {
                 let until = stallUntil
