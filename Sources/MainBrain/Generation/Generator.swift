@@ -105,11 +105,13 @@ public final class Generator: @unchecked Sendable {
     }
 
     /// Streams text pieces; ending the iteration early (or cancelling the task) stops generation.
+    /// The work runs on a detached task: callers that must keep the cooperative pool free (the
+    /// daemon) run `generate` on a thread of their own instead.
     public func stream(_ request: GenerationRequest) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
             let cancelled = CancellationFlag()
             continuation.onTermination = { _ in cancelled.set() }
-            let task = Task.detached { [self] in
+            Task.detached { [self] in
                 do {
                     _ = try generate(request, isCancelled: { cancelled.isSet || Task.isCancelled }) { piece in
                         continuation.yield(piece)
@@ -119,7 +121,6 @@ public final class Generator: @unchecked Sendable {
                     continuation.finish(throwing: error)
                 }
             }
-            _ = task
         }
     }
 
