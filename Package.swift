@@ -33,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
+        // The FreshDocs evaluation: corpus format, tasks, baseline systems.
+        .target(name: "Evaluation", dependencies: ["MainBrain", "Kernels"], swiftSettings: engineSettings),
         // Wire types and the Unix-socket client, shared by the daemon and the CLI; imports neither.
         .target(name: "ControlAPI"),
         .executableTarget(
@@ -57,10 +59,11 @@ let package = Package(
         .executableTarget(
             name: "twinbrain-eval",
             dependencies: [
-                "MainBrain",
+                "MainBrain", "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "MainBrain"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"], exclude: ["openai_client_check.py"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(

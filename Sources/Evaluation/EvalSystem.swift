@@ -1,0 +1,69 @@
+import Foundation
+import MainBrain
+
+/// A system under evaluation. The baselines live here; the learning brain's systems
+/// (`knn-fixed`, `learning-brain`, `hybrid`) register through `SystemRegistry` when they exist.
+public protocol EvalSystem: AnyObject {
+    var id: String { get }
+    /// Learns the customer documents (RAG indexes them, the learning brain memorises them).
+    func learn(_ documents: [FreshDocsCorpus.Document]) throws
+    /// Logits of a window of a token stream, for positions `first…tokens.count-2` (each predicts
+    /// the next token). The task runner chooses the windows; the system may add context.
+    func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits
+    /// Σ log p(candidate tokens | prompt) for each candidate.
+    func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double]
+    /// Greedy continuation of a prompt (T8).
+    func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32]
+    /// Forgets documents exactly; nil when the system cannot (T6 then reports "unsupported").
+    var forgetting: ((_ ids: [String]) throws -> Void)? { get }
+}
+
+/// Names → systems. `base` is always there; other modules add theirs.
+public enum SystemRegistry {
+    public typealias Factory = (Model, Tokenizer) -> EvalSystem
+    nonisolated(unsafe) public static var factories: [String: Factory] = [
+        "base": { model, tokenizer in BaseSystem(model: model, tokenizer: tokenizer) },
+    ]
+
+    public static func make(_ id: String, model: Model, tokenizer: Tokenizer) throws -> EvalSystem {
+        guard let f = factories[id] else {
+            throw CorpusError("unknown system '\(id)' (available: \(factories.keys.sorted().joined(separator: ", ")))")
+        }
+        return f(model, tokenizer)
+    }
+}
+
+/// The main brain alone.
+public final class BaseSystem: EvalSystem {
+    public let id = "base"
+    let model: Model
+    let scorer: Scorer
+    let generator: Generator
+
+    public init(model: Model, tokenizer: Tokenizer) {
+        self.model = model
+        scorer = Scorer(model: model)
+        generator = Generator(model: model, tokenizer: tokenizer)
+    }
+
+    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
+        var request = GenerationRequest(prompt: prompt)
+        request.maxTokens = maxTokens
+        request.sampling = .greedy
+        request.stopAtEndOfGeneration = false
+        return try generator.generate(request).ids
+    }
+
+    public func learn(_ documents: [FreshDocsCorpus.Document]) throws {}
+
+    public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
+        let cache = model.makeCache(capacity: tokens.count)
+        return try model.forward(Array(tokens.dropLast()), cache: cache, logits: .from(first))
+    }
+
+    public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
+        try scorer.logLikelihood(context: prompt, continuations: candidates).map(\.logProbability)
+    }
+
+    public var forgetting: ((_ ids: [String]) throws -> Void)? { nil }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// The human-readable table of a FreshDocs result.
+public enum FreshDocsReport {
+    public static func markdown(_ result: [String: Any]) -> String {
+        let systems = result["systems"] as? [[String: Any]] ?? []
+        let corpus = result["corpus"] as? [String: Any] ?? [:]
+        func value(_ s: [String: Any], _ task: String, _ key: String, digits: Int = 3) -> String {
+            guard let t = s[task] as? [String: Any] else { return "–" }
+            if t["supported"] as? Bool == false { return "n/a" }
+            switch t[key] {
+            case let d as Double: return String(format: "%.\(digits)f", d)
+            case let i as Int: return String(i)
+            case let a as [Double] where a.count == 2: return String(format: "%.2f–%.2f", a[0], a[1])
+            default: return "–"
+            }
+        }
+        var lines = [
+            "FreshDocs on `\(corpus["name"] ?? "?")` (\(corpus["learned"] ?? 0) learned, \(corpus["heldout"] ?? 0) held-out documents, "
+                + "\(corpus["items"] ?? 0) items), \(result["date"] ?? "")",
+            "",
+            "| system | T1 PPL (95% CI) | T2 PPL | T1 bits/byte | T3 acc_norm | T3 unknown | T4 acc_norm | T5 ΔPPL % | T5 KL | T5 top-1 | T6 | T8 rep-4 | T8 distinct-2 | scoring tok/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in systems {
+            let t6 = (s["t6"] as? [String: Any])?["supported"] as? Bool == false ? "n/a" : value(s, "t6", "equivalent")
+            lines.append("| \(s["id"] ?? "?") | \(value(s, "t1", "ppl", digits: 2)) (\(value(s, "t1", "ppl_ci"))) | \(value(s, "t2", "ppl", digits: 2)) "
+                + "| \(value(s, "t1", "bits_per_byte")) | \(value(s, "t3", "acc_norm")) | \(value(s, "t3", "unknown_acc_norm")) "
+                + "| \(value(s, "t4", "acc_norm")) | \(value(s, "t5", "dppl_pct", digits: 2)) | \(value(s, "t5", "kl", digits: 5)) "
+                + "| \(value(s, "t5", "top1_agree")) | \(t6) | \(value(s, "t8", "repeated_4gram_rate")) | \(value(s, "t8", "distinct_2")) "
+                + "| \(value(s, "t7", "scoring_tok_s", digits: 0)) |")
+        }
+        lines.append("")
+        lines.append("Chance for T3/T4 is 1/candidates; \"unknown\" = items the base gets wrong by acc_norm; n/a = the system does not support the task.")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

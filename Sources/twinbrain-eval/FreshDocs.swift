@@ -1,0 +1,44 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+import MainBrain
+
+struct FreshDocs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "freshdocs",
+        abstract: "Run the FreshDocs evaluation on a corpus directory (docs/, heldout.txt, general/, items.jsonl).",
+        discussion: """
+            Writes the versioned JSON result to --out and a Markdown table beside it (same name, .md). \
+            Tasks a system does not support are reported as such. See docs/evaluation.md.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "The corpus directory.") var corpus: String
+    @Option(help: "Comma-separated systems (available: \(SystemRegistry.factories.keys.sorted().joined(separator: ", "))).")
+    var systems = "base"
+    @Option(help: "Where to write the JSON result.") var out: String
+    @Option(name: .customLong("max-documents"), help: "Use at most this many documents per set (quick runs).") var maxDocuments: Int?
+    @Option(name: .customLong("max-items"), help: "Use at most this many items per kind (quick runs).") var maxItems: Int?
+    @Option(name: .customLong("sanity-prompts"), help: "Held-out sentences for the generation check (T8).") var sanityPrompts = 50
+
+    func run() throws {
+        let corpus = try FreshDocsCorpus.load(self.corpus)
+        let (model, tokenizer) = try options.loadModel()
+        var o = FreshDocsRun.Options()
+        o.maxDocuments = maxDocuments
+        o.maxItems = maxItems
+        o.sanityPrompts = sanityPrompts
+        var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
+        run.progress = { label, done, total in progressLine(label, done, total) }
+        let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let result = try run.run(systems: ids)
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: URL(fileURLWithPath: out))
+        let table = FreshDocsReport.markdown(result)
+        let mdPath = (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".md"
+        try table.write(toFile: mdPath, atomically: true, encoding: .utf8)
+        print(table)
+        FileHandle.standardError.write(Data("wrote \(out) and \(mdPath)\n".utf8))
+    }
+}

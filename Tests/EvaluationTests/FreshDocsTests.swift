@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+import Evaluation
+import MainBrain
+
+final class FreshDocsTests: XCTestCase {
+    let corpusPath = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("tiny-corpus").path
+
+    func testCorpusLoadsAndValidates() throws {
+        let c = try FreshDocsCorpus.load(corpusPath)
+        XCTAssertEqual(c.documents.map(\.id), (1...4).map { "docs/notes/release-\($0).txt" })
+        XCTAssertEqual(c.heldout, ["docs/notes/release-4.txt"])
+        XCTAssertEqual(c.learned.count, 3)
+        XCTAssertEqual(c.general.map(\.id), ["general/gpl-head.txt"])
+        XCTAssertEqual(c.items.map(\.kind), ["verbatim", "verbatim", "paraphrase"])
+
+        // A broken copy: an item naming a missing document.
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-corpus-\(getpid())")
+        try? FileManager.default.removeItem(at: broken)
+        try FileManager.default.copyItem(atPath: corpusPath, toPath: broken.path)
+        defer { try? FileManager.default.removeItem(at: broken) }
+        try #"{"id": "x", "kind": "verbatim", "doc": "docs/none.txt", "prompt": "p", "chat": false, "candidates": ["a", "b"], "answer": 0}"#
+            .write(to: broken.appendingPathComponent("items.jsonl"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try FreshDocsCorpus.load(broken.path)) { e in XCTAssertTrue("\(e)".contains("docs/none.txt")) }
+    }
+
+    /// The whole pipeline on the base system: every task answered or reported unsupported.
+    func testBaseRunProducesEveryTask() throws {
+        guard let path = DefaultModel.path() else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("model missing under CI") }
+            throw XCTSkip("needs the default model: run `make model`")
+        }
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
+        var options = FreshDocsRun.Options()
+        options.window = 64
+        options.stride = 32
+        options.sanityPrompts = 2
+        options.sanityTokens = 8
+        let run = FreshDocsRun(corpus: try FreshDocsCorpus.load(corpusPath), model: model, modelPath: path, tokenizer: tokenizer, options: options)
+        let result = try run.run(systems: ["base"])
+        XCTAssertEqual(result["schema"] as? String, "twinbrain.freshdocs/1")
+        let base = try XCTUnwrap((result["systems"] as? [[String: Any]])?.first)
+        let t1 = try XCTUnwrap(base["t1"] as? [String: Any])
+        let ppl = try XCTUnwrap(t1["ppl"] as? Double)
+        XCTAssertTrue(ppl > 1 && ppl < 10_000, "\(ppl)")
+        let ci = try XCTUnwrap(t1["ppl_ci"] as? [Double])
+        XCTAssertLessThanOrEqual(ci[0], ci[1])
+        let t3 = try XCTUnwrap(base["t3"] as? [String: Any])
+        XCTAssertEqual(t3["n"] as? Int, 2)
+        XCTAssertEqual(t3["chance"] as? Double, 0.25)
+        let t4 = try XCTUnwrap(base["t4"] as? [String: Any])
+        XCTAssertEqual(t4["n"] as? Int, 1)
+        // The base against itself: no change at all.
+        let t5 = try XCTUnwrap(base["t5"] as? [String: Any])
+        XCTAssertEqual(t5["dppl_pct"] as? Double ?? 1, 0, accuracy: 1e-9)
+        XCTAssertEqual(t5["kl"] as? Double ?? 1, 0, accuracy: 1e-9)
+        XCTAssertEqual(t5["top1_agree"] as? Double, 1)
+        XCTAssertEqual((base["t6"] as? [String: Any])?["supported"] as? Bool, false)
+        XCTAssertEqual((base["t8"] as? [String: Any])?["prompts"] as? Int, 2)
+        XCTAssertNotNil((base["t7"] as? [String: Any])?["scoring_tok_s"] as? Double)
+        let table = FreshDocsReport.markdown(result)
+        XCTAssertTrue(table.contains("| base |"), table)
+        XCTAssertThrowsError(try run.run(systems: ["no-such-system"])) { e in XCTAssertTrue("\(e)".contains("available: base")) }
+    }
+}
