@@ -23,6 +23,10 @@ public enum SystemRegistry {
     public typealias Factory = (Model, Tokenizer) -> EvalSystem
     nonisolated(unsafe) public static var factories: [String: Factory] = [
         "base": { model, tokenizer in BaseSystem(model: model, tokenizer: tokenizer) },
+        "bm25-rag": { model, tokenizer in RAGSystem(id: "bm25-rag", model: model, tokenizer: tokenizer, retriever: BM25Retriever()) },
+        "vector-rag": { model, tokenizer in
+            RAGSystem(id: "vector-rag", model: model, tokenizer: tokenizer, retriever: HiddenStateRetriever(model: model))
+        },
     ]
 
     public static func make(_ id: String, model: Model, tokenizer: Tokenizer) throws -> EvalSystem {

@@ -82,7 +82,9 @@ public struct FreshDocsRun {
                 "ingest_tok_s": id == "base" ? NSNull() : Double(TokenStream(learned, tokenizer: tokenizer).tokens.count) / max(learnSeconds, 1e-9),
                 "scoring_tok_s": Double(scored) / max(scoreSeconds, 1e-9),
                 "decode_ms_mean": sanity.latencies.isEmpty ? NSNull() : 1000 * sanity.latencies.reduce(0, +) / Double(sanity.latencies.count),
-                "decode_ms_p95": sanity.latencies.isEmpty ? NSNull() : 1000 * sanity.latencies.sorted()[Int(0.95 * Double(sanity.latencies.count - 1))],
+                // Nearest-rank 95th percentile.
+                "decode_ms_p95": sanity.latencies.isEmpty ? NSNull()
+                    : 1000 * sanity.latencies.sorted()[Int((0.95 * Double(sanity.latencies.count)).rounded(.up)) - 1],
             ] as [String: Any]
             results.append(r)
         }

@@ -63,4 +63,39 @@ final class FreshDocsTests: XCTestCase {
         XCTAssertTrue(table.contains("| base |"), table)
         XCTAssertThrowsError(try run.run(systems: ["no-such-system"])) { e in XCTAssertTrue("\(e)".contains("available: base")) }
     }
+
+    /// The RAG baselines retrieve the right chunk and run every task they support.
+    func testRAGBaselines() throws {
+        guard let path = DefaultModel.path() else { throw XCTSkip("needs the default model: run `make model`") }
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
+        let corpus = try FreshDocsCorpus.load(corpusPath)
+        for id in ["bm25-rag", "vector-rag"] {
+            let system = try SystemRegistry.make(id, model: model, tokenizer: tokenizer)
+            try system.learn(corpus.learned)
+            // Window logits: one row per scored position, the same shape as the base's.
+            let tokens = tokenizer.encode(corpus.heldoutDocuments[0].text)
+            let l = try system.windowLogits(tokens, from: 3)
+            XCTAssertEqual(l.rows, tokens.count - 4)
+            let scores = try system.candidateScores(prompt: tokenizer.encode("Who fixed the crash with empty pallet labels? It was"),
+                                                    candidates: [" Maren Holt", " Pavel Ostrand"].map { tokenizer.encode($0) })
+            XCTAssertEqual(scores.count, 2)
+            XCTAssertTrue(scores.allSatisfy { $0.isFinite && $0 < 0 })
+        }
+        // BM25 finds the document that shares the rare words.
+        let bm25 = BM25Probe()
+        XCTAssertEqual(try bm25.best(for: "authentication bypass label printer bridge", in: corpus.learned.map(\.text)), 1)
+
+        var options = FreshDocsRun.Options()
+        options.window = 64
+        options.stride = 32
+        options.sanityPrompts = 1
+        options.sanityTokens = 4
+        let result = try FreshDocsRun(corpus: corpus, model: model, modelPath: path, tokenizer: tokenizer, options: options)
+            .run(systems: ["bm25-rag"])
+        let rag = try XCTUnwrap((result["systems"] as? [[String: Any]])?.first)
+        XCTAssertEqual((rag["t1"] as? [String: Any])?["supported"] as? Bool, true)
+        XCTAssertEqual((rag["t3"] as? [String: Any])?["n"] as? Int, 2)
+        XCTAssertNotNil((rag["t7"] as? [String: Any])?["ingest_tok_s"] as? Double)
+    }
 }

@@ -16,6 +16,13 @@ public struct Logits: Sendable {
     public let vocab: Int
     public var values: [Float]
 
+    public init(rows: Int, vocab: Int, values: [Float]) {
+        precondition(values.count == rows * vocab, "logits: \(values.count) values for \(rows) × \(vocab)")
+        self.rows = rows
+        self.vocab = vocab
+        self.values = values
+    }
+
     public func row(_ i: Int) -> ArraySlice<Float> { values[i * vocab..<(i + 1) * vocab] }
 }
 
@@ -67,18 +74,18 @@ public final class Model: @unchecked Sendable {
         case .all: firstLogitRow = 0
         case let .from(i): firstLogitRow = min(max(0, i), tokens.count)
         }
-        var out = Logits(rows: tokens.count - firstLogitRow, vocab: config.vocabSize, values: [])
-        out.values.reserveCapacity(out.rows * config.vocabSize)
+        var values: [Float] = []
+        values.reserveCapacity((tokens.count - firstLogitRow) * config.vocabSize)
         var start = 0
         while start < tokens.count {
             let end = min(start + batchSize, tokens.count)
             let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
                                        logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap)
-            out.values.append(contentsOf: chunkLogits)
+            values.append(contentsOf: chunkLogits)
             start = end
         }
-        return out
+        return Logits(rows: tokens.count - firstLogitRow, vocab: config.vocabSize, values: values)
     }
 
     /// Evaluates several continuations of what the cache holds in one batch (tree attention):
