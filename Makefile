@@ -15,7 +15,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench completions clean
+.PHONY: help deps model build run test test-python bench eval-data completions clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -66,6 +66,16 @@ bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
+
+EVAL_CORPUS := $(CACHE)/freshdocs-dev
+
+eval-data: deps model build ## Build the FreshDocs development corpus under .cache/ and check it
+	python3 scripts/build_freshdocs_corpus.py $(EVAL_CORPUS)
+	@cat $(EVAL_CORPUS)/control/pg/*.txt > $(CACHE)/pg-control.txt
+	@cat $(EVAL_CORPUS)/docs/pg/*.txt > $(CACHE)/pg-fresh.txt
+	@echo "base perplexity (window 512, stride 256): fresh text should be clearly harder than what the model has seen"
+	@printf "  PostgreSQL 15.2-15.8  (probably seen): "; $(EVAL) perplexity --model $(MODEL) $(CACHE)/pg-control.txt
+	@printf "  PostgreSQL 15.11-15.20 (fresh):        "; $(EVAL) perplexity --model $(MODEL) $(CACHE)/pg-fresh.txt
 
 completions: build ## Shell completion scripts for the CLI into .build/completions/
 	@mkdir -p .build/completions
