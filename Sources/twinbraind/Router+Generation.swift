@@ -30,7 +30,7 @@ final class CancelBox: @unchecked Sendable {
 
 extension API {
     /// A validated engine request from the prompt tokens and the API options.
-    func makeRequest(prompt: [Int32], options o: GenerationOptions, scheduler: ComputeScheduler) throws -> GenerationRequest {
+    func makeRequest(prompt: [Int32], options o: GenerationOptions) throws -> GenerationRequest {
         let c = state.configuration
         let limit = state.contextLimit
         guard !prompt.isEmpty else { throw APIError(.badRequest, "the prompt is empty") }
@@ -160,7 +160,7 @@ extension API {
         let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
         let prompt = scheduler.generator.tokenizer.encode(body.prompt)
-        return try await native(makeRequest(prompt: prompt, options: body.options, scheduler: scheduler),
+        return try await native(makeRequest(prompt: prompt, options: body.options),
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -169,7 +169,7 @@ extension API {
         let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
         let prompt = try chatPrompt(body.messages, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options, scheduler: scheduler),
+        return try await native(makeRequest(prompt: prompt, options: body.options),
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 

@@ -41,7 +41,7 @@ extension API {
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             seed: body.seed, stop: body.stop, n: body.n)
-        let generation = try makeRequest(prompt: chatPrompt(body.messages, scheduler: scheduler), options: o, scheduler: scheduler)
+        let generation = try makeRequest(prompt: chatPrompt(body.messages, scheduler: scheduler), options: o)
         let id = "chatcmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
@@ -78,7 +78,7 @@ extension API {
         let o = try options(maxTokens: body.maxTokens, temperature: body.temperature, topP: body.topP, seed: body.seed,
                             stop: body.stop, n: body.n)
         let prompt = scheduler.generator.tokenizer.encode(body.prompt.text)
-        let generation = try makeRequest(prompt: prompt, options: o, scheduler: scheduler)
+        let generation = try makeRequest(prompt: prompt, options: o)
         let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
