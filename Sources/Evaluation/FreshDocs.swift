@@ -12,6 +12,8 @@ public struct FreshDocsRun {
         public var maxItems: Int?
         public var sanityPrompts = 50
         public var sanityTokens = 64
+        /// Tasks to run ("t1"…"t8"); nil = all. The others are reported as not run.
+        public var tasks: Set<String>?
         public init() {}
     }
 
@@ -31,6 +33,7 @@ public struct FreshDocsRun {
     }
 
     static func unsupported(_ reason: String) -> [String: Any] { ["supported": false, "reason": reason] }
+    static let notRun: [String: Any] = ["run": false, "reason": "not asked for (--tasks)"]
 
     static func encode<T: Encodable>(_ value: T?) throws -> Any {
         guard let value else { return unsupported("the corpus has no data for this task") }
@@ -49,10 +52,12 @@ public struct FreshDocsRun {
         let verbatim = limit(corpus.items.filter { $0.kind == "verbatim" }, options.maxItems)
         let paraphrase = limit(corpus.items.filter { $0.kind == "paraphrase" }, options.maxItems)
 
+        func wants(_ task: String) -> Bool { options.tasks?.contains(task) ?? true }
+
         // The base's answers define the "unknown" subset for every system.
         let base = BaseSystem(model: model, tokenizer: tokenizer)
-        let baseVerbatim = try tasks.recall(verbatim, base, label: "base T3")
-        let baseParaphrase = try tasks.recall(paraphrase, base, label: "base T4")
+        let baseVerbatim = wants("t3") ? try tasks.recall(verbatim, base, label: "base T3") : []
+        let baseParaphrase = wants("t4") ? try tasks.recall(paraphrase, base, label: "base T4") : []
 
         var results: [[String: Any]] = []
         for id in ids {
@@ -63,24 +68,29 @@ public struct FreshDocsRun {
             let learnSeconds = Date().timeIntervalSince(learnStart)
 
             let scoreStart = Date()
-            r["t1"] = try Self.encode(tasks.perplexity(heldout, system, label: "\(id) T1"))
-            r["t2"] = try Self.encode(tasks.perplexity(learned, system, label: "\(id) T2"))
+            r["t1"] = wants("t1") ? try Self.encode(tasks.perplexity(heldout, system, label: "\(id) T1")) : Self.notRun
+            r["t2"] = wants("t2") ? try Self.encode(tasks.perplexity(learned, system, label: "\(id) T2")) : Self.notRun
             let scored = ((r["t1"] as? [String: Any])?["tokens"] as? Int ?? 0) + ((r["t2"] as? [String: Any])?["tokens"] as? Int ?? 0)
             let scoreSeconds = Date().timeIntervalSince(scoreStart)
 
-            let v = system === base ? baseVerbatim : try tasks.recall(verbatim, system, label: "\(id) T3")
-            let p = system === base ? baseParaphrase : try tasks.recall(paraphrase, system, label: "\(id) T4")
-            r["t3"] = try Self.encode(Tasks.summarize(verbatim, v, baseNorm: baseVerbatim.map(\.1)))
-            r["t4"] = try Self.encode(Tasks.summarize(paraphrase, p, baseNorm: baseParaphrase.map(\.1)))
-            r["t5"] = try Self.encode(tasks.retention(general, system, base: base))
+            if wants("t3") {
+                let v = system === base ? baseVerbatim : try tasks.recall(verbatim, system, label: "\(id) T3")
+                r["t3"] = try Self.encode(Tasks.summarize(verbatim, v, baseNorm: baseVerbatim.map(\.1)))
+            } else { r["t3"] = Self.notRun }
+            if wants("t4") {
+                let p = system === base ? baseParaphrase : try tasks.recall(paraphrase, system, label: "\(id) T4")
+                r["t4"] = try Self.encode(Tasks.summarize(paraphrase, p, baseNorm: baseParaphrase.map(\.1)))
+            } else { r["t4"] = Self.notRun }
+            r["t5"] = wants("t5") ? try Self.encode(tasks.retention(general, system, base: base)) : Self.notRun
             r["t6"] = system.forgetting == nil ? Self.unsupported("\(id) cannot forget documents") : Self.unsupported("T6 runner not built yet")
-            let sanity = try generationSanity(system, heldout: heldout, learned: learned, tasks: tasks)
+            let sanity = wants("t8") ? try generationSanity(system, heldout: heldout, learned: learned, tasks: tasks)
+                                     : (result: Self.notRun, latencies: [])
             r["t8"] = sanity.result
             r["t7"] = [
                 "supported": true,
                 "learn_s": learnSeconds,
                 "ingest_tok_s": id == "base" ? NSNull() : Double(TokenStream(learned, tokenizer: tokenizer).tokens.count) / max(learnSeconds, 1e-9),
-                "scoring_tok_s": Double(scored) / max(scoreSeconds, 1e-9),
+                "scoring_tok_s": scored == 0 ? NSNull() : Double(scored) / max(scoreSeconds, 1e-9),
                 "decode_ms_mean": sanity.latencies.isEmpty ? NSNull() : 1000 * sanity.latencies.reduce(0, +) / Double(sanity.latencies.count),
                 // Nearest-rank 95th percentile.
                 "decode_ms_p95": sanity.latencies.isEmpty ? NSNull()

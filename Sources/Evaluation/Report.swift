@@ -8,6 +8,7 @@ public enum FreshDocsReport {
         func value(_ s: [String: Any], _ task: String, _ key: String, digits: Int = 3) -> String {
             guard let t = s[task] as? [String: Any] else { return "–" }
             if t["supported"] as? Bool == false { return "n/a" }
+            if t["run"] as? Bool == false { return "–" }
             switch t[key] {
             case let d as Double: return String(format: "%.\(digits)f", d)
             case let i as Int: return String(i)

@@ -21,6 +21,7 @@ struct FreshDocs: ParsableCommand {
     @Option(name: .customLong("max-documents"), help: "Use at most this many documents per set (quick runs).") var maxDocuments: Int?
     @Option(name: .customLong("max-items"), help: "Use at most this many items per kind (quick runs).") var maxItems: Int?
     @Option(name: .customLong("sanity-prompts"), help: "Held-out sentences for the generation check (T8).") var sanityPrompts = 50
+    @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t8; default: all).") var tasks: String?
 
     func run() throws {
         let corpus = try FreshDocsCorpus.load(self.corpus)
@@ -29,6 +30,7 @@ struct FreshDocs: ParsableCommand {
         o.maxDocuments = maxDocuments
         o.maxItems = maxItems
         o.sanityPrompts = sanityPrompts
+        o.tasks = tasks.map { Set($0.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
         var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
         run.progress = { label, done, total in progressLine(label, done, total) }
         let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
