@@ -71,6 +71,9 @@ EVAL_CORPUS := $(CACHE)/freshdocs-dev
 
 eval-data: deps model build ## Build the FreshDocs development corpus under .cache/ and check it
 	python3 scripts/build_freshdocs_corpus.py $(EVAL_CORPUS)
+	python3 scripts/make_freshdocs_items.py $(EVAL_CORPUS)
+	@echo "base accuracy per item kind (should be near chance; far above means the items leak the answer):"
+	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems base --tasks t3,t4 --out $(CACHE)/freshdocs-items-check.json
 	@cat $(EVAL_CORPUS)/control/pg/*.txt > $(CACHE)/pg-control.txt
 	@cat $(EVAL_CORPUS)/docs/pg/*.txt > $(CACHE)/pg-fresh.txt
 	@echo "base perplexity (window 512, stride 256): fresh text should be clearly harder than what the model has seen"

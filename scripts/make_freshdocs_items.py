@@ -73,6 +73,9 @@ def main():
                 continue
             # Up to 60 preceding words, as written (line breaks and bullets kept).
             prompt = f"From the {title(doc)}:\n" + before[starts[-60] if len(starts) >= 60 else starts[0]:]
+            # An entity the context already shows leaks the answer; so would a distractor shown there.
+            if ent in prompt or any(d in prompt for d in distractors):
+                continue
             candidates = [ent] + distractors
             rng.shuffle(candidates)
             items.append({"id": f"v{len(items):04d}", "kind": "verbatim", "doc": doc, "prompt": prompt, "chat": False,
