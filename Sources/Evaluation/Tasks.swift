@@ -79,12 +79,12 @@ struct Tasks {
     let stride: Int
     let progress: (String, Int, Int) -> Void
 
-    /// Per-token NLL of a stream under a system, and (when `reference` is given) KL and top-1
-    /// agreement against it, window by window.
+    /// Per-token NLL of a stream under a system, and (when `reference` is given) the reference's
+    /// NLL, KL and top-1 agreement against it, window by window, in one pass.
     func score(_ stream: TokenStream, _ system: EvalSystem, reference: EvalSystem? = nil, label: String)
-        throws -> (nll: [Double], positions: [Int], kl: Double, agree: Double)
+        throws -> (nll: [Double], positions: [Int], referenceNLL: [Double], kl: Double, agree: Double)
     {
-        var nll: [Double] = [], positions: [Int] = []
+        var nll: [Double] = [], positions: [Int] = [], referenceNLL: [Double] = []
         var kl = 0.0, agree = 0
         let windows = slidingWindows(count: stream.tokens.count, window: window, stride: stride)
         for (i, w) in windows.enumerated() {
@@ -98,13 +98,14 @@ struct Tasks {
                 positions.append(target)
                 if let base {
                     let b = base.row(row)
+                    referenceNLL.append(-Scorer.logProbability(b, of: stream.tokens[target]))
                     kl += Self.kl(b, r)
                     if Sampler.argmax(b) == Sampler.argmax(r) { agree += 1 }
                 }
             }
             progress(label, i + 1, windows.count)
         }
-        return (nll, positions, nll.isEmpty ? 0 : kl / Double(nll.count), nll.isEmpty ? 1 : Double(agree) / Double(nll.count))
+        return (nll, positions, referenceNLL, nll.isEmpty ? 0 : kl / Double(nll.count), nll.isEmpty ? 1 : Double(agree) / Double(nll.count))
     }
 
     /// KL(p ‖ q) in nats from two logit rows.
@@ -123,7 +124,7 @@ struct Tasks {
         guard !documents.isEmpty else { return nil }
         let stream = TokenStream(documents, tokenizer: tokenizer)
         guard stream.tokens.count >= 2 else { return nil }
-        let (nll, positions, _, _) = try score(stream, system, label: label)
+        let (nll, positions, _, _, _) = try score(stream, system, label: label)
         var perDocNLL = [Double](repeating: 0, count: documents.count), perDocCount = [Int](repeating: 0, count: documents.count)
         for (v, p) in zip(nll, positions) { perDocNLL[stream.documentOf[p]] += v; perDocCount[stream.documentOf[p]] += 1 }
         let total = nll.reduce(0, +)
@@ -137,8 +138,7 @@ struct Tasks {
     func retention(_ general: [FreshDocsCorpus.Document], _ system: EvalSystem, base: EvalSystem) throws -> RetentionResult? {
         guard !general.isEmpty else { return nil }
         let stream = TokenStream(general, tokenizer: tokenizer)
-        let (nll, _, kl, agree) = try score(stream, system, reference: base, label: "T5 \(system.id)")
-        let baseNLL = try score(stream, base, label: "T5 base").nll
+        let (nll, _, baseNLL, kl, agree) = try score(stream, system, reference: base, label: "T5 \(system.id)")
         let ppl = exp(nll.reduce(0, +) / Double(nll.count)), basePPL = exp(baseNLL.reduce(0, +) / Double(baseNLL.count))
         return RetentionResult(ppl: ppl, basePPL: basePPL, dpplPct: 100 * (ppl / basePPL - 1), kl: kl, top1Agree: agree, tokens: nll.count)
     }
