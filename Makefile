@@ -15,10 +15,10 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data completions clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-smoke completions clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the build needs (only those missing)
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
@@ -57,6 +57,7 @@ run: deps model build ## Build, fetch the model, start twinbraind in the foregro
 test: deps model test-python ## Run every test (fetches the model; the parity and daemon tests need it)
 	swift build -c release --build-tests
 	TWINBRAIN_MODEL=$(MODEL) swift test -c release --skip-build --disable-swift-testing
+	@$(MAKE) --no-print-directory eval-smoke
 
 test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)
 	@python3 -c "import openai, httpx" 2>/dev/null || python3 -m pip install --quiet openai==$(OPENAI_VERSION) httpx==$(HTTPX_VERSION)
@@ -67,11 +68,18 @@ bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python)
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 
-EVAL_CORPUS := $(CACHE)/freshdocs-dev
+EVAL_CORPUS  := $(CACHE)/freshdocs-dev
+EVAL_ITEMS   := $(EVAL_CORPUS)/items.jsonl
+EVAL_SYSTEMS := base,bm25-rag,vector-rag
+EVAL_RESULT  := docs/results/freshdocs-dev.json
 
-eval-data: deps model build ## Build the FreshDocs development corpus under .cache/ and check it
+# The corpus is rebuilt when its scripts change; items.jsonl is written last, so a build that
+# stopped half-way is redone.
+$(EVAL_ITEMS): scripts/build_freshdocs_corpus.py scripts/make_freshdocs_items.py
 	python3 scripts/build_freshdocs_corpus.py $(EVAL_CORPUS)
 	python3 scripts/make_freshdocs_items.py $(EVAL_CORPUS)
+
+eval-data: deps model build $(EVAL_ITEMS) ## Build the FreshDocs development corpus under .cache/ and check its quality
 	@echo "base accuracy per item kind (should be near chance; far above means the items leak the answer):"
 	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems base --tasks t3,t4 --out $(CACHE)/freshdocs-items-check.json
 	@cat $(EVAL_CORPUS)/control/pg/*.txt > $(CACHE)/pg-control.txt
@@ -79,6 +87,19 @@ eval-data: deps model build ## Build the FreshDocs development corpus under .cac
 	@echo "base perplexity (window 512, stride 256): fresh text should be clearly harder than what the model has seen"
 	@printf "  PostgreSQL 15.2-15.8  (probably seen): "; $(EVAL) perplexity --model $(MODEL) $(CACHE)/pg-control.txt
 	@printf "  PostgreSQL 15.11-15.20 (fresh):        "; $(EVAL) perplexity --model $(MODEL) $(CACHE)/pg-fresh.txt
+
+eval: deps model build $(EVAL_ITEMS) ## The full FreshDocs comparison on the development corpus (about two hours) into docs/results/
+	@mkdir -p $(dir $(EVAL_RESULT))
+	@# A copy runs, so rebuilding during the run cannot pull the binary from under it.
+	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
+	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --out $(EVAL_RESULT)
+	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
+
+eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice of the corpus: the pipeline works end to end
+	@mkdir -p $(CACHE)/eval-smoke
+	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --max-documents 3 --max-document-chars 1500 \
+	  --max-items 6 --sanity-prompts 3 --window 128 --stride 64 --t6-windows 4 --out $(CACHE)/eval-smoke/freshdocs-smoke.json > /dev/null
+	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke.json $(EVAL_SYSTEMS)
 
 completions: build ## Shell completion scripts for the CLI into .build/completions/
 	@mkdir -p .build/completions

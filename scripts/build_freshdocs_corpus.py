@@ -8,7 +8,7 @@ Swift toolchain; nothing of it is committed. Usage: build_freshdocs_corpus.py OU
   general/                     coreutils man pages rendered to text, and GPL-3
   heldout.txt                  15.15, 15.18 and a fixed fifth of the Swift notes
 
-Items (items.jsonl) come from a separate, seeded generator (not yet written).
+Items (items.jsonl) come from a separate, seeded generator: make_freshdocs_items.py.
 """
 import html.parser, os, pathlib, re, shutil, subprocess, sys, tempfile
 
@@ -93,7 +93,10 @@ def main():
     heldout = []
 
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", "postgresql-doc-15"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        if subprocess.run(["apt-get", "download", "postgresql-doc-15"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
+            print("apt-get download failed; refreshing the package lists once and retrying")
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", "postgresql-doc-15"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         deb = next(pathlib.Path(tmp).glob("postgresql-doc-15_*.deb"))
         subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
         html_dir = pathlib.Path(tmp) / "root/usr/share/doc/postgresql-doc-15/html"
@@ -117,7 +120,9 @@ def main():
             heldout.append(f"docs/swift/{note.name}")
 
     env = dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0")
-    for page in MAN_PAGES:
+    if not shutil.which("man"):
+        print("warning: `man` is not installed (apt-get install man-db): general/ gets GPL-3 only")
+    for page in MAN_PAGES if shutil.which("man") else []:
         text = subprocess.run(["man", "-P", "cat", page], env=env, capture_output=True, text=True).stdout
         text = re.sub(r".\x08", "", text)  # overstrike bold/underline
         if text.strip():

@@ -6,19 +6,19 @@ verbatim    a real sentence with an entity masked: credited authors in parenthes
             names (name()), configuration parameters (snake_case words), identifiers in `backticks`
             (Swift notes). prompt = a header line naming the document + up to 60 preceding words;
             candidates = the gold entity + 3 distractors of the same type from other documents, closest in
-            length; gold position shuffled.
+            corpus frequency, then in length; gold position shuffled. The id names the type.
 paraphrase  chat questions about PostgreSQL bullets: which minor release fixed it, who is credited.
 
 Usage: make_freshdocs_items.py CORPUS_DIR [--seed N] [--per-doc N]
 """
-import argparse, json, pathlib, random, re
+import argparse, json, math, pathlib, random, re
 
 TYPES = {
     "author": re.compile(r"\(((?:[A-Z][\w'’.-]+(?: [A-Z][\w'’.-]+)+)(?:, (?:[A-Z][\w'’.-]+(?: [A-Z][\w'’.-]+)+))*)\)"),
     "cve": re.compile(r"CVE-\d{4}-\d{4,}"),
     "function": re.compile(r"\b[a-z_][a-z0-9_]{3,}\(\)"),
     "parameter": re.compile(r"\b[a-z]+(?:_[a-z0-9]+){1,}\b"),
-    "identifier": re.compile(r"`([^`\n]{3,40})`"),
+    "identifier": re.compile(r"`([@#-]?[A-Za-z_][A-Za-z0-9_.:()-]{2,39})`"),
 }
 
 def entities(text):
@@ -29,6 +29,14 @@ def entities(text):
             g = 1 if rx.groups else 0
             out.append((kind, m.start(g), m.end(g), m.group(g)))
     return out
+
+def family(doc_id):
+    return doc_id.rsplit("/", 1)[0]
+
+def name_parts(name):
+    """Lower-case words of 4+ letters in a code name: snake_case, camelCase, dotted."""
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)
+    return {w.lower() for w in words if len(w) >= 4}
 
 def title(doc_id):
     name = pathlib.Path(doc_id).stem
@@ -49,24 +57,36 @@ def main():
     rng = random.Random(a.seed)
 
     # Entities of each type by document, for distractors.
-    pool = {}
+    pool, count_of = {}, {}
     for doc, text in learned.items():
         for kind, _, _, ent in entities(text):
             pool.setdefault(kind, {}).setdefault(ent, set()).add(doc)
+            count_of.setdefault(kind, {}).setdefault(ent, 0)
+            count_of[kind][ent] += 1
 
     items = []
     for doc, text in learned.items():
         found = entities(text)
         rng.shuffle(found)
-        seen, count = set(), 0
+        seen, count, per_kind = set(), 0, {}
         for kind, start, end, ent in found:
-            if count >= a.per_doc or ent in seen:
+            # At most a third of a document's items of one type, so no type dominates.
+            if count >= a.per_doc or ent in seen or per_kind.get(kind, 0) >= max(2, a.per_doc // 3):
                 continue
-            others = [e for e, where in pool.get(kind, {}).items() if e != ent and doc not in where]
+            # Code names used across the notes (`let`, `Sendable`, `any`) are general Swift the base
+            # knows from the context; only names particular to one document test the document.
+            if kind == "identifier" and (len(pool[kind][ent]) > 1 or len(ent) < 5):
+                continue
+            # Distractors from the same collection (docs/pg, docs/swift): a Swift method among
+            # PostgreSQL functions would give itself away.
+            others = [e for e, where in pool.get(kind, {}).items() if e != ent and doc not in where
+                      and any(family(w) == family(doc) for w in where) and (kind != "identifier" or (len(where) == 1 and len(e) >= 5))]
             if len(others) < 3:
                 continue
-            others.sort(key=lambda e: (abs(len(e) - len(ent)), e))
-            distractors = rng.sample(others[:12], 3)
+            # Distractors as common in the corpus as the gold (a frequent name like a prolific
+            # committer is otherwise guessable without the document), then as close in length.
+            others.sort(key=lambda e: (abs(math.log(count_of[kind][e] / count_of[kind][ent])), abs(len(e) - len(ent)), e))
+            distractors = rng.sample(others[:6], 3)
             before = text[:start]
             starts = [m.start() for m in re.finditer(r"\S+", before)]
             if len(starts) < 5:
@@ -76,12 +96,17 @@ def main():
             # An entity the context already shows leaks the answer; so would a distractor shown there.
             if ent in prompt or any(d in prompt for d in distractors):
                 continue
+            # So does a code name whose parts the context spells out (`sendingParameter` after
+            # "sending parameter"): the base would pick it without knowing the document.
+            if kind != "author" and any(w in prompt.lower() for w in name_parts(ent)):
+                continue
             candidates = [ent] + distractors
             rng.shuffle(candidates)
-            items.append({"id": f"v{len(items):04d}", "kind": "verbatim", "doc": doc, "prompt": prompt, "chat": False,
+            items.append({"id": f"v{len(items):04d}-{kind}", "kind": "verbatim", "doc": doc, "prompt": prompt, "chat": False,
                           "candidates": candidates, "answer": candidates.index(ent)})
             seen.add(ent)
             count += 1
+            per_kind[kind] = per_kind.get(kind, 0) + 1
 
     # Paraphrase: PostgreSQL bullets with a credit.
     versions = sorted({pathlib.Path(d).stem.replace("release-", "").replace("-", ".") for d in learned if d.startswith("docs/pg/")})

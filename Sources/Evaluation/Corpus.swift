@@ -7,6 +7,10 @@ public struct FreshDocsCorpus: Sendable {
     public struct Document: Sendable, Equatable {
         public let id: String
         public let text: String
+        public init(id: String, text: String) {
+            self.id = id
+            self.text = text
+        }
     }
 
     /// One multiple-choice item (a line of items.jsonl).

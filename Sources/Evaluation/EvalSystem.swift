@@ -16,6 +16,20 @@ public protocol EvalSystem: AnyObject {
     func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32]
     /// Forgets documents exactly; nil when the system cannot (T6 then reports "unsupported").
     var forgetting: ((_ ids: [String]) throws -> Void)? { get }
+    /// What the system retrieved since the trace was last cleared (chunks, memory entries), so
+    /// T6 can check that a forgetting system retrieves exactly what a never-taught one does;
+    /// nil when it retrieves nothing.
+    var retrievalTrace: RetrievalTrace? { get }
+}
+
+/// Provenance of everything a system retrieved, in order ("docs/a.txt@128" = the chunk of
+/// docs/a.txt starting at token 128). Recording is off until a task turns it on.
+public final class RetrievalTrace {
+    public var isRecording = false
+    public private(set) var entries: [String] = []
+    public init() {}
+    public func record(_ entry: @autoclosure () -> String) { if isRecording { entries.append(entry()) } }
+    public func take() -> [String] { defer { entries = [] }; return entries }
 }
 
 /// Names → systems. `base` is always there; other modules add theirs.
@@ -29,11 +43,15 @@ public enum SystemRegistry {
         },
     ]
 
-    public static func make(_ id: String, model: Model, tokenizer: Tokenizer) throws -> EvalSystem {
-        guard let f = factories[id] else {
+    public static func check(_ id: String) throws {
+        guard factories[id] != nil else {
             throw CorpusError("unknown system '\(id)' (available: \(factories.keys.sorted().joined(separator: ", ")))")
         }
-        return f(model, tokenizer)
+    }
+
+    public static func make(_ id: String, model: Model, tokenizer: Tokenizer) throws -> EvalSystem {
+        try check(id)
+        return factories[id]!(model, tokenizer)
     }
 }
 
@@ -70,4 +88,5 @@ public final class BaseSystem: EvalSystem {
     }
 
     public var forgetting: ((_ ids: [String]) throws -> Void)? { nil }
+    public var retrievalTrace: RetrievalTrace? { nil }
 }

@@ -10,10 +10,16 @@ public struct FreshDocsRun {
         /// Limits for a quick run (eval-smoke); nil = everything.
         public var maxDocuments: Int?
         public var maxItems: Int?
+        /// Cuts every document to its first this-many characters (at a line break; quick runs).
+        public var maxDocumentCharacters: Int?
         public var sanityPrompts = 50
         public var sanityTokens = 64
         /// Tasks to run ("t1"…"t8"); nil = all. The others are reported as not run.
         public var tasks: Set<String>?
+        /// T6 compares the forgetting system with a never-taught one on this many windows of
+        /// each of T1, T2 and T5, and on this many items beside the forgotten documents' own.
+        public var deletionWindows = 16
+        public var deletionItems = 32
         public init() {}
     }
 
@@ -42,22 +48,39 @@ public struct FreshDocsRun {
         return object
     }
 
-    public func run(systems ids: [String]) throws -> [String: Any] {
+    /// The versioned JSON object, and how every system did on every item (for item analysis).
+    public struct Result {
+        public var json: [String: Any]
+        public var itemOutcomes: [ItemOutcome]
+    }
+
+    public func run(systems ids: [String]) throws -> Result {
+        try ids.forEach(SystemRegistry.check)
         let template = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
         let tasks = Tasks(tokenizer: tokenizer, chatTemplate: template, window: options.window, stride: options.stride, progress: progress)
         func limit<T>(_ list: [T], _ n: Int?) -> [T] { n.map { Array(list.prefix($0)) } ?? list }
-        let learned = limit(corpus.learned, options.maxDocuments)
-        let heldout = limit(corpus.heldoutDocuments, options.maxDocuments)
-        let general = limit(corpus.general, options.maxDocuments)
-        let verbatim = limit(corpus.items.filter { $0.kind == "verbatim" }, options.maxItems)
-        let paraphrase = limit(corpus.items.filter { $0.kind == "paraphrase" }, options.maxItems)
+        func cut(_ documents: [FreshDocsCorpus.Document]) -> [FreshDocsCorpus.Document] {
+            guard let n = options.maxDocumentCharacters else { return documents }
+            return documents.map { d in
+                guard d.text.count > n else { return d }
+                let head = d.text.prefix(n)
+                return .init(id: d.id, text: String(head[..<(head.lastIndex(of: "\n") ?? head.endIndex)]))
+            }
+        }
+        let learned = cut(limit(corpus.learned, options.maxDocuments))
+        let heldout = cut(limit(corpus.heldoutDocuments, options.maxDocuments))
+        let general = cut(limit(corpus.general, options.maxDocuments))
+        let learnedIDs = Set(learned.map(\.id))
+        let verbatim = limit(corpus.items.filter { $0.kind == "verbatim" && learnedIDs.contains($0.doc) }, options.maxItems)
+        let paraphrase = limit(corpus.items.filter { $0.kind == "paraphrase" && learnedIDs.contains($0.doc) }, options.maxItems)
 
         func wants(_ task: String) -> Bool { options.tasks?.contains(task) ?? true }
 
-        // The base's answers define the "unknown" subset for every system.
+        // The base's answers define the "unknown" subset for every system and T6's recall floor.
         let base = BaseSystem(model: model, tokenizer: tokenizer)
         let baseVerbatim = wants("t3") ? try tasks.recall(verbatim, base, label: "base T3") : []
         let baseParaphrase = wants("t4") ? try tasks.recall(paraphrase, base, label: "base T4") : []
+        var outcomes = baseVerbatim + baseParaphrase
 
         var results: [[String: Any]] = []
         for id in ids {
@@ -70,27 +93,43 @@ public struct FreshDocsRun {
             let scoreStart = Date()
             r["t1"] = wants("t1") ? try Self.encode(tasks.perplexity(heldout, system, label: "\(id) T1")) : Self.notRun
             r["t2"] = wants("t2") ? try Self.encode(tasks.perplexity(learned, system, label: "\(id) T2")) : Self.notRun
-            let scored = ((r["t1"] as? [String: Any])?["tokens"] as? Int ?? 0) + ((r["t2"] as? [String: Any])?["tokens"] as? Int ?? 0)
+            func sum(_ key: String) -> Int { ["t1", "t2"].reduce(0) { $0 + ((r[$1] as? [String: Any])?[key] as? Int ?? 0) } }
             let scoreSeconds = Date().timeIntervalSince(scoreStart)
 
+            var systemOutcomes: [ItemOutcome] = []
             if wants("t3") {
                 let v = system === base ? baseVerbatim : try tasks.recall(verbatim, system, label: "\(id) T3")
-                r["t3"] = try Self.encode(Tasks.summarize(verbatim, v, baseNorm: baseVerbatim.map(\.1)))
+                r["t3"] = try Self.encode(Tasks.summarize(verbatim, v, baseNorm: baseVerbatim.map(\.accNorm)))
+                systemOutcomes += v
             } else { r["t3"] = Self.notRun }
             if wants("t4") {
                 let p = system === base ? baseParaphrase : try tasks.recall(paraphrase, system, label: "\(id) T4")
-                r["t4"] = try Self.encode(Tasks.summarize(paraphrase, p, baseNorm: baseParaphrase.map(\.1)))
+                r["t4"] = try Self.encode(Tasks.summarize(paraphrase, p, baseNorm: baseParaphrase.map(\.accNorm)))
+                systemOutcomes += p
             } else { r["t4"] = Self.notRun }
+            if system !== base { outcomes += systemOutcomes }
             r["t5"] = wants("t5") ? try Self.encode(tasks.retention(general, system, base: base)) : Self.notRun
-            r["t6"] = system.forgetting == nil ? Self.unsupported("\(id) cannot forget documents") : Self.unsupported("T6 runner not built yet")
             let sanity = wants("t8") ? try generationSanity(system, heldout: heldout, learned: learned, tasks: tasks)
                                      : (result: Self.notRun, latencies: [])
             r["t8"] = sanity.result
+            var forgetSeconds: Double?
+            if !wants("t6") {
+                r["t6"] = Self.notRun
+            } else if let forget = system.forgetting {
+                let t6 = try deletion(id, system, forget: forget, learned: learned, heldout: heldout, general: general,
+                                      items: verbatim + paraphrase, before: systemOutcomes, base: baseVerbatim + baseParaphrase, tasks: tasks)
+                r["t6"] = t6
+                forgetSeconds = t6["forget_s"] as? Double
+            } else {
+                r["t6"] = Self.unsupported(id == "base" ? "the base learns nothing, so there is nothing to forget" : "\(id) cannot forget documents")
+            }
             r["t7"] = [
                 "supported": true,
                 "learn_s": learnSeconds,
                 "ingest_tok_s": id == "base" ? NSNull() : Double(TokenStream(learned, tokenizer: tokenizer).tokens.count) / max(learnSeconds, 1e-9),
-                "scoring_tok_s": scored == 0 ? NSNull() : Double(scored) / max(scoreSeconds, 1e-9),
+                "scoring_tok_s": sum("tokens") == 0 ? NSNull() : Double(sum("tokens")) / max(scoreSeconds, 1e-9),
+                "window_tok_s": sum("window_tokens") == 0 ? NSNull() : Double(sum("window_tokens")) / max(scoreSeconds, 1e-9),
+                "forget_s": forgetSeconds ?? NSNull(),
                 "decode_ms_mean": sanity.latencies.isEmpty ? NSNull() : 1000 * sanity.latencies.reduce(0, +) / Double(sanity.latencies.count),
                 // Nearest-rank 95th percentile.
                 "decode_ms_p95": sanity.latencies.isEmpty ? NSNull()
@@ -98,7 +137,7 @@ public struct FreshDocsRun {
             ] as [String: Any]
             results.append(r)
         }
-        return [
+        let json: [String: Any] = [
             "schema": "twinbrain.freshdocs/1",
             "date": ISO8601DateFormatter().string(from: Date()),
             "corpus": ["name": corpus.name, "path": corpus.root.path, "documents": corpus.documents.count,
@@ -107,9 +146,90 @@ public struct FreshDocsRun {
             "model": ["path": modelPath, "sha256": Hashing.fileSHA256(modelPath) ?? NSNull()] as [String: Any],
             "machine": ["cores": ProcessInfo.processInfo.activeProcessorCount, "cpu": Hashing.cpuModel()],
             "options": ["window": options.window, "stride": options.stride, "max_documents": options.maxDocuments ?? NSNull(),
-                        "max_items": options.maxItems ?? NSNull()] as [String: Any],
+                        "max_items": options.maxItems ?? NSNull(), "tasks": options.tasks.map { $0.sorted() } ?? NSNull()] as [String: Any],
             "systems": results,
         ]
+        return Result(json: json, itemOutcomes: outcomes)
+    }
+
+    /// T6: forget a seeded 20% of the learned documents from the taught system, teach a fresh
+    /// instance only the rest, and compare the two on a spread of T1/T2/T5 windows and on the
+    /// items (the forgotten documents' items and a sample of the others): the same retrieved
+    /// entries and |Δ log p| ≤ 1e-5 make them equivalent. Then recall on the forgotten
+    /// documents' items, before and after, against the base.
+    func deletion(_ id: String, _ system: EvalSystem, forget: ([String]) throws -> Void,
+                  learned: [FreshDocsCorpus.Document], heldout: [FreshDocsCorpus.Document], general: [FreshDocsCorpus.Document],
+                  items: [FreshDocsCorpus.Item], before: [ItemOutcome], base: [ItemOutcome], tasks: Tasks) throws -> [String: Any] {
+        guard learned.count >= 2 else { return Self.unsupported("T6 needs at least 2 learned documents") }
+        var rng = SeededGenerator(seed: 6)
+        let deleted = Set(learned.map(\.id).shuffled(using: &rng).prefix(max(1, Int((0.2 * Double(learned.count)).rounded()))))
+        let forgetStart = Date()
+        try forget(deleted.sorted())
+        let forgetSeconds = Date().timeIntervalSince(forgetStart)
+        let fresh = try SystemRegistry.make(id, model: model, tokenizer: tokenizer)
+        try fresh.learn(learned.filter { !deleted.contains($0.id) })
+
+        var maxDelta = 0.0, sameRetrieval = true, windowsCompared = 0, tokensCompared = 0
+        func compareTraces() {
+            if system.retrievalTrace?.take() != fresh.retrievalTrace?.take() { sameRetrieval = false }
+        }
+        system.retrievalTrace?.isRecording = true
+        fresh.retrievalTrace?.isRecording = true
+        defer { system.retrievalTrace?.isRecording = false; fresh.retrievalTrace?.isRecording = false }
+        for (label, documents) in [("T1", heldout), ("T2", learned), ("T5", general)] where !documents.isEmpty {
+            let stream = TokenStream(documents, tokenizer: tokenizer)
+            let windows = slidingWindows(count: stream.tokens.count, window: options.window, stride: options.stride)
+            let picked = Self.spread(windows.count, options.deletionWindows)
+            for (n, w) in picked.map({ windows[$0] }).enumerated() {
+                let tokens = Array(stream.tokens[w.begin..<w.end]), first = w.firstTarget - 1 - w.begin
+                let a = try system.windowLogits(tokens, from: first), b = try fresh.windowLogits(tokens, from: first)
+                for (row, target) in (w.firstTarget..<w.end).enumerated() {
+                    let d = Scorer.logProbability(a.row(row), of: stream.tokens[target]) - Scorer.logProbability(b.row(row), of: stream.tokens[target])
+                    maxDelta = max(maxDelta, abs(d))
+                }
+                compareTraces()
+                windowsCompared += 1
+                tokensCompared += w.end - w.firstTarget
+                progress("\(id) T6 \(label)", n + 1, picked.count)
+            }
+        }
+        let deletedItems = items.filter { deleted.contains($0.doc) }
+        let others = items.filter { !deleted.contains($0.doc) }
+        let compared = deletedItems + Self.spread(others.count, options.deletionItems).map { others[$0] }
+        var after: [ItemOutcome] = []
+        for (n, item) in compared.enumerated() {
+            let a = try tasks.itemScores(item, system), b = try tasks.itemScores(item, fresh)
+            for (x, y) in zip(a.s + a.s0, b.s + b.s0) { maxDelta = max(maxDelta, abs(x - y)) }
+            compareTraces()
+            if deleted.contains(item.doc) { after.append(tasks.outcome(item, system: id, s: a.s, s0: a.s0)) }
+            progress("\(id) T6 items", n + 1, compared.count)
+        }
+        let deletedIDs = Set(deletedItems.map(\.id))
+        func accNorm(_ o: [ItemOutcome]) -> Any {
+            let picked = o.filter { deletedIDs.contains($0.item) }
+            return picked.isEmpty ? NSNull() : Double(picked.filter(\.accNorm).count) / Double(picked.count)
+        }
+        return [
+            "supported": true,
+            "equivalent": sameRetrieval && maxDelta <= 1e-5,
+            "same_retrieval": sameRetrieval,
+            "max_abs_dlogp": maxDelta,
+            "forgotten_documents": deleted.count,
+            "windows_compared": windowsCompared,
+            "tokens_compared": tokensCompared,
+            "items_compared": compared.count,
+            "forget_s": forgetSeconds,
+            "forgotten_items": deletedItems.count,
+            "forgotten_acc_norm_before": accNorm(before),
+            "forgotten_acc_norm_after": accNorm(after),
+            "forgotten_acc_norm_base": accNorm(base),
+        ]
+    }
+
+    /// `count` indices spread evenly over 0..<n (all of them when n ≤ count).
+    static func spread(_ n: Int, _ count: Int) -> [Int] {
+        guard n > count else { return Array(0..<n) }
+        return (0..<count).map { $0 * n / count }
     }
 
     /// T8: greedy continuations of held-out first sentences: repetition, diversity, copying.

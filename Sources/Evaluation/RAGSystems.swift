@@ -11,9 +11,11 @@ public final class RAGSystem: EvalSystem {
     let retriever: Retriever
     let scorer: Scorer
     let generator: Generator
+    public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
     static let chunkLength = 128, chunkStride = 64, block = 32
 
-    private(set) var chunks: [[Int32]] = []
+    struct Chunk { let document: String; let offset: Int; let tokens: [Int32] }
+    private(set) var chunks: [Chunk] = []
 
     init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever) {
         self.id = id
@@ -25,34 +27,59 @@ public final class RAGSystem: EvalSystem {
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
-        chunks = []
+        var added: [Chunk] = []
         for d in documents {
             let t = tokenizer.encode(d.text)
             guard !t.isEmpty else { continue }
             var start = 0
             repeat {
-                chunks.append(Array(t[start..<min(start + Self.chunkLength, t.count)]))
+                added.append(Chunk(document: d.id, offset: start, tokens: Array(t[start..<min(start + Self.chunkLength, t.count)])))
                 start += Self.chunkStride
             } while start + Self.chunkStride < t.count
         }
-        try retriever.index(chunks.map { tokenizer.decode($0) }, tokens: chunks)
+        try retriever.add(added.map { tokenizer.decode($0.tokens) }, tokens: added.map(\.tokens))
+        chunks += added
     }
+
+    /// Drops the documents' chunks; the index keeps the others in their order, so the state is
+    /// the one learning only the others would have built.
+    func forget(_ ids: [String]) throws {
+        let forgotten = Set(ids)
+        let keep = chunks.indices.filter { !forgotten.contains(chunks[$0].document) }
+        retriever.retain(keep)
+        chunks = keep.map { chunks[$0] }
+    }
+
+    public var forgetting: ((_ ids: [String]) throws -> Void)? { { [unowned self] ids in try self.forget(ids) } }
 
     func retrieve(_ query: [Int32], count: Int) throws -> [Int32] {
         guard !chunks.isEmpty, !query.isEmpty else { return [] }
-        return try retriever.top(text: tokenizer.decode(query), tokens: query, count: count).flatMap { chunks[$0] }
+        return try retriever.top(text: tokenizer.decode(query), tokens: query, count: count).flatMap { i -> [Int32] in
+            retrievalTrace?.record("\(chunks[i].document)@\(chunks[i].offset)")
+            return chunks[i].tokens
+        }
     }
 
     /// Every 32 positions: retrieve with the last 32 tokens, prepend the top chunk, score the block.
+    /// When the block retrieves the chunk the previous one did, the previous pass's KV cache
+    /// already holds chunk + window so far, and only the new block is run (same result, causal).
     public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
         var values: [Float] = []
         let end = tokens.count - 1
         var a = first
+        var previous: (prefix: [Int32], cache: KVCache)?
         while a < end {
             let b = min(a + Self.block, end)
             let prefix = try retrieve(Array(tokens[max(0, a + 1 - Self.block)...a]), count: 1)
-            let input = prefix + tokens[0..<b]
-            let l = try model.forward(input, cache: model.makeCache(capacity: input.count), logits: .from(prefix.count + a))
+            let l: Logits
+            if let p = previous, p.prefix == prefix {
+                l = try model.forward(Array(tokens[a..<b]), cache: p.cache, logits: .all)
+            } else {
+                let input = prefix + tokens[0..<b]
+                let cache = model.makeCache(capacity: prefix.count + end)
+                l = try model.forward(input, cache: cache, logits: .from(prefix.count + a))
+                previous = (prefix, cache)
+            }
             values += l.values
             a = b
         }
@@ -72,19 +99,23 @@ public final class RAGSystem: EvalSystem {
         request.stopAtEndOfGeneration = false
         return try generator.generate(request).ids
     }
-
-    public var forgetting: ((_ ids: [String]) throws -> Void)? { nil }
 }
 
 /// Finds the chunks most relevant to a query.
 protocol Retriever: AnyObject {
-    func index(_ texts: [String], tokens: [[Int32]]) throws
+    /// Appends chunks to the index.
+    func add(_ texts: [String], tokens: [[Int32]]) throws
+    /// Keeps only these chunks (ascending indices), renumbered 0…; scores afterwards are exactly
+    /// those of an index built from them alone.
+    func retain(_ keep: [Int])
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int]
 }
 
 /// Okapi BM25 (k1 1.2, b 0.75) over lower-cased words.
 final class BM25Retriever: Retriever {
     let k1 = 1.2, b = 0.75
+    /// Term counts per chunk: the postings are rebuilt from them when chunks are forgotten.
+    private var chunkTerms: [[String: Int]] = []
     private var postings: [String: [(chunk: Int, tf: Int)]] = [:]
     private var lengths: [Int] = []
     private var averageLength = 1.0
@@ -93,15 +124,27 @@ final class BM25Retriever: Retriever {
         text.lowercased().split { !($0.isLetter || $0.isNumber || $0 == "_") }.map(String.init)
     }
 
-    func index(_ texts: [String], tokens: [[Int32]]) throws {
-        postings = [:]
-        lengths = []
-        for (i, text) in texts.enumerated() {
+    func add(_ texts: [String], tokens: [[Int32]]) throws {
+        for text in texts {
             let words = Self.terms(text)
-            lengths.append(words.count)
             var counts: [String: Int] = [:]
             for w in words { counts[w, default: 0] += 1 }
-            for (w, c) in counts { postings[w, default: []].append((i, c)) }
+            for (w, c) in counts { postings[w, default: []].append((chunkTerms.count, c)) }
+            chunkTerms.append(counts)
+            lengths.append(words.count)
+        }
+        averageLength = max(1, Double(lengths.reduce(0, +)) / Double(max(1, lengths.count)))
+    }
+
+    func retain(_ keep: [Int]) {
+        let kept = keep.map { (chunkTerms[$0], lengths[$0]) }
+        chunkTerms = []
+        postings = [:]
+        lengths = []
+        for (counts, length) in kept {
+            for (w, c) in counts { postings[w, default: []].append((chunkTerms.count, c)) }
+            chunkTerms.append(counts)
+            lengths.append(length)
         }
         averageLength = max(1, Double(lengths.reduce(0, +)) / Double(max(1, lengths.count)))
     }
@@ -109,7 +152,8 @@ final class BM25Retriever: Retriever {
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int] {
         var scores: [Int: Double] = [:]
         let n = Double(lengths.count)
-        for term in Set(Self.terms(text)) {
+        // Sorted terms: the sums are added in the same order in every process and every state.
+        for term in Set(Self.terms(text)).sorted() {
             guard let list = postings[term] else { continue }
             let idf = log(1 + (n - Double(list.count) + 0.5) / (Double(list.count) + 0.5))
             for (chunk, tf) in list {
@@ -144,8 +188,12 @@ final class HiddenStateRetriever: Retriever {
         return mean.map { $0 / norm }
     }
 
-    func index(_ texts: [String], tokens: [[Int32]]) throws {
-        embeddings = try tokens.map(embed)
+    func add(_ texts: [String], tokens: [[Int32]]) throws {
+        embeddings += try tokens.map(embed)
+    }
+
+    func retain(_ keep: [Int]) {
+        embeddings = keep.map { embeddings[$0] }
     }
 
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int] {
@@ -160,7 +208,7 @@ public struct BM25Probe {
     public init() {}
     public func best(for query: String, in texts: [String]) throws -> Int? {
         let r = BM25Retriever()
-        try r.index(texts, tokens: [])
+        try r.add(texts, tokens: [])
         return try r.top(text: query, tokens: [], count: 1).first
     }
 }

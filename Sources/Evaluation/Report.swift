@@ -9,6 +9,8 @@ public enum FreshDocsReport {
             guard let t = s[task] as? [String: Any] else { return "–" }
             if t["supported"] as? Bool == false { return "n/a" }
             if t["run"] as? Bool == false { return "–" }
+            // Numbers decoded from JSON also cast to Bool, so only the flags are read as such.
+            if key == "equivalent", let b = t[key] as? Bool { return b ? "yes" : "no" }
             switch t[key] {
             case let d as Double: return String(format: "%.\(digits)f", d)
             case let i as Int: return String(i)
@@ -24,11 +26,10 @@ public enum FreshDocsReport {
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in systems {
-            let t6 = (s["t6"] as? [String: Any])?["supported"] as? Bool == false ? "n/a" : value(s, "t6", "equivalent")
             lines.append("| \(s["id"] ?? "?") | \(value(s, "t1", "ppl", digits: 2)) (\(value(s, "t1", "ppl_ci"))) | \(value(s, "t2", "ppl", digits: 2)) "
                 + "| \(value(s, "t1", "bits_per_byte")) | \(value(s, "t3", "acc_norm")) | \(value(s, "t3", "unknown_acc_norm")) "
                 + "| \(value(s, "t4", "acc_norm")) | \(value(s, "t5", "dppl_pct", digits: 2)) | \(value(s, "t5", "kl", digits: 5)) "
-                + "| \(value(s, "t5", "top1_agree")) | \(t6) | \(value(s, "t8", "repeated_4gram_rate")) | \(value(s, "t8", "distinct_2")) "
+                + "| \(value(s, "t5", "top1_agree")) | \(value(s, "t6", "equivalent")) | \(value(s, "t8", "repeated_4gram_rate")) | \(value(s, "t8", "distinct_2")) "
                 + "| \(value(s, "t7", "scoring_tok_s", digits: 0)) |")
         }
         lines.append("")

@@ -42,8 +42,12 @@ public struct PerplexityResult: Codable, Sendable {
     public var pplCI: [Double]
     public var bitsPerByte: Double
     public var tokens: Int
+    /// Tokens of the windows the model ran (each scored token's window context included).
+    public var windowTokens: Int
     public var documents: Int
-    enum CodingKeys: String, CodingKey { case ppl, pplCI = "ppl_ci", bitsPerByte = "bits_per_byte", tokens, documents }
+    enum CodingKeys: String, CodingKey {
+        case ppl, pplCI = "ppl_ci", bitsPerByte = "bits_per_byte", tokens, windowTokens = "window_tokens", documents
+    }
 }
 
 /// T5: the system against the base on general text.
@@ -70,6 +74,16 @@ public struct RecallResult: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case n, acc, accNorm = "acc_norm", accCal = "acc_cal", chance, unknownN = "unknown_n", unknownAccNorm = "unknown_acc_norm"
     }
+}
+
+/// How a system did on one item (written one a line beside the result, for item analysis).
+public struct ItemOutcome: Codable, Sendable {
+    public var system: String
+    public var item: String
+    public var acc: Bool
+    public var accNorm: Bool
+    public var accCal: Bool
+    enum CodingKeys: String, CodingKey { case system, item, acc, accNorm = "acc_norm", accCal = "acc_cal" }
 }
 
 struct Tasks {
@@ -132,7 +146,9 @@ struct Tasks {
             ppl: exp(total / Double(nll.count)),
             pplCI: Bootstrap.pplInterval(nll: perDocNLL, counts: perDocCount),
             bitsPerByte: total / log(2) / Double(stream.bytes.reduce(0, +)),
-            tokens: nll.count, documents: documents.count)
+            tokens: nll.count,
+            windowTokens: slidingWindows(count: stream.tokens.count, window: window, stride: stride).reduce(0) { $0 + $1.end - $1.begin },
+            documents: documents.count)
     }
 
     func retention(_ general: [FreshDocsCorpus.Document], _ system: EvalSystem, base: EvalSystem) throws -> RetentionResult? {
@@ -151,30 +167,40 @@ struct Tasks {
         return tokenizer.encode(chatTemplate.render([ChatMessage(role: "user", content: item.prompt)]), parseSpecial: true)
     }
 
-    /// Which candidate each rule picks, per item: (acc, acc_norm, acc_cal) correctness.
-    func recall(_ items: [FreshDocsCorpus.Item], _ system: EvalSystem, label: String) throws -> [(Bool, Bool, Bool)] {
-        let neutral = tokenizer.encode("Answer:")
-        var out: [(Bool, Bool, Bool)] = []
+    /// The candidate scores of an item: s (after the prompt) and s0 (after the neutral prompt).
+    func itemScores(_ item: FreshDocsCorpus.Item, _ system: EvalSystem) throws -> (s: [Double], s0: [Double]) {
+        let candidates = item.candidates.map { tokenizer.encode($0) }
+        return (try system.candidateScores(prompt: try promptTokens(item), candidates: candidates),
+                try system.candidateScores(prompt: tokenizer.encode("Answer:"), candidates: candidates))
+    }
+
+    /// Which candidate each rule picks, per item.
+    func recall(_ items: [FreshDocsCorpus.Item], _ system: EvalSystem, label: String) throws -> [ItemOutcome] {
+        var out: [ItemOutcome] = []
         for (i, item) in items.enumerated() {
-            let candidates = item.candidates.map { tokenizer.encode($0) }
-            let s = try system.candidateScores(prompt: try promptTokens(item), candidates: candidates)
-            let s0 = try system.candidateScores(prompt: neutral, candidates: candidates)
-            let norm = zip(s, item.candidates).map { $0 / Double(max(1, $1.utf8.count)) }
-            let cal = zip(s, s0).map { $0 - $1 }
-            out.append((argmax(s) == item.answer, argmax(norm) == item.answer, argmax(cal) == item.answer))
+            let (s, s0) = try itemScores(item, system)
+            out.append(outcome(item, system: system.id, s: s, s0: s0))
             progress(label, i + 1, items.count)
         }
         return out
     }
 
-    static func summarize(_ items: [FreshDocsCorpus.Item], _ results: [(Bool, Bool, Bool)], baseNorm: [Bool]?) -> RecallResult? {
+    /// acc = argmax s; acc_norm = argmax s/bytes; acc_cal = argmax s − s0.
+    func outcome(_ item: FreshDocsCorpus.Item, system: String, s: [Double], s0: [Double]) -> ItemOutcome {
+        let norm = zip(s, item.candidates).map { $0 / Double(max(1, $1.utf8.count)) }
+        let cal = zip(s, s0).map { $0 - $1 }
+        return ItemOutcome(system: system, item: item.id, acc: argmax(s) == item.answer,
+                           accNorm: argmax(norm) == item.answer, accCal: argmax(cal) == item.answer)
+    }
+
+    static func summarize(_ items: [FreshDocsCorpus.Item], _ results: [ItemOutcome], baseNorm: [Bool]?) -> RecallResult? {
         guard !items.isEmpty else { return nil }
         func rate(_ v: [Bool]) -> Double { Double(v.filter { $0 }.count) / Double(max(1, v.count)) }
         let unknown = baseNorm.map { b in results.indices.filter { !b[$0] } } ?? []
         return RecallResult(
-            n: items.count, acc: rate(results.map(\.0)), accNorm: rate(results.map(\.1)), accCal: rate(results.map(\.2)),
+            n: items.count, acc: rate(results.map(\.acc)), accNorm: rate(results.map(\.accNorm)), accCal: rate(results.map(\.accCal)),
             chance: items.map { 1 / Double($0.candidates.count) }.reduce(0, +) / Double(items.count),
-            unknownN: unknown.count, unknownAccNorm: unknown.isEmpty ? nil : rate(unknown.map { results[$0].1 }))
+            unknownN: unknown.count, unknownAccNorm: unknown.isEmpty ? nil : rate(unknown.map { results[$0].accNorm }))
     }
 }
 

@@ -8,8 +8,9 @@ struct FreshDocs: ParsableCommand {
         commandName: "freshdocs",
         abstract: "Run the FreshDocs evaluation on a corpus directory (docs/, heldout.txt, general/, items.jsonl).",
         discussion: """
-            Writes the versioned JSON result to --out and a Markdown table beside it (same name, .md). \
-            Tasks a system does not support are reported as such. See docs/evaluation.md.
+            Writes the versioned JSON result to --out, a Markdown table beside it (same name, .md) and \
+            every system's outcome on every item (same name, .items.jsonl). Tasks a system does not \
+            support are reported as such. See docs/evaluation.md.
             """)
 
     @OptionGroup var options: ModelOptions
@@ -20,8 +21,14 @@ struct FreshDocs: ParsableCommand {
     @Option(help: "Where to write the JSON result.") var out: String
     @Option(name: .customLong("max-documents"), help: "Use at most this many documents per set (quick runs).") var maxDocuments: Int?
     @Option(name: .customLong("max-items"), help: "Use at most this many items per kind (quick runs).") var maxItems: Int?
+    @Option(name: .customLong("max-document-chars"), help: "Cut every document to its first this-many characters (quick runs).")
+    var maxDocumentCharacters: Int?
     @Option(name: .customLong("sanity-prompts"), help: "Held-out sentences for the generation check (T8).") var sanityPrompts = 50
-    @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t8; default: all).") var tasks: String?
+    @Option(help: "Perplexity window in tokens (the protocol's is 512; smaller only for quick runs).") var window = 512
+    @Option(help: "Perplexity stride in tokens (the protocol's is 256).") var stride = 256
+    @Option(name: .customLong("t6-windows"), help: "Windows of each of T1, T2 and T5 on which T6 compares forgetting with never learning.")
+    var deletionWindows = 16
+    @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t6,t8; default: all).") var tasks: String?
 
     func run() throws {
         let corpus = try FreshDocsCorpus.load(self.corpus)
@@ -29,18 +36,29 @@ struct FreshDocs: ParsableCommand {
         var o = FreshDocsRun.Options()
         o.maxDocuments = maxDocuments
         o.maxItems = maxItems
+        o.maxDocumentCharacters = maxDocumentCharacters
+        o.deletionWindows = deletionWindows
         o.sanityPrompts = sanityPrompts
+        guard window >= 2, stride >= 1, stride <= window else {
+            throw ValidationError("--window must be at least 2 and --stride between 1 and the window")
+        }
+        o.window = window
+        o.stride = stride
         o.tasks = tasks.map { Set($0.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
         var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
         run.progress = { label, done, total in progressLine(label, done, total) }
         let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let result = try run.run(systems: ids)
-        let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        let data = try JSONSerialization.data(withJSONObject: result.json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try data.write(to: URL(fileURLWithPath: out))
-        let table = FreshDocsReport.markdown(result)
-        let mdPath = (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".md"
-        try table.write(toFile: mdPath, atomically: true, encoding: .utf8)
+        let table = FreshDocsReport.markdown(result.json)
+        let stem = out.hasSuffix(".json") ? String(out.dropLast(5)) : out
+        try table.write(toFile: stem + ".md", atomically: true, encoding: .utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let lines = try result.itemOutcomes.map { String(decoding: try encoder.encode($0), as: UTF8.self) + "\n" }.joined()
+        try lines.write(toFile: stem + ".items.jsonl", atomically: true, encoding: .utf8)
         print(table)
-        FileHandle.standardError.write(Data("wrote \(out) and \(mdPath)\n".utf8))
+        FileHandle.standardError.write(Data("wrote \(out), \(stem).md and \(stem).items.jsonl\n".utf8))
     }
 }

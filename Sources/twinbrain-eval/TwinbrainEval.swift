@@ -73,11 +73,24 @@ func printJSON(_ object: Any) {
 }
 
 /// A one-line progress indicator on stderr (only on a terminal).
+/// A progress bar on a terminal; elsewhere (a log of `make eval`) one line per finished phase
+/// with its duration.
 func progressLine(_ label: String, _ done: Int, _ total: Int) {
-    guard isatty(2) != 0 else { return }
+    if done <= 1 || ProgressClock.started[label] == nil { ProgressClock.started[label] = Date() }
+    guard isatty(2) != 0 else {
+        if done >= total {
+            let seconds = Date().timeIntervalSince(ProgressClock.started[label] ?? Date())
+            FileHandle.standardError.write(Data("\(label): \(total) done in \(String(format: "%.1f", seconds)) s\n".utf8))
+        }
+        return
+    }
     let width = 30
     let filled = total > 0 ? width * done / total : 0
     let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
     FileHandle.standardError.write("\r\(label) [\(bar)] \(done)/\(total)".data(using: .utf8)!)
     if done >= total { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+}
+
+enum ProgressClock {
+    nonisolated(unsafe) static var started: [String: Date] = [:]
 }

@@ -38,7 +38,7 @@ final class FreshDocsTests: XCTestCase {
         options.sanityPrompts = 2
         options.sanityTokens = 8
         let run = FreshDocsRun(corpus: try FreshDocsCorpus.load(corpusPath), model: model, modelPath: path, tokenizer: tokenizer, options: options)
-        let result = try run.run(systems: ["base"])
+        let result = try run.run(systems: ["base"]).json
         XCTAssertEqual(result["schema"] as? String, "twinbrain.freshdocs/1")
         let base = try XCTUnwrap((result["systems"] as? [[String: Any]])?.first)
         let t1 = try XCTUnwrap(base["t1"] as? [String: Any])
@@ -61,7 +61,7 @@ final class FreshDocsTests: XCTestCase {
         XCTAssertNotNil((base["t7"] as? [String: Any])?["scoring_tok_s"] as? Double)
         let table = FreshDocsReport.markdown(result)
         XCTAssertTrue(table.contains("| base |"), table)
-        XCTAssertThrowsError(try run.run(systems: ["no-such-system"])) { e in XCTAssertTrue("\(e)".contains("available: base")) }
+        XCTAssertThrowsError(try run.run(systems: ["base", "no-such-system"])) { e in XCTAssertTrue("\(e)".contains("available: base")) }
     }
 
     /// The RAG baselines retrieve the right chunk and run every task they support.
@@ -93,9 +93,48 @@ final class FreshDocsTests: XCTestCase {
         options.sanityTokens = 4
         let result = try FreshDocsRun(corpus: corpus, model: model, modelPath: path, tokenizer: tokenizer, options: options)
             .run(systems: ["bm25-rag"])
-        let rag = try XCTUnwrap((result["systems"] as? [[String: Any]])?.first)
+        let rag = try XCTUnwrap((result.json["systems"] as? [[String: Any]])?.first)
         XCTAssertEqual((rag["t1"] as? [String: Any])?["supported"] as? Bool, true)
         XCTAssertEqual((rag["t3"] as? [String: Any])?["n"] as? Int, 2)
         XCTAssertNotNil((rag["t7"] as? [String: Any])?["ingest_tok_s"] as? Double)
+        // Every item has an outcome for the base and for the system.
+        XCTAssertEqual(result.itemOutcomes.filter { $0.system == "base" }.count, 3)
+        XCTAssertEqual(result.itemOutcomes.filter { $0.system == "bm25-rag" }.count, 3)
+        // T6: forgetting leaves exactly the state of never having learned.
+        let t6 = try XCTUnwrap(rag["t6"] as? [String: Any])
+        XCTAssertEqual(t6["equivalent"] as? Bool, true, "\(t6)")
+        XCTAssertEqual(t6["forgotten_documents"] as? Int, 1)
+        XCTAssertGreaterThan(t6["windows_compared"] as? Int ?? 0, 0)
+    }
+
+    /// A block that reuses the previous block's KV cache (same retrieved chunk) gives the logits
+    /// a fresh pass gives; and a vector-rag that forgets equals one that never learned.
+    func testRAGCacheReuseAndForgetting() throws {
+        guard let path = DefaultModel.path() else { throw XCTSkip("needs the default model: run `make model`") }
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
+        let corpus = try FreshDocsCorpus.load(corpusPath)
+        let tokens = Array(tokenizer.encode(corpus.learned.map(\.text).joined(separator: "\n")).prefix(200))
+        for id in ["bm25-rag", "vector-rag"] {
+            let system = try SystemRegistry.make(id, model: model, tokenizer: tokenizer)
+            try system.learn(corpus.learned)
+            let whole = try system.windowLogits(tokens, from: 10)       // blocks start at 10, 42, 74, …
+            let fresh = try system.windowLogits(tokens, from: 42)       // the second block computed anew
+            var delta: Float = 0
+            for row in 0..<32 { for (a, b) in zip(whole.row(row + 32), fresh.row(row)) { delta = max(delta, abs(a - b)) } }
+            XCTAssertLessThan(delta, 2e-3, id)
+
+            let forgetting = try XCTUnwrap(system.forgetting)
+            try forgetting([corpus.learned[1].id])
+            let never = try SystemRegistry.make(id, model: model, tokenizer: tokenizer)
+            try never.learn([corpus.learned[0], corpus.learned[2]])
+            system.retrievalTrace?.isRecording = true
+            never.retrievalTrace?.isRecording = true
+            XCTAssertEqual(try system.windowLogits(tokens, from: 10).values, try never.windowLogits(tokens, from: 10).values, id)
+            let trace = try XCTUnwrap(system.retrievalTrace?.take())
+            XCTAssertEqual(trace, never.retrievalTrace?.take(), id)
+            XCTAssertFalse(trace.isEmpty)
+            XCTAssertFalse(trace.contains { $0.hasPrefix(corpus.learned[1].id + "@") }, id)
+        }
     }
 }
