@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "twinbraind", targets: ["twinbraind"]),
         .executable(name: "twinbrain", targets: ["twinbrain"]),
         .executable(name: "twinbrain-eval", targets: ["twinbrain-eval"]),
+        .executable(name: "twinbrain-extract", targets: ["twinbrain-extract"]),
         .library(name: "MainBrain", targets: ["MainBrain"]),
     ],
     dependencies: [
@@ -27,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -35,6 +38,15 @@ let package = Package(
         .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
         // The FreshDocs evaluation: corpus format, tasks, baseline systems.
         .target(name: "Evaluation", dependencies: ["MainBrain", "Kernels"], swiftSettings: engineSettings),
+        // openat2, directory-entry and prctl helpers for reading untrusted media.
+        .target(name: "CIntake", path: "Sources/CIntake"),
+        // SQLite state: sources, documents and versions, extracted text, jobs, audit.
+        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: engineSettings),
+        // File formats → text; runs only inside the twinbrain-extract helper.
+        .target(name: "Extraction", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], swiftSettings: engineSettings),
+        // Drives, safe scanning, the extraction helper's runner, ingest jobs.
+        .target(name: "Intake", dependencies: ["Store", "Extraction", "CIntake"], swiftSettings: engineSettings),
+        .executableTarget(name: "twinbrain-extract", dependencies: ["Extraction", "CIntake"], swiftSettings: engineSettings),
         // Wire types and the Unix-socket client, shared by the daemon and the CLI; imports neither.
         .target(name: "ControlAPI"),
         .executableTarget(
@@ -63,6 +75,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(
+            name: "IntakeTests",
+            dependencies: ["Intake", "Store", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "MainBrain"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"], exclude: ["openai_client_check.py"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),

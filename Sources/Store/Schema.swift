@@ -1,0 +1,78 @@
+import GRDB
+
+/// Versioned migrations. A migration, once released, never changes: add a new one.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: sources, documents, texts, jobs, audit") { db in
+            try db.execute(sql: """
+                CREATE TABLE sources (
+                    id          INTEGER PRIMARY KEY,
+                    key         TEXT NOT NULL UNIQUE,   -- "fs:<uuid>" for a drive, "path:<absolute path>" for an admin path
+                    kind        TEXT NOT NULL CHECK (kind IN ('drive', 'path')),
+                    uuid        TEXT,
+                    label       TEXT,
+                    fstype      TEXT,
+                    device      TEXT,
+                    mount_point TEXT,
+                    state       TEXT NOT NULL CHECK (state IN ('present', 'absent', 'unsupported')),
+                    first_seen  REAL NOT NULL,
+                    last_seen   REAL NOT NULL
+                );
+                -- Extracted text, once per distinct content (sha256 of its UTF-8).
+                CREATE TABLE texts (
+                    sha256  TEXT PRIMARY KEY,
+                    content TEXT NOT NULL,
+                    bytes   INTEGER NOT NULL
+                );
+                CREATE TABLE documents (
+                    id          INTEGER PRIMARY KEY,
+                    source_id   INTEGER NOT NULL REFERENCES sources(id),
+                    path        TEXT NOT NULL,          -- relative to the source's root, invalid UTF-8 bytes as \\xNN
+                    size        INTEGER NOT NULL,
+                    mtime       REAL NOT NULL,
+                    format      TEXT NOT NULL,
+                    raw_sha256  TEXT NOT NULL,
+                    text_sha256 TEXT,                      -- texts(sha256); kept after the text is dropped
+                    version     INTEGER NOT NULL,
+                    state       TEXT NOT NULL CHECK (state IN
+                                    ('discovered', 'extracted', 'learned', 'failed', 'superseded', 'forgotten')),
+                    error       TEXT,
+                    created     REAL NOT NULL,
+                    updated     REAL NOT NULL,
+                    UNIQUE (source_id, path, version)
+                );
+                CREATE INDEX documents_by_text ON documents(text_sha256);
+                CREATE INDEX documents_by_state ON documents(state);
+                CREATE TABLE jobs (
+                    id        INTEGER PRIMARY KEY,
+                    kind      TEXT NOT NULL,            -- 'ingest'
+                    target    TEXT NOT NULL,            -- what it works on (a path)
+                    source_id INTEGER REFERENCES sources(id),
+                    state     TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+                    done      INTEGER NOT NULL DEFAULT 0,
+                    total     INTEGER,
+                    current   TEXT,
+                    error     TEXT,
+                    created   REAL NOT NULL,
+                    updated   REAL NOT NULL
+                );
+                CREATE TABLE job_skips (
+                    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                    path   TEXT NOT NULL,
+                    reason TEXT NOT NULL
+                );
+                CREATE INDEX job_skips_by_job ON job_skips(job_id);
+                CREATE TABLE audit (
+                    id     INTEGER PRIMARY KEY,
+                    time   REAL NOT NULL,
+                    uid    INTEGER,
+                    user   TEXT,
+                    action TEXT NOT NULL,
+                    detail TEXT
+                );
+                """)
+        }
+        return m
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import GRDB
+
+/// The box's state in one SQLite file (GRDB over Debian's libsqlite3, WAL): drives and paths
+/// documents came from, every version of every document, the extracted text (kept on the box,
+/// stored once per distinct content), jobs with their progress and the files they skipped, and the
+/// audit log. Schema and migrations: `Schema.swift`; the tables are described in docs/store.md.
+public final class Store: Sendable {
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) and migrates the database, after an integrity check: a damaged
+    /// file is refused with an error that says what to do, never silently rebuilt.
+    public init(path: String) throws {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw StoreError("cannot open the database \(path): \(error). If the file is damaged, move it aside and restore the "
+                + "latest backup of the state directory.")
+        }
+        let check = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+        guard check == ["ok"] else {
+            throw StoreError("the database \(path) failed its integrity check (\(check.prefix(3).joined(separator: "; "))). "
+                + "Stop twinbraind, move the file aside and restore the latest backup of the state directory.")
+        }
+        try Schema.migrator.migrate(pool)
+    }
+
+    /// Schema migrations applied, in order (for status and tests).
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { db in try Schema.migrator.appliedMigrations(db) }
+    }
+}
+
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import XCTest
+@preconcurrency import Store
+
+final class StoreTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("store-tests-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func makeStore() throws -> Store { try Store(path: directory.appendingPathComponent("state.sqlite").path) }
+
+    func reading(_ source: Int64, _ path: String, _ content: String, mtime: Double = 1) -> Store.FileReading {
+        Store.FileReading(source: source, path: path, size: Int64(content.utf8.count), mtime: mtime, format: "text",
+                          rawSHA256: SHA256.hex(Data(content.utf8)), outcome: .success(content))
+    }
+
+    func testMigratesAndReopens() throws {
+        let store = try makeStore()
+        XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit"])
+        let s = try store.sourceSeen(.path("/srv/docs"))
+        XCTAssertEqual(s.state, .present)
+        // Reopening keeps everything and applies nothing twice.
+        let again = try makeStore()
+        XCTAssertEqual(try again.sources().map(\.key), ["path:/srv/docs"])
+    }
+
+    func testDamagedDatabaseIsRefusedWithAnExplanation() throws {
+        let store = try makeStore()
+        let source = try store.sourceSeen(.path("/srv/docs"))
+        for i in 0..<200 { _ = try store.register(reading(source.id, "f\(i).txt", String(repeating: "text \(i) ", count: 50))) }
+        let path = store.path
+        // Overwrite pages in the middle of the file (the header stays, so SQLite opens it).
+        try? FileManager.default.removeItem(atPath: path + "-wal")
+        try? FileManager.default.removeItem(atPath: path + "-shm")
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 8192)
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 16384))
+        try handle.close()
+        XCTAssertThrowsError(try Store(path: path)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("restore the latest backup"), message)
+        }
+        // A file that is not a database at all.
+        let junk = directory.appendingPathComponent("junk.sqlite").path
+        try Data(repeating: 0x42, count: 4096).write(to: URL(fileURLWithPath: junk))
+        XCTAssertThrowsError(try Store(path: junk)) { error in XCTAssertTrue("\(error)".contains(junk), "\(error)") }
+    }
+
+    func testVersionsDedupAndForgetting() throws {
+        let store = try makeStore()
+        let drive = try store.sourceSeen(SourceInfo(key: "fs:1234-ABCD", kind: "drive", uuid: "1234-ABCD", label: "SALES"))
+
+        guard case .added(let a1) = try store.register(reading(drive.id, "a.txt", "first")) else { return XCTFail() }
+        XCTAssertEqual(a1.version, 1)
+        XCTAssertEqual(a1.state, .extracted)
+        XCTAssertTrue(try store.isUnchanged(source: drive.id, path: "a.txt", size: 5, mtime: 1))
+        XCTAssertFalse(try store.isUnchanged(source: drive.id, path: "a.txt", size: 5, mtime: 2))
+
+        // Same bytes again (touched): unchanged, no new version.
+        guard case .unchanged(let same) = try store.register(reading(drive.id, "a.txt", "first", mtime: 2)) else { return XCTFail() }
+        XCTAssertEqual(same.id, a1.id)
+        XCTAssertEqual(same.mtime, 2)
+
+        // Changed: version 2, version 1 superseded and its text gone.
+        guard case .updated(let a2, let old) = try store.register(reading(drive.id, "a.txt", "second", mtime: 3)) else { return XCTFail() }
+        XCTAssertEqual(a2.version, 2)
+        XCTAssertEqual(old.id, a1.id)
+        XCTAssertEqual(old.state, .superseded)
+        XCTAssertNil(try store.text(sha256: a1.textSha256!))
+        XCTAssertEqual(try store.text(sha256: a2.textSha256!), "second")
+
+        // The same content elsewhere is stored once.
+        guard case .added(let b) = try store.register(reading(drive.id, "copy/b.txt", "second")) else { return XCTFail() }
+        XCTAssertEqual(b.textSha256, a2.textSha256)
+
+        // A failed extraction is registered with its reason and no text.
+        let broken = Store.FileReading(source: drive.id, path: "bad.docx", size: 10, mtime: 1, format: "docx", rawSHA256: "00",
+                                       outcome: .failure(.init("malformed: not a ZIP archive")))
+        guard case .added(let bad) = try store.register(broken) else { return XCTFail() }
+        XCTAssertEqual(bad.state, .failed)
+        XCTAssertEqual(bad.error, "malformed: not a ZIP archive")
+        XCTAssertFalse(try store.isUnchanged(source: drive.id, path: "bad.docx", size: 10, mtime: 1), "failed files are retried")
+
+        // Filters and paging.
+        let page = try store.documents(.init(source: drive.id, states: [.extracted]), limit: 1, offset: 0)
+        XCTAssertEqual(page.total, 2)
+        XCTAssertEqual(page.page.map(\.path), ["a.txt"])
+        XCTAssertEqual(try store.documents(.init(pathContains: "copy/")).page.map(\.id), [b.id])
+
+        // Forgetting a.txt keeps the shared text (b.txt still uses it); forgetting b drops it.
+        let forgotten = try store.forget(documents: [a2.id])
+        XCTAssertEqual(Set(forgotten.map(\.id)), [a1.id, a2.id])
+        XCTAssertEqual(try store.text(sha256: b.textSha256!), "second")
+        XCTAssertEqual(try store.document(id: a2.id)?.state, .forgotten)
+        _ = try store.forget(source: drive.id)
+        XCTAssertNil(try store.text(sha256: b.textSha256!))
+        XCTAssertEqual(try store.documentCounts(), [.forgotten: 4])
+        // A forgotten path comes back as a new version when it is seen again.
+        guard case .added(let back) = try store.register(reading(drive.id, "a.txt", "second", mtime: 4)) else { return XCTFail() }
+        XCTAssertEqual(back.version, 3)
+    }
+
+    func testSourcesGoAbsentAndReturn() throws {
+        let store = try makeStore()
+        let info = SourceInfo(key: "fs:UUID-1", kind: "drive", uuid: "UUID-1", label: "A", mountPoint: "/run/twinbrain/media/A")
+        let s = try store.sourceSeen(info)
+        try store.markSourceAbsent(id: s.id)
+        XCTAssertEqual(try store.source(id: s.id)?.state, .absent)
+        var moved = info
+        moved.mountPoint = "/media/A"
+        let back = try store.sourceSeen(moved)
+        XCTAssertEqual(back.id, s.id)
+        XCTAssertEqual(back.state, .present)
+        XCTAssertEqual(back.mountPoint, "/media/A")
+        XCTAssertEqual(back.firstSeen, s.firstSeen)
+    }
+
+    func testJobsKeepProgressAndSkips() throws {
+        let store = try makeStore()
+        let job = try store.createJob(kind: "ingest", target: "/srv/docs")
+        XCTAssertEqual(job.state, .queued)
+        try store.updateJob(job.id, state: .running, done: 3, total: 10, current: "b.txt")
+        try store.addSkip(job: job.id, path: "fifo", reason: "FIFO (not a regular file)")
+        let reopened = try makeStore()
+        let j = try XCTUnwrap(try reopened.job(id: job.id))
+        XCTAssertEqual([j.done, j.total], [3, 10])
+        XCTAssertEqual(j.current, "b.txt")
+        XCTAssertEqual(try reopened.unfinishedJobs().map(\.id), [job.id])
+        XCTAssertEqual(try reopened.skips(job: job.id), [Skip(path: "fifo", reason: "FIFO (not a regular file)")])
+        try reopened.updateJob(job.id, state: .done)
+        XCTAssertTrue(try reopened.unfinishedJobs().isEmpty)
+        try reopened.audit(action: "ingest", detail: "/srv/docs", uid: 0, user: "root")
+        XCTAssertEqual(try reopened.auditEntries().first?.action, "ingest")
+    }
+
+    /// Against coreutils' sha256sum, at block-boundary lengths and fed in odd pieces.
+    func testSHA256MatchesSha256sum() throws {
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 55, 56, 63, 64, 65, 119, 1000, 1 << 20] {
+            let data = Data((0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let file = directory.appendingPathComponent("sha-\(length)")
+            try data.write(to: file)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+            p.arguments = [file.path]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let expected = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
+            p.waitUntilExit()
+            XCTAssertEqual(SHA256.hex(data), String(expected), "length \(length)")
+            var pieces = SHA256()
+            var offset = 0, step = 1
+            while offset < data.count {
+                let end = min(data.count, offset + step)
+                data[offset..<end].withUnsafeBytes { pieces.update($0) }
+                offset = end
+                step = step * 3 + 1
+            }
+            XCTAssertEqual(SHA256.hex(digest: pieces.finalize()), String(expected), "length \(length) in pieces")
+        }
+    }
+}
