@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "twinbraind",
             dependencies: [
-                "MainBrain", "ControlAPI", "CSystemd",
+                "MainBrain", "ControlAPI", "CSystemd", "Store", "Intake",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

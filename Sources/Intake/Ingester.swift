@@ -83,7 +83,10 @@ public final class Ingester: Sendable {
             if isCancelled() { throw Cancelled() }
             progress(i, files.count, file.path)
             if i % 16 == 0 { try store.updateJob(job.id, done: i, current: file.path) }
-            guard let format = TextExtractor.format(forName: file.path) else {
+            // No extension (README, notes): read as text if it is text.
+            let name = file.path.split(separator: "/").last.map(String.init) ?? file.path
+            let guessed = !name.dropFirst().contains(".")
+            guard let format = guessed ? "text" : TextExtractor.format(forName: name) else {
                 try skip(file.path, "not a document format the box reads")
                 continue
             }
@@ -93,7 +96,7 @@ public final class Ingester: Sendable {
             }
             let reading: Store.FileReading
             do {
-                reading = try read(file, format: format, scanner: scanner, source: source.id)
+                reading = try read(file, format: format, guessed: guessed, scanner: scanner, source: source.id)
             } catch {
                 // Unreadable now (I/O error, drive pulled, swapped for a non-file): not registered.
                 try skip(file.path, "\(error)")
@@ -114,7 +117,7 @@ public final class Ingester: Sendable {
     }
 
     /// Hashes the file as it streams, rewinds, and has the helper extract it.
-    func read(_ file: SafeScanner.File, format: String, scanner: SafeScanner, source: Int64) throws -> Store.FileReading {
+    func read(_ file: SafeScanner.File, format: String, guessed: Bool, scanner: SafeScanner, source: Int64) throws -> Store.FileReading {
         let (fd, size, mtime) = try scanner.open(file)
         defer { close(fd) }
         guard size <= limits.maxFileBytes else { throw IntakeError("grew beyond \(limits.maxFileBytes) bytes during the scan") }
@@ -137,6 +140,7 @@ public final class Ingester: Sendable {
         if case .failure(.malformed(let m)) = outcome, m.contains("read error") {
             throw IntakeError("I/O error while extracting (damaged medium or drive removed)")
         }
+        if guessed, case .failure = outcome { throw IntakeError("no file-name extension and not text") }
         return Store.FileReading(source: source, path: file.path, size: total, mtime: mtime, format: format,
                                  rawSHA256: SHA256.hex(digest: hasher.finalize()),
                                  outcome: outcome.mapError { Store.ExtractionFailure($0.message) })

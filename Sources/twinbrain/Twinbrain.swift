@@ -21,7 +21,7 @@ enum Entry {
 }
 
 struct Twinbrain: ParsableCommand {
-    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models"]
+    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models", "drives", "docs", "ingest", "jobs", "forget"]
 
     static let configuration = CommandConfiguration(
         commandName: "twinbrain",
@@ -32,7 +32,7 @@ struct Twinbrain: ParsableCommand {
             Exit codes: 0 success, 1 error, 3 daemon not running, 4 access denied, 5 the daemon refused the request.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Ask.self, Chat.self, Models.self])
+        subcommands: [Status.self, Ask.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self])
 }
 
 /// Options every command shares.
@@ -106,7 +106,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 }
 
 func decodeOK<T: Decodable>(_ type: T.Type, _ reply: HTTPReply) throws -> T {
-    guard reply.status == 200 else { throw CLIError.reply(reply) }
+    guard (200..<300).contains(reply.status) else { throw CLIError.reply(reply) }
     do { return try JSONDecoder().decode(T.self, from: reply.body) } catch {
         throw CLIError(description: "could not read the daemon's reply: \(error)", code: 1)
     }

@@ -1,25 +1,30 @@
 import Foundation
+import Logging
+import Store
 
-/// Admin actions, one JSON line each (who, what, when), appended to `<state_dir>/audit.log`.
-/// (The SQLite store of the intake issue will take these over.)
-final class AuditLog: @unchecked Sendable {
-    let path: String
-    private let lock = NSLock()
+/// Admin actions (who, what, when) in the store's audit table; `GET /v1/audit` reads them.
+final class AuditLog: Sendable {
+    let store: Store
+    let logger: Logger
 
-    init(stateDirectory: String) {
-        path = (stateDirectory as NSString).appendingPathComponent("audit.log")
+    init(store: Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
     }
 
     func record(uid: UInt32, pid: Int32, action: String, detail: String = "") {
-        let entry: [String: Any] = ["time": ISO8601DateFormatter().string(from: Date()), "uid": Int(uid), "pid": Int(pid),
-                                    "action": action, "detail": detail]
-        guard var line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
-        line.append(0x0A)
-        lock.withLock {
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        do {
+            try store.audit(action: action, detail: detail.isEmpty ? "pid \(pid)" : "\(detail) (pid \(pid))", uid: uid, user: Self.userName(uid))
+        } catch {
+            // The action itself went through; losing its record must be visible in the journal.
+            logger.error("could not record '\(action)' by uid \(uid) in the audit log: \(error)")
         }
+    }
+
+    static func userName(_ uid: UInt32) -> String? {
+        var entry = passwd(), result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return String(cString: entry.pw_name)
     }
 }

@@ -3,9 +3,10 @@ import Foundation
 import Logging
 import MainBrain
 import Metrics
+import Store
 
 /// What every request handler shares: configuration, the loaded model (once loaded), the
-/// compute scheduler and the access policy.
+/// compute scheduler, the access policy, the store and the intake.
 final class DaemonState: @unchecked Sendable {
     enum Phase: String { case loading, ready, stopping }
 
@@ -15,6 +16,8 @@ final class DaemonState: @unchecked Sendable {
     let logger: Logger
     let debugStall: Bool
     let audit: AuditLog
+    let store: Store
+    let intake: IntakeService
     private let lock = NSLock()
     private var _phase = Phase.loading
     private var _scheduler: ComputeScheduler?
@@ -22,12 +25,16 @@ final class DaemonState: @unchecked Sendable {
     private var _template: ChatTemplate?
     private var _templateError: String?
 
-    init(configuration: DaemonConfiguration, logger: Logger, debugStall: Bool) {
+    /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
+    /// an error that says what to do.
+    init(configuration: DaemonConfiguration, logger: Logger, debugStall: Bool) throws {
         self.configuration = configuration
         policy = AccessPolicy(userGroup: configuration.userGroup, adminGroup: configuration.adminGroup)
         self.logger = logger
         self.debugStall = debugStall
-        audit = AuditLog(stateDirectory: configuration.stateDirectory)
+        store = try Store(path: (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite"))
+        audit = AuditLog(store: store, logger: logger)
+        intake = IntakeService(store: store, logger: logger)
     }
 
     var phase: Phase { lock.withLock { _phase } }

@@ -35,6 +35,7 @@ struct API: Sendable {
         router.post("/v1/chat") { request, context in try await nativeChat(request, context) }
         router.post("/v1/chat/completions") { request, context in try await openAIChat(request, context) }
         router.post("/v1/completions") { request, context in try await openAICompletion(request, context) }
+        addIntakeRoutes(to: router)
         if state.debugStall {
             router.post("/v1/debug/stall") { request, context in try await debugStall(request, context) }
         }

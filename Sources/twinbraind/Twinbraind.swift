@@ -100,7 +100,7 @@ struct Twinbraind: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: (c.socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         BLASThreads.set(effectiveThreads(c))
 
-        let state = DaemonState(configuration: c, logger: logger, debugStall: debugStall)
+        let state = try DaemonState(configuration: c, logger: logger, debugStall: debugStall)
         let readiness = Readiness(socket: c.socket)
         let api = API(state: state, registry: registry)
         let server: any Service
@@ -121,13 +121,26 @@ struct Twinbraind: AsyncParsableCommand {
                 logger: logger)
         }
         Systemd.status("loading \(c.model)")
-        let services: [any Service] = [server, ModelService(state: state, readiness: readiness), WatchdogService(state: state)]
+        let services: [any Service] = [server, ModelService(state: state, readiness: readiness), WatchdogService(state: state),
+                                       IntakeLifecycle(intake: state.intake)]
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
         logger.info("stopped")
+    }
+}
+
+/// Starts the intake worker (resuming unfinished jobs) and stops it on shutdown; a job it
+/// stops stays unfinished in the store and resumes at the next start.
+struct IntakeLifecycle: Service {
+    let intake: IntakeService
+
+    func run() async throws {
+        try intake.start()
+        try? await gracefulShutdown()
+        intake.stop()
     }
 }
 

@@ -37,8 +37,12 @@ final class DaemonProcess {
     let log: URL
     var client: SocketClient { SocketClient(socketPath: socket) }
 
-    init(arguments: [String] = [], environment: [String: String] = [:]) throws {
-        directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("twinbraind-\(UUID().uuidString.prefix(8))")
+    /// Removed with the process unless a later daemon is to start on the same state.
+    var removesDirectory = true
+
+    /// `directory`: reuse another daemon's directory (its state and socket path), as a restart does.
+    init(arguments: [String] = [], environment: [String: String] = [:], directory reused: URL? = nil) throws {
+        directory = reused ?? URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("twinbraind-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         socket = directory.appendingPathComponent("d.sock").path
         log = directory.appendingPathComponent("daemon.log")
@@ -76,9 +80,15 @@ final class DaemonProcess {
         return process.terminationStatus
     }
 
+    /// SIGKILL: no shutdown code runs, as when the box loses power or the OOM killer strikes.
+    func kill9() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
     deinit {
         if process.isRunning { process.terminate(); process.waitUntilExit() }
-        try? FileManager.default.removeItem(at: directory)
+        if removesDirectory { try? FileManager.default.removeItem(at: directory) }
     }
 
     enum DaemonError: Error { case exited(String), timeout(String) }

@@ -69,8 +69,9 @@ final class LifecycleTests: XCTestCase {
 
         // A stalled compute loop stops the pings.
         XCTAssertEqual(try daemon.client.send("POST", "/v1/debug/stall?seconds=3").status, 200)
-        let audit = try String(contentsOfFile: daemon.directory.path + "/state/audit.log", encoding: .utf8)
-        XCTAssertTrue(audit.contains("\"action\":\"debug-stall\"") && audit.contains("\"uid\":\(getuid())"), audit)
+        let audit = try JSONDecoder().decode(AuditList.self, from: try daemon.client.send("GET", "/v1/audit").body)
+        XCTAssertEqual(audit.entries.first?.action, "debug-stall")
+        XCTAssertEqual(audit.entries.first?.user, AuditUser.current)
         usleep(700_000)
         let before = notify.count("WATCHDOG=1")
         usleep(1_500_000)

@@ -281,15 +281,18 @@ final class IntakeTests: XCTestCase {
         try write("docs/notes/b.txt", "same content")
         try write("docs/broken.docx", "not a zip")
         try write("docs/program.exe", "MZ")
+        try write("docs/README", "Read me first.")
+        try Data([0x7F, 0x45, 0x4C, 0x46, 0x00, 0x01]).write(to: directory.appendingPathComponent("docs/binary-blob"))
         let store = try Store(path: directory.appendingPathComponent("state.sqlite").path)
         let ingester = Ingester(store: store, extractor: try ExtractorRunner())
 
         let job = try store.createJob(kind: "ingest", target: docs.path)
         let first = try ingester.run(job: job, path: docs.path)
-        XCTAssertEqual([first.added, first.failed, first.skipped, first.unchanged], [3, 1, 1, 0])
+        XCTAssertEqual([first.added, first.failed, first.skipped, first.unchanged], [4, 1, 2, 0])
         XCTAssertEqual(try store.job(id: job.id)?.state, .done)
-        XCTAssertEqual(try store.job(id: job.id)?.done, 5)
-        XCTAssertEqual(try store.skips(job: job.id).map(\.path), ["program.exe"])
+        XCTAssertEqual(try store.job(id: job.id)?.done, 7)
+        XCTAssertEqual(try store.skips(job: job.id), [Skip(path: "binary-blob", reason: "no file-name extension and not text"),
+                                                     Skip(path: "program.exe", reason: "not a document format the box reads")])
         let all = try store.documents().page
         let a = try XCTUnwrap(all.first { $0.path == "notes/a.txt" }), b = try XCTUnwrap(all.first { $0.path == "notes/b.txt" })
         XCTAssertEqual(a.textSha256, b.textSha256, "identical content is stored once")
@@ -297,8 +300,8 @@ final class IntakeTests: XCTestCase {
 
         // Again: nothing new (a resumed or repeated job reads only what changed).
         let again = try ingester.run(job: try store.createJob(kind: "ingest", target: docs.path), path: docs.path)
-        XCTAssertEqual([again.added, again.updated, again.unchanged], [0, 0, 4], "the failed file is retried and fails the same way")
-        XCTAssertEqual(try store.documents().total, 4)
+        XCTAssertEqual([again.added, again.updated, again.unchanged], [0, 0, 5], "the failed file is retried and fails the same way")
+        XCTAssertEqual(try store.documents().total, 5)
 
         // A changed file: a new version, the old one superseded and due to be forgotten.
         try write("docs/plan.md", "# Plan\nShip the box in March.")
