@@ -45,7 +45,8 @@ let package = Package(
         // File formats → text; runs only inside the twinbrain-extract helper.
         .target(name: "Extraction", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], swiftSettings: engineSettings),
         // Drives, safe scanning, the extraction helper's runner, ingest jobs.
-        .target(name: "Intake", dependencies: ["Store", "Extraction", "CIntake"], swiftSettings: engineSettings),
+        .systemLibrary(name: "CUdev", path: "Sources/CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .target(name: "Intake", dependencies: ["Store", "Extraction", "CIntake", "CUdev"], swiftSettings: engineSettings),
         .executableTarget(name: "twinbrain-extract", dependencies: ["Extraction", "CIntake"], swiftSettings: engineSettings),
         // Wire types and the Unix-socket client, shared by the daemon and the CLI; imports neither.
         .target(name: "ControlAPI"),

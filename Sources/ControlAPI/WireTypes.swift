@@ -189,17 +189,36 @@ public struct StatusResponse: Codable, Sendable, Equatable {
     public var threads: Int
     /// The caller as the daemon sees it, and what it may do.
     public var caller: Caller
+    public var intake: Intake?
+
+    /// Drives and documents.
+    public struct Intake: Codable, Sendable, Equatable {
+        /// Where drive events come from: "udev", or "kernel (udevd is not running)", or "none".
+        public var driveEvents: String
+        public var mediaRoots: [String]
+        public var drivesPresent: Int
+        /// Documents by state (extracted, learned, failed, …).
+        public var documents: [String: Int]
+        public var jobsRunning: Int
+        public init(driveEvents: String, mediaRoots: [String], drivesPresent: Int, documents: [String: Int], jobsRunning: Int) {
+            self.driveEvents = driveEvents; self.mediaRoots = mediaRoots; self.drivesPresent = drivesPresent
+            self.documents = documents; self.jobsRunning = jobsRunning
+        }
+        enum CodingKeys: String, CodingKey {
+            case driveEvents = "drive_events", mediaRoots = "media_roots", drivesPresent = "drives_present", documents, jobsRunning = "jobs_running"
+        }
+    }
 
     public init(version: String, state: String, activity: String, model: ModelInfo?, uptimeSeconds: Double,
-                queue: Queue, residentMemoryMiB: Double, threads: Int, caller: Caller) {
+                queue: Queue, residentMemoryMiB: Double, threads: Int, caller: Caller, intake: Intake? = nil) {
         self.version = version; self.state = state; self.activity = activity; self.model = model
         self.uptimeSeconds = uptimeSeconds; self.queue = queue; self.residentMemoryMiB = residentMemoryMiB
-        self.threads = threads; self.caller = caller
+        self.threads = threads; self.caller = caller; self.intake = intake
     }
 
     enum CodingKeys: String, CodingKey {
         case version, state, activity, model, uptimeSeconds = "uptime_s", queue
-        case residentMemoryMiB = "rss_mib", threads, caller
+        case residentMemoryMiB = "rss_mib", threads, caller, intake
     }
 }
 

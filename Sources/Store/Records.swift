@@ -39,6 +39,11 @@ public struct SourceInfo: Sendable {
         self.mountPoint = mountPoint
     }
 
+    /// How a known source was described when last seen.
+    public init(_ s: Source) {
+        self.init(key: s.key, kind: s.kind, uuid: s.uuid, label: s.label, fstype: s.fstype, device: s.device, mountPoint: s.mountPoint)
+    }
+
     /// A local file or directory an admin ingests: its absolute path is its identity.
     public static func path(_ path: String) -> SourceInfo {
         SourceInfo(key: "path:" + path, kind: "path", mountPoint: path)

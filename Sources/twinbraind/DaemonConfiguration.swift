@@ -24,6 +24,9 @@ struct DaemonConfiguration: Equatable {
     /// Members (and root) may change knowledge and configuration.
     var adminGroup = "twinbrain-admin"
     var logLevel = "info"
+    /// Filesystems mounted below these are drives to read (the udev rule mounts USB drives under
+    /// the first); nothing else is read unless an admin ingests a path.
+    var mediaRoots = ["/run/twinbrain/media", "/media", "/run/media"]
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -42,6 +45,7 @@ struct DaemonConfiguration: Equatable {
         "user_group": { $0.userGroup = try string($1, "user_group") },
         "admin_group": { $0.adminGroup = try string($1, "admin_group") },
         "log_level": { $0.logLevel = try string($1, "log_level") },
+        "media_roots": { $0.mediaRoots = try strings($1, "media_roots") },
     ]
 
     struct Problem: Error, CustomStringConvertible {
@@ -90,6 +94,14 @@ struct DaemonConfiguration: Equatable {
         return s
     }
 
+    private static func strings(_ v: TOMLValueConvertible, _ key: String) throws -> [String] {
+        guard let array = v.array else { throw Problem(description: "'\(key)' must be an array of strings") }
+        return try array.map { item in
+            guard let s = item.string, s.hasPrefix("/") else { throw Problem(description: "'\(key)' must hold absolute paths") }
+            return s
+        }
+    }
+
     private static func int(_ v: TOMLValueConvertible, _ key: String, _ range: ClosedRange<Int>) throws -> Int {
         guard let i = v.int else { throw Problem(description: "'\(key)' must be an integer") }
         guard range.contains(i) else { throw Problem(description: "'\(key)' is \(i), expected \(range.lowerBound)…\(range.upperBound)") }
@@ -112,6 +124,7 @@ struct DaemonConfiguration: Equatable {
         user_group = "\(userGroup)"
         admin_group = "\(adminGroup)"
         log_level = "\(logLevel)"
+        media_roots = [\(mediaRoots.map { "\"\($0)\"" }.joined(separator: ", "))]
         """
     }
 }

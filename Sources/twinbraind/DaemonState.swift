@@ -34,7 +34,7 @@ final class DaemonState: @unchecked Sendable {
         self.debugStall = debugStall
         store = try Store(path: (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite"))
         audit = AuditLog(store: store, logger: logger)
-        intake = IntakeService(store: store, logger: logger)
+        intake = IntakeService(store: store, mediaRoots: configuration.mediaRoots, logger: logger)
     }
 
     var phase: Phase { lock.withLock { _phase } }

@@ -118,7 +118,11 @@ struct API: Sendable {
             model: state.modelInfo, uptimeSeconds: Date().timeIntervalSince(state.started),
             queue: .init(running: snapshot.running, waiting: snapshot.waiting, capacity: state.configuration.queueDepth),
             residentMemoryMiB: residentMemoryMiB(), threads: effectiveThreads(state.configuration),
-            caller: Caller(uid: peer.uid, pid: peer.pid, access: level.rawValue))
+            caller: Caller(uid: peer.uid, pid: peer.pid, access: level.rawValue),
+            intake: .init(driveEvents: state.intake.drives.eventSource, mediaRoots: state.configuration.mediaRoots,
+                          drivesPresent: try state.store.sources().filter { $0.kind == "drive" && $0.state == .present }.count,
+                          documents: Dictionary(uniqueKeysWithValues: try state.store.documentCounts().map { ($0.key.rawValue, $0.value) }),
+                          jobsRunning: state.intake.jobsRunning))
         return try Self.json(body)
     }
 

@@ -36,6 +36,8 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(name: .customLong("queue-depth"), help: "Requests that may wait behind the running one.") var queueDepth: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(name: .customLong("media-root"), help: "A directory whose mounted filesystems are drives to read (repeatable; replaces media_roots).")
+    var mediaRoots: [String] = []
     @Flag(help: "Development mode: socket, state and model under ./.cache (no root, no systemd).") var dev = false
     @Flag(name: .customLong("check-config"), help: "Check the configuration and the model file, print what is wrong, and exit.")
     var checkConfig = false
@@ -64,6 +66,7 @@ struct Twinbraind: AsyncParsableCommand {
         if let queueDepth { c.queueDepth = queueDepth }
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }
+        if !mediaRoots.isEmpty { c.mediaRoots = mediaRoots.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
         try c.validate()
         return (c, unknown, file)
     }

@@ -20,6 +20,11 @@ extension Twinbrain {
                 }
                 print("uptime:  \(Self.duration(status.uptimeSeconds))   memory: \(Int(status.residentMemoryMiB)) MiB   threads: \(status.threads)")
                 print("queue:   \(status.queue.running) running, \(status.queue.waiting) waiting (room for \(status.queue.capacity))")
+                if let i = status.intake {
+                    let docs = i.documents.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                    print("drives:  \(i.drivesPresent) present, \(i.jobsRunning) job\(i.jobsRunning == 1 ? "" : "s") running (events: \(i.driveEvents))")
+                    print("docs:    \(docs.isEmpty ? "none yet" : docs)")
+                }
                 print("you:     uid \(status.caller.uid), \(status.caller.access) access")
             }
         }
