@@ -29,6 +29,8 @@ public struct FreshDocsRun {
     public let tokenizer: Tokenizer
     public let options: Options
     public var progress: (String, Int, Int) -> Void = { _, _, _ in }
+    /// Called after each system but the last with everything so far.
+    public var onPartialResult: (Result) -> Void = { _ in }
 
     public init(corpus: FreshDocsCorpus, model: Model, modelPath: String, tokenizer: Tokenizer, options: Options) {
         self.corpus = corpus
@@ -136,8 +138,17 @@ public struct FreshDocsRun {
                     : 1000 * sanity.latencies.sorted()[Int((0.95 * Double(sanity.latencies.count)).rounded(.up)) - 1],
             ] as [String: Any]
             results.append(r)
+            if results.count < ids.count {
+                onPartialResult(Result(json: envelope(results, pending: Array(ids[results.count...])), itemOutcomes: outcomes))
+            }
         }
-        let json: [String: Any] = [
+        return Result(json: envelope(results, pending: []), itemOutcomes: outcomes)
+    }
+
+    /// The result document around the systems done so far; `systems_pending` lists the others
+    /// (a checkpoint of a long run: what is done survives a crash or a stop).
+    func envelope(_ results: [[String: Any]], pending: [String]) -> [String: Any] {
+        [
             "schema": "twinbrain.freshdocs/1",
             "date": ISO8601DateFormatter().string(from: Date()),
             "corpus": ["name": corpus.name, "path": corpus.root.path, "documents": corpus.documents.count,
@@ -148,8 +159,8 @@ public struct FreshDocsRun {
             "options": ["window": options.window, "stride": options.stride, "max_documents": options.maxDocuments ?? NSNull(),
                         "max_items": options.maxItems ?? NSNull(), "tasks": options.tasks.map { $0.sorted() } ?? NSNull()] as [String: Any],
             "systems": results,
+            "systems_pending": pending,
         ]
-        return Result(json: json, itemOutcomes: outcomes)
     }
 
     /// T6: forget a seeded 20% of the learned documents from the taught system, teach a fresh

@@ -32,6 +32,10 @@ public enum FreshDocsReport {
                 + "| \(value(s, "t5", "top1_agree")) | \(value(s, "t6", "equivalent")) | \(value(s, "t8", "repeated_4gram_rate")) | \(value(s, "t8", "distinct_2")) "
                 + "| \(value(s, "t7", "scoring_tok_s", digits: 0)) |")
         }
+        if let pending = result["systems_pending"] as? [String], !pending.isEmpty {
+            lines.append("")
+            lines.append("Partial run: \(pending.joined(separator: ", ")) not done yet.")
+        }
         lines.append("")
         lines.append("Chance for T3/T4 is 1/candidates; \"unknown\" = items the base gets wrong by acc_norm; n/a = the system does not support the task.")
         return lines.joined(separator: "\n") + "\n"

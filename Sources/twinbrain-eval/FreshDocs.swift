@@ -48,17 +48,32 @@ struct FreshDocs: ParsableCommand {
         var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
         run.progress = { label, done, total in progressLine(label, done, total) }
         let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let out = self.out
+        run.onPartialResult = { partial in
+            do {
+                try Self.write(partial, to: out)
+                FileHandle.standardError.write(Data("checkpoint: \(out) holds the systems done so far\n".utf8))
+            } catch {
+                FileHandle.standardError.write(Data("could not write the checkpoint \(out): \(error)\n".utf8))
+            }
+        }
         let result = try run.run(systems: ids)
+        let stem = try Self.write(result, to: out)
+        print(FreshDocsReport.markdown(result.json))
+        FileHandle.standardError.write(Data("wrote \(out), \(stem).md and \(stem).items.jsonl\n".utf8))
+    }
+
+    /// The JSON, the table beside it (.md) and the item outcomes (.items.jsonl); returns the stem.
+    @discardableResult
+    static func write(_ result: FreshDocsRun.Result, to out: String) throws -> String {
         let data = try JSONSerialization.data(withJSONObject: result.json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: URL(fileURLWithPath: out))
-        let table = FreshDocsReport.markdown(result.json)
+        try data.write(to: URL(fileURLWithPath: out), options: .atomic)
         let stem = out.hasSuffix(".json") ? String(out.dropLast(5)) : out
-        try table.write(toFile: stem + ".md", atomically: true, encoding: .utf8)
+        try FreshDocsReport.markdown(result.json).write(toFile: stem + ".md", atomically: true, encoding: .utf8)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let lines = try result.itemOutcomes.map { String(decoding: try encoder.encode($0), as: UTF8.self) + "\n" }.joined()
         try lines.write(toFile: stem + ".items.jsonl", atomically: true, encoding: .utf8)
-        print(table)
-        FileHandle.standardError.write(Data("wrote \(out), \(stem).md and \(stem).items.jsonl\n".utf8))
+        return stem
     }
 }
