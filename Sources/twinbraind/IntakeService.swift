@@ -113,6 +113,12 @@ final class IntakeService: @unchecked Sendable {
                 removedDrives.remove(info.key)
             }
             if !m.isReadOnly { logger.warning("drive at \(m.mountPoint) is mounted read-write; twinbrain only reads it") }
+            guard access(m.mountPoint, R_OK | X_OK) == 0 else {
+                // Mounted, but not for us (permissions): shown as unsupported, with the reason in the journal.
+                logger.error("drive at \(m.mountPoint) is not readable by twinbraind's user: \(String(cString: strerror(errno)))")
+                _ = try? store.sourceSeen(info, state: .unsupported)
+                continue
+            }
             do {
                 try store.sourceSeen(info)
                 let job = try submit(path: m.mountPoint, source: info)

@@ -93,4 +93,74 @@ final class DriveTests: XCTestCase {
         XCTAssertEqual(sources.map(\.state), ["present"], "the same drive, recognised by its UUID")
         XCTAssertEqual(daemon.terminate(), 0)
     }
+
+    /// Pulled out in the middle of a scan: the drive goes absent, the job stops with a reason,
+    /// nothing half-read is registered, and plugging it in again reads the rest, each file once.
+    func testDrivePulledMidScanResumesWhenItReturns() throws {
+        guard getuid() == 0 else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("CI runs as root") }
+            throw XCTSkip("loop devices and mounts need root")
+        }
+        let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("pulled-\(UUID().uuidString.prefix(8))")
+        let content = work.appendingPathComponent("content"), media = work.appendingPathComponent("media")
+        let files = 400
+        for i in 0..<files {
+            let url = content.appendingPathComponent("d\(i % 10)/memo-\(i).txt")
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data("Memo \(i): the forklift inspection is due in week \(i % 52 + 1).\n".utf8).write(to: url)
+        }
+        try FileManager.default.createDirectory(at: media, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let image = work.appendingPathComponent("drive.img").path
+        _ = try sh("truncate -s 32M \(image) && mkfs.ext4 -q -L MEMOS -d \(content.path) \(image)")
+
+        let daemon = try DaemonProcess(arguments: ["--media-root", media.path])
+        try daemon.waitUntilReady()
+        let mountPoint = media.appendingPathComponent("MEMOS").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        var loop = try sh("losetup -f --show \(image)")
+        var mounted = false
+        defer {
+            if mounted { _ = try? sh("umount -l \(mountPoint)") }
+            _ = try? sh("losetup -d \(loop)")
+        }
+        _ = try sh("mount -o ro,noload \(loop) \(mountPoint)")
+        mounted = true
+        func documents() throws -> DocumentList {
+            try JSONDecoder().decode(DocumentList.self, from: try daemon.client.send("GET", "/v1/documents?all=1&limit=1000").body)
+        }
+        let partial = try waitFor("the first documents") { () -> Int? in
+            let n = try documents().total
+            return n >= 20 ? n : nil
+        }
+        // Pulled: the mount vanishes at once (lazy unmount), the device goes away.
+        _ = try sh("umount -l \(mountPoint) && losetup -d \(loop)")
+        mounted = false
+        XCTAssertLessThan(partial, files, "the scan finished before the drive was pulled; add files")
+        let stopped = try waitFor("the job to stop") { () -> JobBody? in
+            let job = try JSONDecoder().decode(JobList.self, from: try daemon.client.send("GET", "/v1/jobs").body).jobs.first
+            return job?.isFinished == true ? job : nil
+        }
+        XCTAssertEqual(stopped.state, "cancelled")
+        XCTAssertTrue(stopped.error?.contains("drive was removed") ?? false, "\(stopped)")
+        let sources = try JSONDecoder().decode(SourceList.self, from: try daemon.client.send("GET", "/v1/sources").body).sources
+        XCTAssertEqual(sources.map(\.state), ["absent"])
+        let afterPull = try documents()
+        XCTAssertLessThan(afterPull.total, files)
+        XCTAssertTrue(afterPull.documents.allSatisfy { $0.state == "extracted" }, "nothing half-registered")
+
+        // Back: the rest is read, and every file is registered exactly once.
+        loop = try sh("losetup -f --show \(image)")
+        _ = try sh("mount -o ro,noload \(loop) \(mountPoint)")
+        mounted = true
+        _ = try waitFor("the second job", timeout: 60) { () -> Bool? in
+            let jobs = try JSONDecoder().decode(JobList.self, from: try daemon.client.send("GET", "/v1/jobs").body).jobs
+            return jobs.count == 2 && jobs[0].isFinished ? true : nil
+        }
+        let all = try documents()
+        XCTAssertEqual(all.total, files)
+        XCTAssertEqual(Set(all.documents.map(\.path)).count, files)
+        XCTAssertTrue(all.documents.allSatisfy { $0.version == 1 })
+        XCTAssertEqual(daemon.terminate(), 0)
+    }
 }
