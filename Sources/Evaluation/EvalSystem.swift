@@ -1,8 +1,8 @@
 import Foundation
 import MainBrain
 
-/// A system under evaluation. The baselines live here; the learning brain's systems
-/// (`knn-fixed`, `learning-brain`, `hybrid`) register through `SystemRegistry` when they exist.
+/// A system under evaluation. The baselines live here, and `knn-fixed` over the learning brain's
+/// token memory; `learning-brain` and `hybrid` register through `SystemRegistry` when they exist.
 public protocol EvalSystem: AnyObject {
     var id: String { get }
     /// Learns the customer documents (RAG indexes them, the learning brain memorises them).
@@ -41,6 +41,7 @@ public enum SystemRegistry {
         "vector-rag": { model, tokenizer in
             RAGSystem(id: "vector-rag", model: model, tokenizer: tokenizer, retriever: HiddenStateRetriever(model: model))
         },
+        "knn-fixed": { model, tokenizer in KNNSystem(model: model, tokenizer: tokenizer) },
     ]
 
     public static func check(_ id: String) throws {

@@ -137,4 +137,27 @@ final class FreshDocsTests: XCTestCase {
             XCTAssertFalse(trace.contains { $0.hasPrefix(corpus.learned[1].id + "@") }, id)
         }
     }
+
+    /// knn-fixed (the token memory, λ = 0.25): learned text becomes far more predictable, general
+    /// text barely moves, and forgetting equals never learning.
+    func testKNNFixedLearnsAndForgetsExactly() throws {
+        guard let path = DefaultModel.path() else { throw XCTSkip("needs the default model: run `make model`") }
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
+        var options = FreshDocsRun.Options()
+        options.window = 64
+        options.stride = 32
+        options.sanityPrompts = 1
+        options.sanityTokens = 4
+        options.deletionWindows = 4
+        let result = try FreshDocsRun(corpus: try FreshDocsCorpus.load(corpusPath), model: model, modelPath: path, tokenizer: tokenizer,
+                                      options: options).run(systems: ["base", "knn-fixed"])
+        let systems = try XCTUnwrap(result.json["systems"] as? [[String: Any]])
+        func value(_ s: Int, _ task: String, _ key: String) -> Double? { (systems[s][task] as? [String: Any])?[key] as? Double }
+        let baseT2 = try XCTUnwrap(value(0, "t2", "ppl")), knnT2 = try XCTUnwrap(value(1, "t2", "ppl"))
+        XCTAssertLessThan(knnT2, baseT2 * 0.7, "memorised text should be much easier (\(knnT2) vs \(baseT2))")
+        let t6 = try XCTUnwrap(systems[1]["t6"] as? [String: Any])
+        XCTAssertEqual(t6["equivalent"] as? Bool, true, "\(t6)")
+        XCTAssertNotNil((systems[1]["t8"] as? [String: Any])?["distinct_2"] as? Double)
+    }
 }

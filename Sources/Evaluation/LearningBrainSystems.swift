@@ -1,0 +1,75 @@
+import Foundation
+import LearningBrain
+import MainBrain
+
+/// `knn-fixed`: the token memory mixed in with a fixed λ = 0.25 and no gate (the classic kNN-LM),
+/// through the learning brain's `KNNLanguageModel`. Its trace records every neighbour it used,
+/// by document and position, so T6 can check forgetting is exact.
+public final class KNNSystem: EvalSystem {
+    public let id: String
+    let knn: KNNLanguageModel
+    let tokenizer: Tokenizer
+    public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
+    private var documentIDs: [String: Int64] = [:]
+    private var documentNames: [Int64: String] = [:]
+
+    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25) {
+        self.id = id
+        knn = KNNLanguageModel(model: model)
+        knn.lambda = lambda
+        self.tokenizer = tokenizer
+    }
+
+    public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
+        for d in documents {
+            let number = Int64(documentIDs.count + 1)
+            documentIDs[d.id] = number
+            documentNames[number] = d.id
+            try knn.learn(document: number, tokens: tokenizer.encode(d.text))
+        }
+    }
+
+    public var forgetting: ((_ ids: [String]) throws -> Void)? {
+        { [unowned self] ids in knn.forget(documents: Set(ids.compactMap { documentIDs[$0] })) }
+    }
+
+    /// Mixed log-probabilities for the rows of `input` from `first`, continuing `cache`.
+    func mixed(_ input: [Int32], cache: KVCache, from first: Int) throws -> Logits {
+        let (logits, queries) = try knn.mainBrain(input, cache: cache, from: first)
+        let (mixed, neighbours) = knn.mix(logits, queries: queries)
+        if let trace = retrievalTrace, trace.isRecording {
+            for row in neighbours {
+                for n in row { trace.record("\(documentNames[n.document] ?? "?")@\(n.position)") }
+            }
+        }
+        return mixed
+    }
+
+    public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
+        let input = Array(tokens.dropLast())
+        return try mixed(input, cache: knn.model.makeCache(capacity: input.count), from: first)
+    }
+
+    public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
+        try candidates.map { candidate in
+            guard !candidate.isEmpty else { return 0 }
+            let input = prompt + candidate.dropLast()
+            let rows = try mixed(input, cache: knn.model.makeCache(capacity: input.count), from: prompt.count - 1)
+            return candidate.enumerated().reduce(0.0) { $0 + Scorer.logProbability(rows.row($1.offset), of: $1.element) }
+        }
+    }
+
+    /// Greedy decoding with the mixture at every step.
+    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
+        let cache = knn.model.makeCache(capacity: min(knn.model.config.contextLength, prompt.count + maxTokens))
+        var next = try mixed(prompt, cache: cache, from: prompt.count - 1)
+        var out: [Int32] = []
+        while out.count < maxTokens {
+            let token = Sampler.argmax(next.row(0))
+            out.append(token)
+            guard out.count < maxTokens, cache.count < cache.capacity else { break }
+            next = try mixed([token], cache: cache, from: 0)
+        }
+        return out
+    }
+}
