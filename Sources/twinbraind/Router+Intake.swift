@@ -29,11 +29,10 @@ extension API {
 
     func sources(_ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        var counts: [Int64: Int] = [:]
-        for s in try state.store.sources() {
-            counts[s.id] = try state.store.documents(.init(source: s.id, states: [.discovered, .extracted, .learned, .failed]), limit: 0).total
-        }
-        return try Self.json(SourceList(sources: try state.store.sources().map { Self.body($0, documents: counts[$0.id] ?? 0) }))
+        let live: [Document.State] = [.discovered, .extracted, .learned, .failed]
+        let sources = try state.store.sources()
+        let bodies = try sources.map { Self.body($0, documents: try state.store.documents(.init(source: $0.id, states: live), limit: 0).total) }
+        return try Self.json(SourceList(sources: bodies))
     }
 
     func documents(_ request: Request, _ context: DaemonContext) async throws -> Response {
