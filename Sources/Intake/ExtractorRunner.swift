@@ -40,11 +40,11 @@ public struct ExtractorRunner: Sendable {
     }
 
     public enum Failure: Error, Equatable, Sendable {
-        case unsupported(String), malformed(String), tooLarge(String), crashed(String), timedOut(Double)
+        case unsupported(String), malformed(String), tooLarge(String), unreadable(String), crashed(String), timedOut(Double)
 
         public var message: String {
             switch self {
-            case .unsupported(let m), .malformed(let m), .tooLarge(let m), .crashed(let m): return m
+            case .unsupported(let m), .malformed(let m), .tooLarge(let m), .unreadable(let m), .crashed(let m): return m
             case .timedOut(let s): return "extraction took longer than \(Int(s)) s and was stopped"
             }
         }
@@ -102,6 +102,7 @@ public struct ExtractorRunner: Sendable {
         case 2: return .failure(.unsupported(why))
         case 3: return .failure(.malformed(why))
         case 4: return .failure(.tooLarge(why))
+        case 5: return .failure(.unreadable(why))
         default: return .failure(.crashed("the extractor failed (status \(p.terminationStatus))\(why.isEmpty ? "" : ": " + why)"))
         }
     }

@@ -137,7 +137,7 @@ public final class Ingester: Sendable {
         }
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw IntakeError("cannot rewind: \(String(cString: strerror(errno)))") }
         let outcome = extractor.extract(fd: fd, format: format, maxInput: limits.maxFileBytes)
-        if case .failure(.malformed(let m)) = outcome, m.contains("read error") {
+        if case .failure(.unreadable) = outcome {
             throw IntakeError("I/O error while extracting (damaged medium or drive removed)")
         }
         if guessed, case .failure = outcome { throw IntakeError("no file-name extension and not text") }

@@ -4,7 +4,7 @@
 // input the helper fences itself in: no new privileges, an address-space and CPU-time limit, no
 // file writes, no core dumps, few descriptors. The daemon adds a wall-clock timeout (SIGKILL) and
 // caps what it reads back. Exit status: 0 text on stdout; 2 unsupported; 3 malformed; 4 too
-// large; 1 usage; anything else (a signal) = the helper died on the file.
+// large; 5 the input could not be read (a pulled drive); 1 usage; anything else (a signal) = the helper died on the file.
 //
 // Usage: twinbrain-extract --format FORMAT [--max-input BYTES] [--memory BYTES] [--cpu SECONDS] < FILE
 
@@ -53,7 +53,7 @@ var input = Data()
 var buffer = [UInt8](repeating: 0, count: 1 << 16)
 while input.count <= maxInput {
     let n = read(0, &buffer, min(buffer.count, maxInput + 1 - input.count))
-    if n < 0 { if errno == EINTR { continue }; fail(3, "malformed: read error (errno \(errno)): the file or its drive is unreadable") }
+    if n < 0 { if errno == EINTR { continue }; fail(5, "unreadable: read error (errno \(errno)): the file or its drive is unreadable") }
     if n == 0 { break }
     input.append(contentsOf: buffer[0..<n])
 }
