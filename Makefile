@@ -15,7 +15,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-smoke completions clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke completions clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -93,6 +93,11 @@ eval: deps model build $(EVAL_ITEMS) ## The full FreshDocs comparison on the dev
 	@# A copy runs, so rebuilding during the run cannot pull the binary from under it.
 	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --out $(EVAL_RESULT)
+	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
+
+eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` from its checkpoint in docs/results/ (done systems are kept)
+	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
+	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
 eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice of the corpus: the pipeline works end to end

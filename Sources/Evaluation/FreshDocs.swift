@@ -31,6 +31,8 @@ public struct FreshDocsRun {
     public var progress: (String, Int, Int) -> Void = { _, _, _ in }
     /// Called after each system but the last with everything so far.
     public var onPartialResult: (Result) -> Void = { _ in }
+    /// Systems taken from an earlier run of the same protocol instead of being run again (see `reusing`).
+    public private(set) var previous: Result?
 
     public init(corpus: FreshDocsCorpus, model: Model, modelPath: String, tokenizer: Tokenizer, options: Options) {
         self.corpus = corpus
@@ -54,6 +56,24 @@ public struct FreshDocsRun {
     public struct Result {
         public var json: [String: Any]
         public var itemOutcomes: [ItemOutcome]
+        public init(json: [String: Any], itemOutcomes: [ItemOutcome]) {
+            self.json = json
+            self.itemOutcomes = itemOutcomes
+        }
+    }
+
+    /// Takes the systems an earlier result (a checkpoint of a stopped run) already holds, so a long
+    /// run goes on where it stopped. Only a result of the same corpus, model and options is used,
+    /// and `run` also checks that the base answers every item as it did then.
+    public mutating func reusing(_ earlier: Result) throws {
+        let mine = envelope([], pending: [])
+        for key in ["corpus", "model", "options"] {
+            let a = earlier.json[key] as? NSDictionary, b = mine[key] as? NSDictionary
+            guard let a, let b, a == b else {
+                throw ReuseError("the earlier result was made with other \(key == "options" ? "options" : "\(key) files"); run without reusing it")
+            }
+        }
+        previous = earlier
     }
 
     public func run(systems ids: [String]) throws -> Result {
@@ -83,9 +103,16 @@ public struct FreshDocsRun {
         let baseVerbatim = wants("t3") ? try tasks.recall(verbatim, base, label: "base T3") : []
         let baseParaphrase = wants("t4") ? try tasks.recall(paraphrase, base, label: "base T4") : []
         var outcomes = baseVerbatim + baseParaphrase
+        let reused = try reusedSystems(ids, baseOutcomes: outcomes)
 
         var results: [[String: Any]] = []
         for id in ids {
+            if let (json, itemOutcomes) = reused[id] {
+                progress("\(id): taken from the earlier result", 1, 1)
+                results.append(json)
+                outcomes += itemOutcomes
+                continue
+            }
             let system: EvalSystem = id == "base" ? base : try SystemRegistry.make(id, model: model, tokenizer: tokenizer)
             var r: [String: Any] = ["id": id]
             let learnStart = Date()
@@ -139,15 +166,33 @@ public struct FreshDocsRun {
             ] as [String: Any]
             results.append(r)
             if results.count < ids.count {
-                onPartialResult(Result(json: envelope(results, pending: Array(ids[results.count...])), itemOutcomes: outcomes))
+                onPartialResult(Result(json: envelope(results, pending: Array(ids[results.count...]), reused: reused.keys.sorted()),
+                                       itemOutcomes: outcomes))
             }
         }
-        return Result(json: envelope(results, pending: []), itemOutcomes: outcomes)
+        return Result(json: envelope(results, pending: [], reused: reused.keys.sorted()), itemOutcomes: outcomes)
+    }
+
+    /// The earlier result's entries for the asked-for systems, once its base outcomes match
+    /// the ones just computed (the same items, answered the same way by the same engine).
+    func reusedSystems(_ ids: [String], baseOutcomes: [ItemOutcome]) throws -> [String: ([String: Any], [ItemOutcome])] {
+        guard let previous else { return [:] }
+        let earlierBase = previous.itemOutcomes.filter { $0.system == "base" }
+        guard earlierBase == baseOutcomes else {
+            throw ReuseError("the base answers the items differently than in the earlier result (other items or another engine); run without reusing it")
+        }
+        var out: [String: ([String: Any], [ItemOutcome])] = [:]
+        for case let system as [String: Any] in previous.json["systems"] as? [Any] ?? [] {
+            guard let id = system["id"] as? String, ids.contains(id) else { continue }
+            out[id] = (system, id == "base" ? [] : previous.itemOutcomes.filter { $0.system == id })
+        }
+        return out
     }
 
     /// The result document around the systems done so far; `systems_pending` lists the others
     /// (a checkpoint of a long run: what is done survives a crash or a stop).
-    func envelope(_ results: [[String: Any]], pending: [String]) -> [String: Any] {
+    /// `systems_reused` names those taken from an earlier result (`earlier_date`).
+    func envelope(_ results: [[String: Any]], pending: [String], reused: [String] = []) -> [String: Any] {
         [
             "schema": "twinbrain.freshdocs/1",
             "date": ISO8601DateFormatter().string(from: Date()),
@@ -160,6 +205,8 @@ public struct FreshDocsRun {
                         "max_items": options.maxItems ?? NSNull(), "tasks": options.tasks.map { $0.sorted() } ?? NSNull()] as [String: Any],
             "systems": results,
             "systems_pending": pending,
+            "systems_reused": reused,
+            "earlier_date": reused.isEmpty ? NSNull() : previous?.json["date"] ?? NSNull(),
         ]
     }
 
@@ -283,6 +330,11 @@ public struct FreshDocsRun {
             "learned_trigram_rate": Double(copied) / Double(max(1, trigrams)),
         ], latencies)
     }
+}
+
+public struct ReuseError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 enum Hashing {

@@ -77,7 +77,7 @@ public struct RecallResult: Codable, Sendable {
 }
 
 /// How a system did on one item (written one a line beside the result, for item analysis).
-public struct ItemOutcome: Codable, Sendable {
+public struct ItemOutcome: Codable, Sendable, Equatable {
     public var system: String
     public var item: String
     public var acc: Bool

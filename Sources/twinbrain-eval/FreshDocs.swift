@@ -29,6 +29,10 @@ struct FreshDocs: ParsableCommand {
     @Option(name: .customLong("t6-windows"), help: "Windows of each of T1, T2 and T5 on which T6 compares forgetting with never learning.")
     var deletionWindows = 16
     @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t6,t8; default: all).") var tasks: String?
+    @Option(help: ArgumentHelp(
+        "An earlier result (a checkpoint) whose systems are taken as they are instead of being run again.",
+        discussion: "It must come from the same corpus, model and options, and the base must answer the items as it did then."))
+    var reuse: String?
 
     func run() throws {
         let corpus = try FreshDocsCorpus.load(self.corpus)
@@ -47,6 +51,7 @@ struct FreshDocs: ParsableCommand {
         o.tasks = tasks.map { Set($0.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
         var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
         run.progress = { label, done, total in progressLine(label, done, total) }
+        if let reuse { try run.reusing(Self.read(reuse)) }
         let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let out = self.out
         run.onPartialResult = { partial in
@@ -61,6 +66,20 @@ struct FreshDocs: ParsableCommand {
         let stem = try Self.write(result, to: out)
         print(FreshDocsReport.markdown(result.json))
         FileHandle.standardError.write(Data("wrote \(out), \(stem).md and \(stem).items.jsonl\n".utf8))
+    }
+
+    /// A result written by `write` (the JSON and the item outcomes beside it).
+    static func read(_ path: String) throws -> FreshDocsRun.Result {
+        guard let data = FileManager.default.contents(atPath: path),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("cannot read the earlier result \(path) as JSON")
+        }
+        let stem = path.hasSuffix(".json") ? String(path.dropLast(5)) : path
+        guard let lines = try? String(contentsOfFile: stem + ".items.jsonl", encoding: .utf8) else {
+            throw ValidationError("the earlier result has no \(stem).items.jsonl beside it")
+        }
+        let outcomes = try lines.split(separator: "\n").map { try JSONDecoder().decode(ItemOutcome.self, from: Data($0.utf8)) }
+        return FreshDocsRun.Result(json: json, itemOutcomes: outcomes)
     }
 
     /// The JSON, the table beside it (.md) and the item outcomes (.items.jsonl); returns the stem.

@@ -38,7 +38,8 @@ final class FreshDocsTests: XCTestCase {
         options.sanityPrompts = 2
         options.sanityTokens = 8
         let run = FreshDocsRun(corpus: try FreshDocsCorpus.load(corpusPath), model: model, modelPath: path, tokenizer: tokenizer, options: options)
-        let result = try run.run(systems: ["base"]).json
+        let earlier = try run.run(systems: ["base"])
+        let result = earlier.json
         XCTAssertEqual(result["schema"] as? String, "twinbrain.freshdocs/1")
         let base = try XCTUnwrap((result["systems"] as? [[String: Any]])?.first)
         let t1 = try XCTUnwrap(base["t1"] as? [String: Any])
@@ -62,6 +63,21 @@ final class FreshDocsTests: XCTestCase {
         let table = FreshDocsReport.markdown(result)
         XCTAssertTrue(table.contains("| base |"), table)
         XCTAssertThrowsError(try run.run(systems: ["base", "no-such-system"])) { e in XCTAssertTrue("\(e)".contains("available: base")) }
+
+        // A stopped run goes on from its checkpoint: the done systems are taken as they are.
+        var resumed = run
+        try resumed.reusing(earlier)
+        let again = try resumed.run(systems: ["base"]).json
+        XCTAssertEqual(again["systems_reused"] as? [String], ["base"])
+        XCTAssertEqual((again["systems"] as? [[String: Any]]).map { NSArray(array: $0) }, NSArray(array: [base]))
+        // Not from other options, nor when the base answers the items differently.
+        var otherOptions = FreshDocsRun(corpus: run.corpus, model: model, modelPath: path, tokenizer: tokenizer, options: FreshDocsRun.Options())
+        XCTAssertThrowsError(try otherOptions.reusing(earlier)) { e in XCTAssertTrue("\(e)".contains("other options"), "\(e)") }
+        var flipped = earlier
+        flipped.itemOutcomes[0].accNorm.toggle()
+        var stale = run
+        try stale.reusing(flipped)
+        XCTAssertThrowsError(try stale.run(systems: ["base"])) { e in XCTAssertTrue("\(e)".contains("answers the items differently"), "\(e)") }
     }
 
     /// The RAG baselines retrieve the right chunk and run every task they support.
