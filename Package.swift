@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "twinbraind",
             dependencies: [
-                "MainBrain", "ControlAPI", "CSystemd", "Store", "Intake",
+                "MainBrain", "LearningBrain", "ControlAPI", "CSystemd", "Store", "Intake",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -48,10 +48,12 @@ public struct OpenAIChatRequest: Codable, Sendable {
     public var stream: Bool?
     public var streamOptions: StreamOptions?
     public var n: Int?
+    /// twinbrain's extension: false = the main brain alone (no recalled documents).
+    public var knowledge: Bool?
 
     enum CodingKeys: String, CodingKey {
         case model, messages, maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens"
-        case temperature, topP = "top_p", seed, stop, stream, streamOptions = "stream_options", n
+        case temperature, topP = "top_p", seed, stop, stream, streamOptions = "stream_options", n, knowledge
     }
 }
 
@@ -66,10 +68,12 @@ public struct OpenAICompletionRequest: Codable, Sendable {
     public var stream: Bool?
     public var streamOptions: StreamOptions?
     public var n: Int?
+    /// twinbrain's extension: false = the main brain alone (no recalled documents).
+    public var knowledge: Bool?
 
     enum CodingKeys: String, CodingKey {
         case model, prompt, maxTokens = "max_tokens", temperature, topP = "top_p", seed, stop, stream
-        case streamOptions = "stream_options", n
+        case streamOptions = "stream_options", n, knowledge
     }
 }
 
@@ -99,9 +103,12 @@ public struct OpenAIChatResponse: Codable, Sendable {
     public var model: String
     public var choices: [Choice]
     public var usage: OpenAIUsage
+    /// twinbrain's extension: the documents recalled for the answer (see `GenerateResponse.sources`).
+    public var sources: [KnowledgeSource]?
 
-    public init(id: String, created: Int, model: String, text: String, finishReason: String, usage: OpenAIUsage) {
-        self.id = id; self.created = created; self.model = model; self.usage = usage
+    public init(id: String, created: Int, model: String, text: String, finishReason: String, usage: OpenAIUsage,
+                sources: [KnowledgeSource]? = nil) {
+        self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
         choices = [Choice(index: 0, message: ChatMessageBody(role: "assistant", content: text), finishReason: finishReason)]
     }
 }
@@ -123,9 +130,12 @@ public struct OpenAIChatChunk: Codable, Sendable {
     public var model: String
     public var choices: [Choice]
     public var usage: OpenAIUsage?
+    /// twinbrain's extension, on the chunk that finishes the choice.
+    public var sources: [KnowledgeSource]?
 
-    public init(id: String, created: Int, model: String, role: String? = nil, content: String?, finishReason: String?, usage: OpenAIUsage? = nil) {
-        self.id = id; self.created = created; self.model = model; self.usage = usage
+    public init(id: String, created: Int, model: String, role: String? = nil, content: String?, finishReason: String?,
+                usage: OpenAIUsage? = nil, sources: [KnowledgeSource]? = nil) {
+        self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
         choices = [Choice(index: 0, delta: Delta(role: role, content: content), finishReason: finishReason)]
     }
 
@@ -149,9 +159,12 @@ public struct OpenAICompletionResponse: Codable, Sendable {
     public var model: String
     public var choices: [Choice]
     public var usage: OpenAIUsage?
+    /// twinbrain's extension: the documents recalled for the completion (on the last chunk when streamed).
+    public var sources: [KnowledgeSource]?
 
-    public init(id: String, created: Int, model: String, text: String, finishReason: String?, usage: OpenAIUsage?) {
-        self.id = id; self.created = created; self.model = model; self.usage = usage
+    public init(id: String, created: Int, model: String, text: String, finishReason: String?, usage: OpenAIUsage?,
+                sources: [KnowledgeSource]? = nil) {
+        self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
         choices = [Choice(index: 0, text: text, finishReason: finishReason)]
     }
 }

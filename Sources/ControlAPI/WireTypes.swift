@@ -31,20 +31,24 @@ public struct GenerationOptions: Codable, Sendable, Equatable {
 public struct GenerateRequest: Codable, Sendable, Equatable {
     public var prompt: String
     public var stream: Bool?
+    /// Whether the learning brain joins in (default true); false = the main brain alone.
+    public var knowledge: Bool?
     public var options: GenerationOptions
 
-    public init(prompt: String, stream: Bool? = nil, options: GenerationOptions = .init()) {
+    public init(prompt: String, stream: Bool? = nil, knowledge: Bool? = nil, options: GenerationOptions = .init()) {
         self.prompt = prompt
         self.stream = stream
+        self.knowledge = knowledge
         self.options = options
     }
 
-    enum CodingKeys: String, CodingKey { case prompt, stream }
+    enum CodingKeys: String, CodingKey { case prompt, stream, knowledge }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         prompt = try c.decode(String.self, forKey: .prompt)
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        knowledge = try c.decodeIfPresent(Bool.self, forKey: .knowledge)
         options = try GenerationOptions(from: decoder)
     }
 
@@ -52,6 +56,7 @@ public struct GenerateRequest: Codable, Sendable, Equatable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(prompt, forKey: .prompt)
         try c.encodeIfPresent(stream, forKey: .stream)
+        try c.encodeIfPresent(knowledge, forKey: .knowledge)
         try options.encode(to: encoder)
     }
 }
@@ -66,20 +71,24 @@ public struct ChatMessageBody: Codable, Sendable, Equatable {
 public struct ChatRequest: Codable, Sendable, Equatable {
     public var messages: [ChatMessageBody]
     public var stream: Bool?
+    /// Whether the learning brain joins in (default true); false = the main brain alone.
+    public var knowledge: Bool?
     public var options: GenerationOptions
 
-    public init(messages: [ChatMessageBody], stream: Bool? = nil, options: GenerationOptions = .init()) {
+    public init(messages: [ChatMessageBody], stream: Bool? = nil, knowledge: Bool? = nil, options: GenerationOptions = .init()) {
         self.messages = messages
         self.stream = stream
+        self.knowledge = knowledge
         self.options = options
     }
 
-    enum CodingKeys: String, CodingKey { case messages, stream }
+    enum CodingKeys: String, CodingKey { case messages, stream, knowledge }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         messages = try c.decode([ChatMessageBody].self, forKey: .messages)
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        knowledge = try c.decodeIfPresent(Bool.self, forKey: .knowledge)
         options = try GenerationOptions(from: decoder)
     }
 
@@ -87,7 +96,36 @@ public struct ChatRequest: Codable, Sendable, Equatable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(messages, forKey: .messages)
         try c.encodeIfPresent(stream, forKey: .stream)
+        try c.encodeIfPresent(knowledge, forKey: .knowledge)
         try options.encode(to: encoder)
+    }
+}
+
+/// A document whose knowledge went into an answer.
+public struct KnowledgeSource: Codable, Sendable, Equatable {
+    public var documentId: Int64
+    public var path: String
+    public var version: Int
+    public var sourceId: Int64
+    /// The drive's label, or its key ("fs:<uuid>", "path:/srv/docs").
+    public var source: String
+    /// This document's share of what was recalled (the weights of one answer sum to 1).
+    public var weight: Double
+    /// Passages of it that went into the context.
+    public var passages: Int
+
+    public init(documentId: Int64, path: String, version: Int, sourceId: Int64, source: String, weight: Double, passages: Int) {
+        self.documentId = documentId
+        self.path = path
+        self.version = version
+        self.sourceId = sourceId
+        self.source = source
+        self.weight = weight
+        self.passages = passages
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case documentId = "document_id", path, version, sourceId = "source_id", source, weight, passages
     }
 }
 
@@ -121,15 +159,19 @@ public struct GenerateResponse: Codable, Sendable, Equatable {
     public var stopReason: String
     public var model: String
     public var usage: GenerationUsage
+    /// The documents the learning brain recalled for this answer, most weight first; empty when
+    /// nothing matched, absent when the request turned knowledge off.
+    public var sources: [KnowledgeSource]?
 
-    public init(text: String, stopReason: String, model: String, usage: GenerationUsage) {
+    public init(text: String, stopReason: String, model: String, usage: GenerationUsage, sources: [KnowledgeSource]? = nil) {
         self.text = text
         self.stopReason = stopReason
         self.model = model
         self.usage = usage
+        self.sources = sources
     }
 
-    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage }
+    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage, sources }
 }
 
 /// One line of a streamed (NDJSON) reply: text pieces, then a final line with `done`.
@@ -209,16 +251,37 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         }
     }
 
+    public var learning: Learning?
+
+    /// What the learning brain holds, and what it is learning now.
+    public struct Learning: Codable, Sendable, Equatable {
+        /// Documents learned, and extracted ones waiting to be learned.
+        public var documentsLearned: Int
+        public var documentsWaiting: Int
+        /// Passages in the recall index.
+        public var passages: Int
+        /// The document being learned now (its path), if any.
+        public var current: String?
+        public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?) {
+            self.documentsLearned = documentsLearned; self.documentsWaiting = documentsWaiting
+            self.passages = passages; self.current = current
+        }
+        enum CodingKeys: String, CodingKey {
+            case documentsLearned = "documents_learned", documentsWaiting = "documents_waiting", passages, current
+        }
+    }
+
     public init(version: String, state: String, activity: String, model: ModelInfo?, uptimeSeconds: Double,
-                queue: Queue, residentMemoryMiB: Double, threads: Int, caller: Caller, intake: Intake? = nil) {
+                queue: Queue, residentMemoryMiB: Double, threads: Int, caller: Caller, intake: Intake? = nil,
+                learning: Learning? = nil) {
         self.version = version; self.state = state; self.activity = activity; self.model = model
         self.uptimeSeconds = uptimeSeconds; self.queue = queue; self.residentMemoryMiB = residentMemoryMiB
-        self.threads = threads; self.caller = caller; self.intake = intake
+        self.threads = threads; self.caller = caller; self.intake = intake; self.learning = learning
     }
 
     enum CodingKeys: String, CodingKey {
         case version, state, activity, model, uptimeSeconds = "uptime_s", queue
-        case residentMemoryMiB = "rss_mib", threads, caller, intake
+        case residentMemoryMiB = "rss_mib", threads, caller, intake, learning
     }
 }
 

@@ -1,8 +1,10 @@
 import Foundation
+import LearningBrain
 import MainBrain
 
 /// In-context retrieval baselines (the protocol's bm25-rag and vector-rag): the learned
-/// documents are cut into chunks of 128 tokens every 64; retrieved chunks are prepended to the
+/// documents are cut into chunks of 128 tokens every 64 (`PassageChunker.standard`, as the
+/// daemon's passage recall does); retrieved chunks are prepended to the
 /// context and never scored.
 public final class RAGSystem: EvalSystem {
     public let id: String
@@ -12,7 +14,7 @@ public final class RAGSystem: EvalSystem {
     let scorer: Scorer
     let generator: Generator
     public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
-    static let chunkLength = 128, chunkStride = 64, block = 32
+    static let block = 32
 
     struct Chunk { let document: String; let offset: Int; let tokens: [Int32] }
     private(set) var chunks: [Chunk] = []
@@ -30,12 +32,9 @@ public final class RAGSystem: EvalSystem {
         var added: [Chunk] = []
         for d in documents {
             let t = tokenizer.encode(d.text)
-            guard !t.isEmpty else { continue }
-            var start = 0
-            repeat {
-                added.append(Chunk(document: d.id, offset: start, tokens: Array(t[start..<min(start + Self.chunkLength, t.count)])))
-                start += Self.chunkStride
-            } while start + Self.chunkStride < t.count
+            for r in PassageChunker.standard.ranges(count: t.count) {
+                added.append(Chunk(document: d.id, offset: r.lowerBound, tokens: Array(t[r])))
+            }
         }
         try retriever.add(added.map { tokenizer.decode($0.tokens) }, tokens: added.map(\.tokens))
         chunks += added

@@ -174,7 +174,8 @@ extension Store {
     }
 
     /// Forgets documents (every version of each path given by one of its ids, or all of a
-    /// source's): they become `forgotten` and text no live document uses is deleted. Returns the
+    /// source's): they become `forgotten`, their passages are deleted and text no live document
+    /// uses is deleted. Returns the
     /// documents that changed state, so the learning brain can drop their knowledge.
     public func forget(documents ids: [Int64]) throws -> [Document] {
         try pool.write { db in
@@ -183,6 +184,7 @@ extension Store {
                 guard let d = try Document.fetchOne(db, sql: "SELECT * FROM documents WHERE id = ?", arguments: [id]) else { continue }
                 changed += try Self.forgetPath(db, source: d.sourceId, path: d.path)
             }
+            try Self.deletePassages(db, documents: changed.map(\.id))
             try Self.dropUnreferencedTexts(db)
             return changed
         }
@@ -193,6 +195,7 @@ extension Store {
             let paths = try String.fetchAll(db, sql: "SELECT DISTINCT path FROM documents WHERE source_id = ?", arguments: [id])
             var changed: [Document] = []
             for path in paths { changed += try Self.forgetPath(db, source: id, path: path) }
+            try Self.deletePassages(db, documents: changed.map(\.id))
             try Self.dropUnreferencedTexts(db)
             return changed
         }

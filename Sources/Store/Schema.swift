@@ -73,6 +73,31 @@ enum Schema {
                 );
                 """)
         }
+        m.registerMigration("v2: passages and their full-text index") { db in
+            // The learning brain's passage recall: each learned document version cut into
+            // overlapping passages of main-brain tokens, indexed by FTS5 (BM25). Deleting a
+            // passage removes it from the index (trigger), so forgetting needs no second step.
+            try db.execute(sql: """
+                CREATE TABLE passages (
+                    id           INTEGER PRIMARY KEY,
+                    document_id  INTEGER NOT NULL REFERENCES documents(id),
+                    token_offset INTEGER NOT NULL,
+                    tokens       INTEGER NOT NULL,
+                    text         TEXT NOT NULL
+                );
+                CREATE INDEX passages_by_document ON passages(document_id);
+                CREATE VIRTUAL TABLE passages_fts USING fts5(
+                    text, content = 'passages', content_rowid = 'id',
+                    tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+                );
+                CREATE TRIGGER passages_indexed AFTER INSERT ON passages BEGIN
+                    INSERT INTO passages_fts (rowid, text) VALUES (new.id, new.text);
+                END;
+                CREATE TRIGGER passages_unindexed AFTER DELETE ON passages BEGIN
+                    INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+                END;
+                """)
+        }
         return m
     }
 }

@@ -123,6 +123,12 @@ struct GenerationFlags: ParsableArguments {
     @Option(help: "Sampling temperature (0 = always the most likely token).") var temperature: Float?
     @Option(help: "Random seed: the same seed and question give the same answer.") var seed: UInt64?
     @Option(help: "A system message that sets the assistant's behaviour.") var system: String?
+    @Flag(name: .customLong("no-knowledge"), help: "Ask the main brain alone: recall nothing from the learned documents.")
+    var noKnowledge = false
+    @Flag(name: .customLong("no-sources"), help: "Do not list the documents the answer drew on.") var noSources = false
+
+    /// nil (the daemon's default: on) unless turned off.
+    var knowledge: Bool? { noKnowledge ? false : nil }
 
     var options: GenerationOptions {
         var o = GenerationOptions()

@@ -27,6 +27,8 @@ struct DaemonConfiguration: Equatable {
     /// Filesystems mounted below these are drives to read (the udev rule mounts USB drives under
     /// the first); nothing else is read unless an admin ingests a path.
     var mediaRoots = ["/run/twinbrain/media", "/media", "/run/media"]
+    /// Passages of learned documents recalled into a question's context at most (0 turns recall off).
+    var knowledgePassages = 3
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -46,6 +48,7 @@ struct DaemonConfiguration: Equatable {
         "admin_group": { $0.adminGroup = try string($1, "admin_group") },
         "log_level": { $0.logLevel = try string($1, "log_level") },
         "media_roots": { $0.mediaRoots = try strings($1, "media_roots") },
+        "knowledge_passages": { $0.knowledgePassages = try int($1, "knowledge_passages", 0...16) },
     ]
 
     struct Problem: Error, CustomStringConvertible {
@@ -125,6 +128,7 @@ struct DaemonConfiguration: Equatable {
         admin_group = "\(adminGroup)"
         log_level = "\(logLevel)"
         media_roots = [\(mediaRoots.map { "\"\($0)\"" }.joined(separator: ", "))]
+        knowledge_passages = \(knowledgePassages)
         """
     }
 }

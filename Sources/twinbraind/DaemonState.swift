@@ -6,7 +6,7 @@ import Metrics
 import Store
 
 /// What every request handler shares: configuration, the loaded model (once loaded), the
-/// compute scheduler, the access policy, the store and the intake.
+/// compute scheduler, the access policy, the store, the intake and the learning brain.
 final class DaemonState: @unchecked Sendable {
     enum Phase: String { case loading, ready, stopping }
 
@@ -18,6 +18,7 @@ final class DaemonState: @unchecked Sendable {
     let audit: AuditLog
     let store: Store
     let intake: IntakeService
+    let learning: LearningService
     private let lock = NSLock()
     private var _phase = Phase.loading
     private var _scheduler: ComputeScheduler?
@@ -35,6 +36,8 @@ final class DaemonState: @unchecked Sendable {
         store = try Store(path: (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite"))
         audit = AuditLog(store: store, logger: logger)
         intake = IntakeService(store: store, mediaRoots: configuration.mediaRoots, logger: logger)
+        learning = LearningService(store: store, logger: logger)
+        intake.onJobFinished = { [learning] in learning.wake() }
     }
 
     var phase: Phase { lock.withLock { _phase } }
@@ -61,6 +64,7 @@ final class DaemonState: @unchecked Sendable {
         }
         let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth)
         scheduler.start()
+        learning.start(tokenizer: tokenizer)
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
                                             layers: model.config.layers, contextLength: model.config.contextLength,

@@ -24,6 +24,8 @@ final class IntakeService: @unchecked Sendable {
     private var running = 0
     private var stopping = false
     private var thread: Thread?
+    /// Called after each job (new documents may wait to be learned).
+    var onJobFinished: () -> Void = {}
 
     struct Work {
         let job: Job
@@ -137,7 +139,10 @@ final class IntakeService: @unchecked Sendable {
             let work = queue.removeFirst()
             running += 1
             condition.unlock()
-            defer { condition.withLock { running -= 1 } }
+            defer {
+                condition.withLock { running -= 1 }
+                onJobFinished()
+            }
             guard let ingester else { continue }
             let start = Date()
             let job = work.job, path = work.path

@@ -159,8 +159,8 @@ extension API {
         try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
-        let prompt = scheduler.generator.tokenizer.encode(body.prompt)
-        return try await native(makeRequest(prompt: prompt, options: body.options),
+        let (prompt, recall) = try knowledgePrompt(body.prompt, knowledge: body.knowledge, scheduler: scheduler)
+        return try await native(makeRequest(prompt: prompt, options: body.options), sources: recall?.sources,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -168,8 +168,8 @@ extension API {
         try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
-        let prompt = try chatPrompt(body.messages, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options),
+        let (prompt, recall) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
+        return try await native(makeRequest(prompt: prompt, options: body.options), sources: recall?.sources,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -183,7 +183,45 @@ extension API {
         return scheduler.generator.tokenizer.encode(text, parseSpecial: true)
     }
 
-    private func native(_ generation: GenerationRequest, stream: Bool, scheduler: ComputeScheduler, request: Request) async throws -> Response {
+    // MARK: - Joint inference (passage recall)
+
+    /// Passages recalled for a question, or nil when the request turned knowledge off.
+    func recall(_ question: String, knowledge: Bool?) throws -> Recall? {
+        guard knowledge ?? true else { return nil }
+        return try Recall(question: question, store: state.store, limit: state.configuration.knowledgePassages)
+    }
+
+    /// The chat prompt with the passages recalled for the last user message; fewer passages
+    /// when the context cannot hold them all and room for an answer.
+    func knowledgeChatPrompt(_ messages: [ChatMessageBody], knowledge: Bool?, scheduler: ComputeScheduler) throws
+        -> (prompt: [Int32], recall: Recall?)
+    {
+        let question = messages.last(where: { $0.role == "user" })?.content ?? ""
+        guard let recall = try recall(question, knowledge: knowledge) else {
+            return (try chatPrompt(messages, scheduler: scheduler), nil)
+        }
+        return try fitting(recall) { try chatPrompt($0.messages(messages), scheduler: scheduler) }
+    }
+
+    /// A plain prompt with the passages recalled for it before it.
+    func knowledgePrompt(_ prompt: String, knowledge: Bool?, scheduler: ComputeScheduler) throws -> (prompt: [Int32], recall: Recall?) {
+        let tokenizer = scheduler.generator.tokenizer
+        guard let recall = try recall(prompt, knowledge: knowledge) else { return (tokenizer.encode(prompt), nil) }
+        return try fitting(recall) { tokenizer.encode($0.prompt(prompt)) }
+    }
+
+    /// The prompt with as many of the recalled passages as leave `answerRoom` tokens free.
+    private func fitting(_ recall: Recall, answerRoom: Int = 128, _ build: (Recall) throws -> [Int32]) throws -> ([Int32], Recall) {
+        for n in stride(from: recall.passages.count, to: 0, by: -1) {
+            let kept = recall.keeping(n), prompt = try build(kept)
+            if prompt.count + answerRoom <= state.contextLimit { return (prompt, kept) }
+        }
+        let none = recall.keeping(0)
+        return (try build(none), none)
+    }
+
+    private func native(_ generation: GenerationRequest, sources: [KnowledgeSource]?, stream: Bool, scheduler: ComputeScheduler,
+                        request: Request) async throws -> Response {
         let model = state.modelID
         if stream {
             let run = try start(generation, scheduler: scheduler)
@@ -194,7 +232,7 @@ extension API {
                     return [String(decoding: try encoder.encode(StreamLine(text: piece)), as: UTF8.self) + "\n"]
                 case let .finished(result, queued):
                     let done = GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                                usage: usage(result, queueSeconds: queued))
+                                                usage: usage(result, queueSeconds: queued), sources: sources)
                     return [String(decoding: try encoder.encode(StreamLine(done: true, result: done)), as: UTF8.self) + "\n"]
                 }
             }, failure: { error in
@@ -204,6 +242,6 @@ extension API {
         }
         let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                              usage: usage(result, queueSeconds: queued)))
+                                              usage: usage(result, queueSeconds: queued), sources: sources))
     }
 }

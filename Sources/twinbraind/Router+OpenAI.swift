@@ -41,7 +41,9 @@ extension API {
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             seed: body.seed, stop: body.stop, n: body.n)
-        let generation = try makeRequest(prompt: chatPrompt(body.messages, scheduler: scheduler), options: o)
+        let (prompt, recall) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
+        let generation = try makeRequest(prompt: prompt, options: o)
+        let sources = recall?.sources
         let id = "chatcmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
@@ -53,7 +55,7 @@ extension API {
                     return [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: piece, finishReason: nil))]
                 case let .finished(result, _):
                     var lines = [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: nil,
-                                                         finishReason: Self.finishReason(result.stopReason)))]
+                                                         finishReason: Self.finishReason(result.stopReason), sources: sources))]
                     if includeUsage {
                         lines.append(try Self.sse(OpenAIChatChunk(id: id, created: created, model: model,
                                                              usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count))))
@@ -67,7 +69,8 @@ extension API {
         let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(OpenAIChatResponse(id: id, created: created, model: model, text: result.text,
                                                 finishReason: Self.finishReason(result.stopReason),
-                                                usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count)))
+                                                usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
+                                                sources: sources))
     }
 
     func openAICompletion(_ request: Request, _ context: DaemonContext) async throws -> Response {
@@ -77,8 +80,9 @@ extension API {
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxTokens, temperature: body.temperature, topP: body.topP, seed: body.seed,
                             stop: body.stop, n: body.n)
-        let prompt = scheduler.generator.tokenizer.encode(body.prompt.text)
+        let (prompt, recall) = try knowledgePrompt(body.prompt.text, knowledge: body.knowledge, scheduler: scheduler)
         let generation = try makeRequest(prompt: prompt, options: o)
+        let sources = recall?.sources
         let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
             let run = try start(generation, scheduler: scheduler)
@@ -90,7 +94,8 @@ extension API {
                 case let .finished(result, _):
                     let usage = includeUsage ? OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count) : nil
                     return [try Self.sse(OpenAICompletionResponse(id: id, created: created, model: model, text: "",
-                                                             finishReason: Self.finishReason(result.stopReason), usage: usage))]
+                                                             finishReason: Self.finishReason(result.stopReason), usage: usage,
+                                                             sources: sources))]
                 }
             }, failure: { error in
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
@@ -99,6 +104,7 @@ extension API {
         let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
         return try Self.json(OpenAICompletionResponse(id: id, created: created, model: model, text: result.text,
                                                       finishReason: Self.finishReason(result.stopReason),
-                                                      usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count)))
+                                                      usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
+                                                      sources: sources))
     }
 }

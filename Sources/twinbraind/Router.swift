@@ -113,6 +113,7 @@ struct API: Sendable {
     func status(_ request: Request, _ context: DaemonContext) async throws -> Response {
         let (peer, level) = try await authorize(context, needs: .user)
         let snapshot = state.scheduler?.snapshot ?? (running: 0, waiting: 0, activity: state.phase == .loading ? "loading the model" : "idle")
+        let counts = try state.store.documentCounts(), stored = try state.store.passageCounts()
         let body = StatusResponse(
             version: twinbrainVersion, state: state.phase.rawValue, activity: snapshot.activity,
             model: state.modelInfo, uptimeSeconds: Date().timeIntervalSince(state.started),
@@ -121,8 +122,10 @@ struct API: Sendable {
             caller: Caller(uid: peer.uid, pid: peer.pid, access: level.rawValue),
             intake: .init(driveEvents: state.intake.drives.eventSource, mediaRoots: state.configuration.mediaRoots,
                           drivesPresent: try state.store.sources().filter { $0.kind == "drive" && $0.state == .present }.count,
-                          documents: Dictionary(uniqueKeysWithValues: try state.store.documentCounts().map { ($0.key.rawValue, $0.value) }),
-                          jobsRunning: state.intake.jobsRunning))
+                          documents: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
+                          jobsRunning: state.intake.jobsRunning),
+            learning: .init(documentsLearned: counts[.learned] ?? 0, documentsWaiting: counts[.extracted] ?? 0,
+                            passages: stored.passages, current: state.learning.activity))
         return try Self.json(body)
     }
 

@@ -193,6 +193,7 @@ struct ModelService: Service {
         readiness.modelLoaded()
         try? await gracefulShutdown()
         state.setStopping()
+        state.learning.stop()
         Systemd.stopping()
         logger.info("stopping: cancelling running work")
         state.scheduler?.shutdown()

@@ -94,6 +94,16 @@ final class DaemonProcess {
     enum DaemonError: Error { case exited(String), timeout(String) }
 }
 
+/// Polls `probe` every 0.1 s until it gives a value.
+func waitFor<T>(_ what: String, timeout: TimeInterval = 20, _ probe: () throws -> T?) throws -> T {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if let value = try probe() { return value }
+        usleep(100_000)
+    }
+    throw NSError(domain: "timeout", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
+}
+
 func json(_ object: Any) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
 /// Runs a program, returns (exit code, stdout, stderr).

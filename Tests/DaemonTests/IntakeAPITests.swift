@@ -117,8 +117,14 @@ final class IntakeAPITests: XCTestCase {
         let all = try JSONDecoder().decode(DocumentList.self, from: try restarted.client.send("GET", "/v1/documents?all=1&limit=1000").body)
         XCTAssertEqual(all.total, files, "every file exactly once")
         XCTAssertEqual(Set(all.documents.map(\.path)).count, files)
-        XCTAssertTrue(all.documents.allSatisfy { $0.state == "extracted" && $0.version == 1 })
+        XCTAssertTrue(all.documents.allSatisfy { ["extracted", "learned"].contains($0.state) && $0.version == 1 })
         XCTAssertTrue(restarted.logText.contains("resuming ingest job \(job.id)"), restarted.logText)
+        // Learning ran alongside, killed too: every document learned once (each note is one passage).
+        let learning = try waitFor("every document learned") { () -> StatusResponse.Learning? in
+            let l = try JSONDecoder().decode(StatusResponse.self, from: try restarted.client.send("GET", "/v1/status").body).learning
+            return l?.documentsLearned == files ? l : nil
+        }
+        XCTAssertEqual(learning.passages, files, "no passage lost or learned twice")
         XCTAssertEqual(restarted.terminate(), 0)
     }
 }

@@ -23,7 +23,7 @@ final class StoreTests: XCTestCase {
 
     func testMigratesAndReopens() throws {
         let store = try makeStore()
-        XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit"])
+        XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit", "v2: passages and their full-text index"])
         let s = try store.sourceSeen(.path("/srv/docs"))
         XCTAssertEqual(s.state, .present)
         // Reopening keeps everything and applies nothing twice.
@@ -166,5 +166,63 @@ final class StoreTests: XCTestCase {
             }
             XCTAssertEqual(SHA256.hex(digest: pieces.finalize()), String(expected), "length \(length) in pieces")
         }
+    }
+
+    // MARK: Passages
+
+    func passages(_ words: String) -> [PassageRecord] {
+        [PassageRecord(tokenOffset: 0, tokens: 10, text: words), PassageRecord(tokenOffset: 5, tokens: 10, text: words + " again")]
+    }
+
+    /// Learn, search, supersede, forget: and after forgetting, the index answers exactly as one
+    /// that never held the forgotten document (same passages, same BM25 scores).
+    func testPassagesAreLearnedSearchedSupersededAndForgottenExactly() throws {
+        let store = try makeStore()
+        let source = try store.sourceSeen(.path("/srv/docs"))
+        var ids: [String: Int64] = [:]
+        let texts = ["trains.txt": "employees take the train below six hours", "lunch.txt": "the canteen serves fish soup on fridays",
+                     "hotel.txt": "hotel costs up to 140 euros in vienna; the train station is near"]
+        for name in texts.keys.sorted() {
+            guard case .added(let d) = try store.register(reading(source.id, name, texts[name]!)) else { return XCTFail() }
+            ids[name] = d.id
+        }
+        XCTAssertEqual(try store.documentsToLearn(limit: 10).count, 3)
+        for name in texts.keys.sorted() { XCTAssertTrue(try store.learn(document: ids[name]!, passages: passages(texts[name]!))) }
+        XCTAssertFalse(try store.learn(document: ids["lunch.txt"]!, passages: passages("twice")), "learned once only")
+        XCTAssertEqual(try store.documentsToLearn(limit: 10).count, 0)
+        XCTAssertEqual(try store.passageCounts().passages, 6)
+
+        let hits = try store.searchPassages(words: ["train", "vienna"], limit: 10)
+        XCTAssertEqual(hits.first?.path, "hotel.txt", "both words beat one")
+        XCTAssertEqual(Set(hits.map(\.path)), ["hotel.txt", "trains.txt"])
+        XCTAssertTrue(hits.allSatisfy { $0.score > 0 })
+        XCTAssertEqual(try store.searchPassages(words: ["submarine"], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(words: [], limit: 10), [])
+        // Query syntax in a word is only text.
+        XCTAssertEqual(try store.searchPassages(words: ["fish\" OR \"soup", "NEAR(a b)", "*"], limit: 10), [])
+
+        // A new version is learned; the superseded one's passages go with it.
+        guard case .updated(let v2, _) = try store.register(reading(source.id, "lunch.txt", "the canteen serves pasta")) else { return XCTFail() }
+        XCTAssertEqual(try store.searchPassages(words: ["fish"], limit: 10).count, 2, "old knowledge serves until the new is learned")
+        XCTAssertTrue(try store.learn(document: v2.id, passages: passages("the canteen serves pasta")))
+        XCTAssertEqual(try store.searchPassages(words: ["fish"], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(words: ["pasta"], limit: 10).map(\.version), [2, 2])
+
+        // Forget the hotel; compare with a store that only ever learned the others.
+        _ = try store.forget(documents: [ids["hotel.txt"]!])
+        XCTAssertEqual(try store.passages(document: ids["hotel.txt"]!), [])
+        let fresh = try Store(path: directory.appendingPathComponent("fresh.sqlite").path)
+        let freshSource = try fresh.sourceSeen(.path("/srv/docs"))
+        for (name, text) in [("lunch.txt", "the canteen serves pasta"), ("trains.txt", texts["trains.txt"]!)] {
+            guard case .added(let d) = try fresh.register(reading(freshSource.id, name, text)) else { return XCTFail() }
+            XCTAssertTrue(try fresh.learn(document: d.id, passages: passages(text)))
+        }
+        for words in [["train", "vienna"], ["the"], ["canteen", "employees", "hotel"]] {
+            let a = try store.searchPassages(words: words, limit: 10), b = try fresh.searchPassages(words: words, limit: 10)
+            XCTAssertEqual(a.map { "\($0.path)@\($0.tokenOffset)" }, b.map { "\($0.path)@\($0.tokenOffset)" }, "\(words)")
+            XCTAssertEqual(a.map(\.score), b.map(\.score), "\(words)")
+        }
+        // A forgotten document cannot be learned afterwards.
+        XCTAssertFalse(try store.learn(document: ids["hotel.txt"]!, passages: passages("back")))
     }
 }

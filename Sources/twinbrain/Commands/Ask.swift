@@ -6,7 +6,13 @@ extension Twinbrain {
     struct Ask: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Ask one question; the answer streams as it is written.",
-            discussion: "Example: twinbrain ask \"What does our travel policy say about trains?\"")
+            discussion: """
+                The learning brain recalls passages of the learned documents that match the question; the \
+                documents it drew on are listed under the answer (--no-sources hides them, --no-knowledge asks \
+                the main brain alone).
+
+                Example: twinbrain ask "What does our travel policy say about trains?"
+                """)
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var generation: GenerationFlags
@@ -23,24 +29,29 @@ extension Twinbrain {
                 if let system = generation.system { messages.append(.init(role: "system", content: system)) }
                 messages.append(.init(role: "user", content: question.joined(separator: " ")))
                 if json {
-                    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: false, options: generation.options))
+                    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: false, knowledge: generation.knowledge,
+                                                                    options: generation.options))
                     let reply = try connection.client.send("POST", "/v1/chat", body: body)
                     _ = try decodeOK(GenerateResponse.self, reply)
                     printRaw(reply.body)
                     return
                 }
-                _ = try streamAnswer(connection.client, messages: messages, options: generation.options) { false }
+                let answer = try streamAnswer(connection.client, messages: messages, generation: generation) { false }
+                if !generation.noSources { printSources(answer.sources) }
             }
         }
     }
 }
 
-/// Streams one chat answer to stdout; returns its text. `shouldStop` is polled per piece
-/// (Ctrl-C in `chat`): stopping closes the connection, which cancels the generation.
-func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], options: GenerationOptions,
-                  shouldStop: () -> Bool) throws -> String {
-    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: true, options: options))
+/// Streams one chat answer to stdout; returns its text and the documents it drew on.
+/// `shouldStop` is polled per piece (Ctrl-C in `chat`): stopping closes the connection, which
+/// cancels the generation.
+func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], generation: GenerationFlags,
+                  shouldStop: () -> Bool) throws -> (text: String, sources: [KnowledgeSource]) {
+    let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: true, knowledge: generation.knowledge,
+                                                    options: generation.options))
     var answer = ""
+    var sources: [KnowledgeSource] = []
     var failure: String?
     var raw = Data()  // the body as received: an error reply is one JSON object, not NDJSON
     let reply = try client.streamLines("POST", "/v1/chat", body: body) { line in
@@ -51,11 +62,22 @@ func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], options: 
             print(text, terminator: "")
             fflush(nil)
         }
+        if let s = event.result?.sources { sources = s }
         if let error = event.error { failure = error.message }
         return !shouldStop()
     }
     if reply.status != 200 { throw CLIError.reply(HTTPReply(status: reply.status, headers: reply.headers, body: raw)) }
     print()
     if let failure { throw CLIError(description: "the answer was cut short: \(failure)", code: 5) }
-    return answer
+    return (answer, sources)
+}
+
+/// The documents an answer drew on, under it: weight, document id, path and where it came from.
+func printSources(_ sources: [KnowledgeSource]) {
+    guard !sources.isEmpty else { return }
+    print("\nSources:")
+    for s in sources {
+        let weight = String(format: "%3.0f%%", 100 * s.weight)
+        print("  \(weight)  [\(s.documentId)] \(Twinbrain.Docs.printable(s.path)) (\(s.source), version \(s.version))")
+    }
 }

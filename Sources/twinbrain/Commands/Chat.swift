@@ -40,7 +40,8 @@ extension Twinbrain {
                     }
                     history.append(.init(role: "user", content: text))
                     interrupted = 0
-                    let answer = try streamAnswer(client, messages: history, options: generation.options) { interrupted != 0 }
+                    let (answer, sources) = try streamAnswer(client, messages: history, generation: generation) { interrupted != 0 }
+                    if !generation.noSources { printSources(sources) }
                     if interrupted != 0 { print("(stopped)") }
                     history.append(.init(role: "assistant", content: answer))
                 }

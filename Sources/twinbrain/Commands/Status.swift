@@ -25,6 +25,10 @@ extension Twinbrain {
                     print("drives:  \(i.drivesPresent) present, \(i.jobsRunning) job\(i.jobsRunning == 1 ? "" : "s") running (events: \(i.driveEvents))")
                     print("docs:    \(docs.isEmpty ? "none yet" : docs)")
                 }
+                if let l = status.learning {
+                    let now = l.current.map { ", learning \(Docs.printable($0))" } ?? ""
+                    print("learned: \(l.documentsLearned) documents (\(l.passages) passages), \(l.documentsWaiting) waiting\(now)")
+                }
                 print("you:     uid \(status.caller.uid), \(status.caller.access) access")
             }
         }

@@ -1,0 +1,111 @@
+import Foundation
+import GRDB
+
+// The learning brain's passages: written when a document version is learned, searched with
+// FTS5's BM25 when a question comes, deleted with the document when it is forgotten or
+// superseded.
+
+/// A passage to store for a document (its text as the main brain's tokens decode).
+public struct PassageRecord: Sendable, Equatable {
+    public var tokenOffset: Int
+    public var tokens: Int
+    public var text: String
+    public init(tokenOffset: Int, tokens: Int, text: String) {
+        self.tokenOffset = tokenOffset
+        self.tokens = tokens
+        self.text = text
+    }
+}
+
+/// A passage found for a query, with the document and source it came from.
+public struct PassageHit: Sendable, Equatable {
+    public var passageId: Int64
+    public var documentId: Int64
+    public var sourceId: Int64
+    public var path: String
+    public var version: Int
+    /// The drive's label, or nil (a path source, or a drive without one).
+    public var sourceLabel: String?
+    public var sourceKey: String
+    public var tokenOffset: Int
+    public var text: String
+    /// BM25 relevance (higher is better; SQLite's bm25() negated).
+    public var score: Double
+}
+
+extension Store {
+    /// Documents extracted but not learned yet, oldest first.
+    public func documentsToLearn(limit: Int) throws -> [Document] {
+        try pool.read { db in
+            try Document.fetchAll(db, sql: "SELECT * FROM documents WHERE state = 'extracted' ORDER BY id LIMIT ?", arguments: [limit])
+        }
+    }
+
+    /// Stores a document version's passages and marks it learned, in one transaction; the
+    /// passages of the versions it superseded go in the same step. Returns false (and changes
+    /// nothing) when the document is no longer waiting to be learned: forgotten, or superseded
+    /// in the meantime.
+    public func learn(document id: Int64, passages: [PassageRecord]) throws -> Bool {
+        try pool.write { db in
+            guard let d = try Document.fetchOne(db, sql: "SELECT * FROM documents WHERE id = ?", arguments: [id]),
+                  d.state == .extracted else { return false }
+            for p in passages {
+                try db.execute(sql: "INSERT INTO passages (document_id, token_offset, tokens, text) VALUES (?, ?, ?, ?)",
+                               arguments: [id, p.tokenOffset, p.tokens, p.text])
+            }
+            try db.execute(sql: "UPDATE documents SET state = 'learned', updated = ? WHERE id = ?", arguments: [Date(), id])
+            try db.execute(sql: """
+                DELETE FROM passages WHERE document_id IN
+                    (SELECT id FROM documents WHERE source_id = ? AND path = ? AND state = 'superseded')
+                """, arguments: [d.sourceId, d.path])
+            return true
+        }
+    }
+
+    /// The passages that best match any of these words (BM25), best first; no words, no passages.
+    public func searchPassages(words: [String], limit: Int) throws -> [PassageHit] {
+        guard !words.isEmpty, limit > 0 else { return [] }
+        // Each word is one quoted FTS5 string: nothing in it is read as query syntax.
+        let match = words.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " OR ")
+        return try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT p.id, p.document_id, d.source_id, d.path, d.version, s.label, s.key, p.token_offset, p.text,
+                       -bm25(passages_fts) AS score
+                FROM passages_fts
+                JOIN passages p ON p.id = passages_fts.rowid
+                JOIN documents d ON d.id = p.document_id
+                JOIN sources s ON s.id = d.source_id
+                WHERE passages_fts MATCH ?
+                ORDER BY bm25(passages_fts), p.id
+                LIMIT ?
+                """, arguments: [match, limit]).map { r in
+                PassageHit(passageId: r[0], documentId: r[1], sourceId: r[2], path: r[3], version: r[4], sourceLabel: r[5],
+                           sourceKey: r[6], tokenOffset: r[7], text: r[8], score: r[9])
+            }
+        }
+    }
+
+    /// Passages stored, and how many documents they belong to (status, metrics).
+    public func passageCounts() throws -> (passages: Int, documents: Int) {
+        try pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COUNT(DISTINCT document_id) FROM passages")!
+            return (row[0], row[1])
+        }
+    }
+
+    /// The passages of one document version, in order (tests, inspection).
+    public func passages(document id: Int64) throws -> [PassageRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT token_offset, tokens, text FROM passages WHERE document_id = ? ORDER BY token_offset",
+                             arguments: [id]).map { PassageRecord(tokenOffset: $0[0], tokens: $0[1], text: $0[2]) }
+        }
+    }
+
+    /// Deletes the passages of these documents and merges the index, so nothing of them stays
+    /// in its segments either.
+    static func deletePassages(_ db: Database, documents ids: [Int64]) throws {
+        guard !ids.isEmpty else { return }
+        for id in ids { try db.execute(sql: "DELETE FROM passages WHERE document_id = ?", arguments: [id]) }
+        try db.execute(sql: "INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+    }
+}

@@ -1,0 +1,108 @@
+import ControlAPI
+import Foundation
+import XCTest
+
+/// Joint inference against a real daemon and the real model: ingested documents are learned
+/// on their own, questions recall their passages and cite them, a changed file replaces its
+/// old knowledge, forgetting removes it, and `knowledge: false` leaves the main brain alone.
+final class KnowledgeAPITests: XCTestCase {
+    let travel = """
+        Employees travelling between offices must take the train when the journey is shorter than six hours.
+        Flights are only approved by the finance director, Mirela Kovacs, for journeys longer than six hours.
+        Hotel costs are reimbursed up to 140 euros per night in Vienna and 110 euros elsewhere.
+        """
+    let canteen = """
+        The canteen on floor 3 serves lunch from 11:30 to 14:00. On Fridays the canteen serves fish soup.
+        The coffee machine on floor 2 is maintained by Bogdan every Tuesday.
+        """
+
+    func learning(_ daemon: DaemonProcess) throws -> StatusResponse.Learning {
+        try XCTUnwrap(JSONDecoder().decode(StatusResponse.self, from: try daemon.client.send("GET", "/v1/status").body).learning)
+    }
+
+    func ingest(_ daemon: DaemonProcess, _ path: String, expectLearned: Int) throws {
+        let reply = try daemon.client.send("POST", "/v1/ingest", body: json(["path": path]))
+        XCTAssertEqual(reply.status, 202)
+        let job = try JSONDecoder().decode(JobBody.self, from: reply.body)
+        _ = try waitFor("the ingest job", timeout: 60) { () -> Bool? in
+            try JSONDecoder().decode(JobBody.self, from: try daemon.client.send("GET", "/v1/jobs/\(job.id)").body).isFinished ? true : nil
+        }
+        _ = try waitFor("\(expectLearned) documents learned", timeout: 60) { () -> Bool? in
+            let l = try learning(daemon)
+            return l.documentsLearned == expectLearned && l.documentsWaiting == 0 ? true : nil
+        }
+    }
+
+    func chat(_ daemon: DaemonProcess, _ question: String, extra: [String: Any] = [:]) throws -> GenerateResponse {
+        var body: [String: Any] = ["messages": [["role": "user", "content": question]], "max_tokens": 4, "temperature": 0]
+        body.merge(extra) { $1 }
+        let reply = try daemon.client.send("POST", "/v1/chat", body: json(body))
+        XCTAssertEqual(reply.status, 200, String(decoding: reply.body, as: UTF8.self))
+        return try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
+    }
+
+    func testQuestionsRecallLearnedDocumentsWithSourcesAndForgettingRemovesThem() throws {
+        let daemon = try DaemonProcess()
+        try daemon.waitUntilReady()
+        let docs = daemon.directory.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        try Data(travel.utf8).write(to: docs.appendingPathComponent("travel.md"))
+        try Data(canteen.utf8).write(to: docs.appendingPathComponent("canteen.txt"))
+        try ingest(daemon, docs.path, expectLearned: 2)
+        XCTAssertEqual(try learning(daemon).passages, 2)
+
+        // The question's words find the travel policy, and the answer cites it.
+        let flights = try chat(daemon, "Who approves flights to Vienna?")
+        let cited = try XCTUnwrap(flights.sources)
+        XCTAssertEqual(cited.map(\.path), ["travel.md"])
+        XCTAssertEqual(cited[0].version, 1)
+        XCTAssertEqual(cited[0].source, "path:\(docs.path)")
+        XCTAssertEqual(cited.reduce(0) { $0 + $1.weight }, 1, accuracy: 1e-9)
+        // The passages are in the prompt: many more prompt tokens than the question alone.
+        let alone = try chat(daemon, "Who approves flights to Vienna?", extra: ["knowledge": false])
+        XCTAssertNil(alone.sources, "knowledge off: nothing recalled, nothing cited")
+        XCTAssertGreaterThan(flights.usage.promptTokens, alone.usage.promptTokens + 40)
+        // A general question recalls nothing: the main brain answers it as it would alone.
+        let general = try chat(daemon, "What is it?")
+        XCTAssertEqual(general.sources, [])
+        XCTAssertEqual(general.usage.promptTokens, try chat(daemon, "What is it?", extra: ["knowledge": false]).usage.promptTokens)
+
+        // The OpenAI endpoint cites too; streamed native replies carry the sources on the last line.
+        let openAI = try daemon.client.send("POST", "/v1/chat/completions", body: json([
+            "messages": [["role": "user", "content": "What does the canteen serve on Fridays?"]], "max_tokens": 4]))
+        XCTAssertEqual(try JSONDecoder().decode(OpenAIChatResponse.self, from: openAI.body).sources?.map(\.path), ["canteen.txt"])
+        let streamed = try daemon.client.send("POST", "/v1/chat", body: json([
+            "messages": [["role": "user", "content": "When is the coffee machine maintained?"]], "max_tokens": 4, "stream": true]))
+        let last = try XCTUnwrap(String(decoding: streamed.body, as: UTF8.self).split(separator: "\n").last)
+        XCTAssertEqual(try JSONDecoder().decode(StreamLine.self, from: Data(last.utf8)).result?.sources?.map(\.path), ["canteen.txt"])
+
+        // The CLI prints the sources under the answer.
+        let cli = try Checkout.binary("twinbrain")
+        let (code, out, err) = try runProgram(cli, ["ask", "--socket", daemon.socket, "--max-tokens", "4", "Who approves flights?"])
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("Sources:") && out.contains("travel.md"), out)
+
+        // A changed file: its new version is learned and the old version's passages go.
+        try Data(travel.replacingOccurrences(of: "Mirela Kovacs", with: "Tomasz Wróblewski-Nowak").utf8).write(to: docs.appendingPathComponent("travel.md"))
+        try ingest(daemon, docs.path, expectLearned: 2)
+        XCTAssertEqual(try learning(daemon).passages, 2, "the superseded version's passage is gone")
+        XCTAssertEqual(try chat(daemon, "Who approves flights?").sources?.map(\.version), [2])
+        XCTAssertEqual(try chat(daemon, "Is Mirela Kovacs here?").sources, [], "the old text is not recalled")
+
+        // Forgotten: no longer recalled, passages deleted.
+        let travelID = try XCTUnwrap(try chat(daemon, "Who approves flights?").sources?.first?.documentId)
+        XCTAssertEqual(try daemon.client.send("DELETE", "/v1/documents/\(travelID)").status, 200)
+        XCTAssertEqual(try chat(daemon, "Who approves flights to Vienna?").sources, [])
+        XCTAssertEqual(try learning(daemon).passages, 1)
+        XCTAssertEqual(try chat(daemon, "What does the canteen serve on Fridays?").sources?.map(\.path), ["canteen.txt"])
+
+        // A learned daemon restarts with its knowledge.
+        daemon.removesDirectory = false
+        XCTAssertEqual(daemon.terminate(), 0)
+        let restarted = try DaemonProcess(directory: daemon.directory)
+        try restarted.waitUntilReady()
+        XCTAssertEqual(try chat(restarted, "What does the canteen serve on Fridays?").sources?.map(\.path), ["canteen.txt"])
+        XCTAssertEqual(try learning(restarted).documentsLearned, 1)
+        XCTAssertEqual(restarted.terminate(), 0)
+    }
+}
