@@ -15,7 +15,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke completions clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -105,6 +105,12 @@ eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice o
 	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --max-documents 3 --max-document-chars 1500 \
 	  --max-items 6 --sanity-prompts 3 --window 128 --stride 64 --t6-windows 4 --out $(CACHE)/eval-smoke/freshdocs-smoke.json > /dev/null
 	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke.json $(EVAL_SYSTEMS)
+
+gate: deps model build ## Fit the token memory's gate on public text (man pages, licences) into docs/results/gate-fit.json
+	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration
+	$(EVAL) fit-gate --model $(MODEL) --memory $(CACHE)/gate-calibration/memory --related $(CACHE)/gate-calibration/related \
+	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json
+	@echo "copy the gate into Sources/LearningBrain/FittedGates.swift to ship it"
 
 completions: build ## Shell completion scripts for the CLI into .build/completions/
 	@mkdir -p .build/completions

@@ -1,8 +1,9 @@
 import Foundation
+import LearningBrain
 import MainBrain
 
-/// A system under evaluation. The baselines live here, and `knn-fixed` over the learning brain's
-/// token memory; `learning-brain` and `hybrid` register through `SystemRegistry` when they exist.
+/// A system under evaluation. The baselines live here; `knn-fixed` and `learning-brain` (the
+/// learning brain's token memory without and with its gate) in LearningBrainSystems.swift.
 public protocol EvalSystem: AnyObject {
     var id: String { get }
     /// Learns the customer documents (RAG indexes them, the learning brain memorises them).
@@ -42,6 +43,11 @@ public enum SystemRegistry {
             RAGSystem(id: "vector-rag", model: model, tokenizer: tokenizer, retriever: HiddenStateRetriever(model: model))
         },
         "knn-fixed": { model, tokenizer in KNNSystem(model: model, tokenizer: tokenizer) },
+        "learning-brain": { model, tokenizer in
+            // A model without a fitted gate keeps the memory closed: the main brain's output exactly.
+            KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer,
+                      gate: MemoryGate.fitted(for: model.config) ?? MemoryGate(lambdaMax: 0, inner: 0, radius: 0))
+        },
     ]
 
     public static func check(_ id: String) throws {

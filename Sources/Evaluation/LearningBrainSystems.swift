@@ -3,7 +3,8 @@ import LearningBrain
 import MainBrain
 
 /// `knn-fixed`: the token memory mixed in with a fixed λ = 0.25 and no gate (the classic kNN-LM),
-/// through the learning brain's `KNNLanguageModel`. Its trace records every neighbour it used,
+/// through the learning brain's `KNNLanguageModel`; `learning-brain`: the same memory behind the
+/// gate fitted on public text (`MemoryGate.fitted`). Its trace records every neighbour it used,
 /// by document and position, so T6 can check forgetting is exact.
 public final class KNNSystem: EvalSystem {
     public let id: String
@@ -13,10 +14,11 @@ public final class KNNSystem: EvalSystem {
     private var documentIDs: [String: Int64] = [:]
     private var documentNames: [Int64: String] = [:]
 
-    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25) {
+    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25, gate: MemoryGate? = nil) {
         self.id = id
         knn = KNNLanguageModel(model: model)
         knn.lambda = lambda
+        knn.gate = gate
         self.tokenizer = tokenizer
     }
 

@@ -16,6 +16,8 @@ public final class KNNLanguageModel {
     public let tapPoint: TapPoint
     public var neighbours = 16
     public var lambda: Float = 0.25
+    /// When set, the memory's weight per token comes from the gate instead of `lambda`.
+    public var gate: MemoryGate?
     /// Learning runs the main brain over documents in pieces of this many tokens.
     public static let chunk = 512
 
@@ -58,28 +60,47 @@ public final class KNNLanguageModel {
         return (logits, Array(states[(min(first, input.count) * recorder.dim)...]))
     }
 
+    /// The memory's next-token distribution from a row's neighbours: weights exp(−(d − d₁)/d₁).
+    static func memoryDistribution(_ neighbours: [TokenMemory.Neighbor]) -> [Int32: Double] {
+        guard let nearest = neighbours.first else { return [:] }
+        let tau = Double(max(nearest.distance, 1e-6))
+        var p: [Int32: Double] = [:], total = 0.0
+        for n in neighbours {
+            let w = exp(-(Double(n.distance) - Double(nearest.distance)) / tau)
+            p[n.value, default: 0] += w
+            total += w
+        }
+        for key in p.keys { p[key]! /= total }
+        return p
+    }
+
+    /// Squared norms of query rows: the gate reads the nearest distance relative to the query's size.
+    func squaredNorms(_ queries: [Float], rows: Int) -> [Float] {
+        let d = memory.dimension
+        return (0..<rows).map { r in (0..<d).reduce(Float(0)) { $0 + queries[r * d + $1] * queries[r * d + $1] } }
+    }
+
+    /// The memory weight for a row: the gate's when there is one, else the fixed λ.
+    func weight(_ neighbours: [TokenMemory.Neighbor], queryNorm: Float) -> Double {
+        guard let nearest = neighbours.first else { return 0 }
+        guard let gate else { return Double(lambda) }
+        return Double(gate.lambda(relativeDistance: nearest.distance / max(queryNorm, 1e-12)))
+    }
+
     /// Log-probabilities (as logits rows) of the mixture, and the neighbours each row used.
+    /// A row whose weight is 0 is the main brain's log-softmax, untouched by the memory.
     public func mix(_ logits: Logits, queries: [Float]) -> (logProbabilities: Logits, neighbours: [[TokenMemory.Neighbor]]) {
         let found = memory.count == 0 ? Array(repeating: [], count: logits.rows) : memory.search(queries, k: neighbours)
+        let queryNorms = squaredNorms(queries, rows: logits.rows)
         var out = [Float](repeating: 0, count: logits.values.count)
         let vocab = logits.vocab
         for r in 0..<logits.rows {
             let row = logits.row(r)
             let lse = row.withUnsafeBufferPointer { logSumExp($0.baseAddress!, count: vocab) }
-            var memoryP: [Int32: Double] = [:]
-            if let nearest = found[r].first {
-                let tau = Double(max(nearest.distance, 1e-6))
-                var total = 0.0
-                for n in found[r] {
-                    let w = exp(-(Double(n.distance) - Double(nearest.distance)) / tau)
-                    memoryP[n.value, default: 0] += w
-                    total += w
-                }
-                for key in memoryP.keys { memoryP[key]! /= total }
-            }
+            let mem = weight(found[r], queryNorm: queryNorms[r])
+            let memoryP = mem > 0 ? Self.memoryDistribution(found[r]) : [:]
             // log p = log((1 − λ)·p_main) for every token the memory does not vote for; only
             // the few it votes for need the full mixture.
-            let mem = memoryP.isEmpty ? 0 : Double(lambda)
             let shift = Float(log(1 - mem) - lse)
             let base = r * vocab
             row.withUnsafeBufferPointer { src in
@@ -92,4 +113,56 @@ public final class KNNLanguageModel {
         }
         return (Logits(rows: logits.rows, vocab: vocab, values: out), found)
     }
+
+    /// What the gate is fitted on, per row: the nearest distance relative to the query, the
+    /// main brain's probability of the actual next token, and the memory's (λ = 1).
+    public struct Evidence: Sendable {
+        public var relativeDistance: Float
+        public var mainProbability: Double
+        public var memoryProbability: Double
+        public init(relativeDistance: Float, mainProbability: Double, memoryProbability: Double) {
+            self.relativeDistance = relativeDistance
+            self.mainProbability = mainProbability
+            self.memoryProbability = memoryProbability
+        }
+    }
+
+    public func evidence(_ logits: Logits, queries: [Float], targets: [Int32]) -> [Evidence] {
+        precondition(targets.count == logits.rows)
+        guard memory.count > 0 else { return [] }
+        let found = memory.search(queries, k: neighbours)
+        let queryNorms = squaredNorms(queries, rows: logits.rows)
+        return (0..<logits.rows).map { r in
+            let row = logits.row(r)
+            let lse = row.withUnsafeBufferPointer { logSumExp($0.baseAddress!, count: logits.vocab) }
+            return Evidence(relativeDistance: found[r][0].distance / max(queryNorms[r], 1e-12),
+                            mainProbability: exp(Double(row[row.startIndex + Int(targets[r])]) - lse),
+                            memoryProbability: Self.memoryDistribution(found[r])[targets[r]] ?? 0)
+        }
+    }
+}
+
+/// When the token memory speaks, and how loudly: λ = `lambdaMax` while the nearest entry is
+/// within `inner` (squared distance relative to the query's squared norm), falling linearly to 0
+/// at `radius`, and exactly 0 beyond it, where the output is the main brain's own. Fitted once
+/// on public text (`twinbrain-eval fit-gate`), never on customer data, so forgetting stays exact.
+public struct MemoryGate: Codable, Sendable, Equatable {
+    public var lambdaMax: Float
+    public var inner: Float
+    public var radius: Float
+
+    public init(lambdaMax: Float, inner: Float, radius: Float) {
+        precondition(lambdaMax >= 0 && lambdaMax < 1 && inner >= 0 && inner <= radius)
+        self.lambdaMax = lambdaMax
+        self.inner = inner
+        self.radius = radius
+    }
+
+    public func lambda(relativeDistance r: Float) -> Float {
+        if r >= radius { return 0 }
+        if r <= inner { return lambdaMax }
+        return lambdaMax * (radius - r) / (radius - inner)
+    }
+
+    enum CodingKeys: String, CodingKey { case lambdaMax = "lambda_max", inner, radius }
 }

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+
+struct FitGate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fit-gate",
+        abstract: "Fit the token memory's gate on public text (see `make gate`).",
+        discussion: """
+            Learns the texts of --memory into a token memory, scores the texts of --related (same kind, \
+            never learned), the learned texts again and the texts of --unrelated, and picks the gate \
+            (λmax, inner edge, radius) that maximises the mixture's log-likelihood on the first two \
+            without making the related or unrelated texts any less likely than the main brain alone \
+            makes them. Prints the result as JSON. Never run \
+            it on customer data: the gate must not depend on what the box learns, or forgetting \
+            would not be exact.
+            """)
+
+    @OptionGroup var options: ModelOptions
+    @Option(help: "Directory of texts to learn.") var memory: String
+    @Option(help: "Directory of texts of the same kind, never learned.") var related: String
+    @Option(help: "Directory of texts of another kind, never learned.") var unrelated: String
+    @Option(help: "Write the JSON here as well as printing it.") var out: String?
+
+    func run() throws {
+        let (model, tokenizer) = try options.loadModel()
+        var fitting = GateFitting(model: model, tokenizer: tokenizer)
+        fitting.progress = { label, done, total in progressLine(label, done, total) }
+        let result = try fitting.run(memory: try Self.texts(memory), related: try Self.texts(related),
+                                     unrelated: try Self.texts(unrelated))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(result)
+        if let out { try data.write(to: URL(fileURLWithPath: out)) }
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Every regular file of a directory, by name, as UTF-8 text.
+    static func texts(_ directory: String) throws -> [FreshDocsCorpus.Document] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        let documents = try names.map { name -> FreshDocsCorpus.Document in
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("\(path) is not UTF-8 text")
+            }
+            return .init(id: name, text: text)
+        }
+        guard !documents.isEmpty else { throw ValidationError("\(directory) holds no texts") }
+        return documents
+    }
+}

@@ -1,0 +1,49 @@
+import XCTest
+import LearningBrain
+import MainBrain
+import Evaluation
+
+/// The gate fit on evidence whose answer is known: the memory is right when its nearest entry
+/// is close and wrong when it is far.
+final class GateFittingTests: XCTestCase {
+    func evidence(_ distance: Float, main: Double, memory: Double, count: Int) -> [KNNLanguageModel.Evidence] {
+        Array(repeating: KNNLanguageModel.Evidence(relativeDistance: distance, mainProbability: main, memoryProbability: memory), count: count)
+    }
+
+    func testGateOpensWhereTheMemoryHelpsAndStaysShutWhereItHurts() {
+        // Learned text re-read: the nearest entry is close and knows the next token.
+        let learned = evidence(0.01, main: 0.1, memory: 0.95, count: 200)
+        // Related text: far neighbours that are wrong, and a few close ones that are right;
+        // unrelated text: only far, wrong neighbours.
+        let unseen = evidence(0.6, main: 0.3, memory: 0.0, count: 500) + evidence(0.02, main: 0.2, memory: 0.9, count: 20)
+        let unrelated = evidence(0.8, main: 0.3, memory: 0.0, count: 300)
+        let gate = GateFitting.fit(related: unseen, learned: learned, unrelated: unrelated)
+        XCTAssertGreaterThan(gate.lambda(relativeDistance: 0.01), 0.5)
+        XCTAssertEqual(gate.lambda(relativeDistance: 0.6), 0, "exactly shut where the memory is only wrong")
+        let closed = MemoryGate(lambdaMax: 0, inner: 0, radius: 0)
+        XCTAssertLessThanOrEqual(GateFitting.nll(unseen, gate), GateFitting.nll(unseen, closed))
+        XCTAssertLessThan(GateFitting.nll(learned, gate), GateFitting.nll(learned, closed))
+        XCTAssertEqual(GateFitting.nll(unrelated, gate), GateFitting.nll(unrelated, closed))
+    }
+
+    func testAMemoryThatNeverHelpsStaysShut() {
+        let learned = evidence(0.1, main: 0.5, memory: 0.0, count: 50)
+        let unseen = evidence(0.5, main: 0.4, memory: 0.0, count: 50)
+        let gate = GateFitting.fit(related: unseen, learned: learned, unrelated: unseen)
+        XCTAssertEqual(gate.lambdaMax * (gate.radius > 0 ? 1 : 0), 0)
+        XCTAssertEqual(gate.lambda(relativeDistance: 0.1), 0)
+    }
+}
+
+/// The default model has a shipped gate (its shape matches the fitted one).
+final class FittedGateTests: XCTestCase {
+    func testTheDefaultModelHasAFittedGate() throws {
+        guard let path = DefaultModel.path() else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("model missing under CI") }
+            throw XCTSkip("needs the default model: run `make model`")
+        }
+        let gate = try XCTUnwrap(MemoryGate.fitted(for: try ModelConfig(gguf: GGUFFile(path: path))))
+        XCTAssertGreaterThan(gate.lambdaMax, 0)
+        XCTAssertEqual(gate.lambda(relativeDistance: gate.radius), 0, "shut at the radius: the main brain exactly")
+    }
+}
