@@ -81,6 +81,9 @@ final class KnowledgeAPITests: XCTestCase {
         let (code, out, err) = try runProgram(cli, ["ask", "--socket", daemon.socket, "--max-tokens", "4", "Who approves flights?"])
         XCTAssertEqual(code, 0, err)
         XCTAssertTrue(out.contains("Sources:") && out.contains("travel.md"), out)
+        let (learnCode, learnOut, learnErr) = try runProgram(cli, ["learn", "status", "--json", "--socket", daemon.socket])
+        XCTAssertEqual(learnCode, 0, learnErr)
+        XCTAssertEqual(try JSONDecoder().decode(StatusResponse.Learning.self, from: Data(learnOut.utf8)).documentsLearned, 2)
 
         // A changed file: its new version is learned and the old version's passages go.
         try Data(travel.replacingOccurrences(of: "Mirela Kovacs", with: "Tomasz Wróblewski-Nowak").utf8).write(to: docs.appendingPathComponent("travel.md"))
