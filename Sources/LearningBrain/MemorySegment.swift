@@ -1,0 +1,188 @@
+import Foundation
+import Kernels
+
+/// One learned document version's token-memory entries on disk: a file of its own, so learning
+/// writes one file and forgetting deletes one. Written to a temporary name, flushed, renamed
+/// and the directory flushed, so after a crash a segment is either whole or absent; a checksum
+/// over everything catches a damaged one, which is then learned again rather than trusted.
+///
+/// Layout (little-endian): magic "TBMEMSG1", dimension u32, count u32, document i64,
+/// keyspace (32 bytes: what the keys mean, e.g. the model's shape and the tap point),
+/// keys f16 [count × dimension], values i32 [count], positions i32 [count], CRC-32 u32 of all
+/// that precedes it.
+public struct MemorySegment: Equatable, Sendable {
+    public var document: Int64
+    public var dimension: Int
+    public var keys: [UInt16]
+    public var values: [Int32]
+    public var positions: [Int32]
+
+    public var count: Int { values.count }
+
+    public init(document: Int64, dimension: Int, keys: [UInt16], values: [Int32], positions: [Int32]) {
+        precondition(keys.count == values.count * dimension && positions.count == values.count)
+        self.document = document
+        self.dimension = dimension
+        self.keys = keys
+        self.values = values
+        self.positions = positions
+    }
+
+    public struct Damaged: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    static let magic = Array("TBMEMSG1".utf8)
+    static let headerSize = 8 + 4 + 4 + 8 + 32
+
+    /// The 32 bytes naming what the keys mean (longer names are cut; shorter ones padded).
+    static func keyspaceBytes(_ keyspace: String) -> [UInt8] {
+        Array((Array(keyspace.utf8) + Array(repeating: 0, count: 32)).prefix(32))
+    }
+
+    public func encoded(keyspace: String) -> Data {
+        var data = Data(capacity: Self.headerSize + keys.count * 2 + count * 8 + 4)
+        data.append(contentsOf: Self.magic)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+        put(UInt32(dimension))
+        put(UInt32(count))
+        put(document)
+        data.append(contentsOf: Self.keyspaceBytes(keyspace))
+        for k in keys { put(k) }
+        for v in values { put(v) }
+        for p in positions { put(p) }
+        put(CRC32.checksum(data))
+        return data
+    }
+
+    public init(decoding data: Data, keyspace: String) throws {
+        let bytes = [UInt8](data)
+        guard bytes.count >= Self.headerSize + 4, Array(bytes[0..<8]) == Self.magic else {
+            throw Damaged(description: "not a memory segment (bad magic or too short)")
+        }
+        var at = 8
+        func take<T: FixedWidthInteger>(_: T.Type) -> T {
+            var v: T = 0
+            withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[at..<at + MemoryLayout<T>.size]) }
+            at += MemoryLayout<T>.size
+            return T(littleEndian: v)
+        }
+        let dimension = Int(take(UInt32.self)), count = Int(take(UInt32.self)), document = take(Int64.self)
+        let space = Array(bytes[at..<at + 32])
+        at += 32
+        guard dimension > 0, bytes.count == Self.headerSize + count * (dimension * 2 + 8) + 4 else {
+            throw Damaged(description: "memory segment of document \(document): its size does not match its header (truncated?)")
+        }
+        let stored = UInt32(bytes[bytes.count - 4]) | UInt32(bytes[bytes.count - 3]) << 8
+            | UInt32(bytes[bytes.count - 2]) << 16 | UInt32(bytes[bytes.count - 1]) << 24
+        guard CRC32.checksum(bytes[0..<(bytes.count - 4)]) == stored else {
+            throw Damaged(description: "memory segment of document \(document): checksum mismatch (damaged)")
+        }
+        guard space == Self.keyspaceBytes(keyspace) else {
+            throw Damaged(description: "memory segment of document \(document) was made for other keys (another model or tap)")
+        }
+        self.init(document: document, dimension: dimension, keys: (0..<count * dimension).map { _ in take(UInt16.self) },
+                  values: (0..<count).map { _ in take(Int32.self) }, positions: (0..<count).map { _ in take(Int32.self) })
+    }
+}
+
+/// The directory of segments: one `<document>.seg` per learned document version.
+public struct MemorySegmentDirectory: Sendable {
+    public let path: String
+    /// What the keys mean: segments made for other keys are refused on reading.
+    public let keyspace: String
+
+    public init(path: String, keyspace: String) throws {
+        self.path = path
+        self.keyspace = keyspace
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ document: Int64) -> String { (path as NSString).appendingPathComponent("\(document).seg") }
+
+    /// Writes a segment whole or not at all (temporary file, fsync, rename, fsync of the directory).
+    public func write(_ segment: MemorySegment) throws {
+        let final = file(segment.document), temporary = final + ".tmp"
+        let data = segment.encoded(keyspace: keyspace)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.error("create \(temporary)") }
+        var written = 0
+        let ok = data.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return fsync(fd) == 0
+        }
+        close(fd)
+        guard ok else { unlink(temporary); throw Self.error("write \(temporary)") }
+        guard rename(temporary, final) == 0 else { unlink(temporary); throw Self.error("rename \(temporary)") }
+        try syncDirectory()
+    }
+
+    public func read(_ document: Int64) throws -> MemorySegment {
+        guard let data = FileManager.default.contents(atPath: file(document)) else { throw Self.error("read \(file(document))") }
+        return try MemorySegment(decoding: data, keyspace: keyspace)
+    }
+
+    /// Deletes a document's segment (absent is fine: forgetting twice is forgetting).
+    public func remove(_ document: Int64) throws {
+        if unlink(file(document)) != 0 && errno != ENOENT { throw Self.error("delete \(file(document))") }
+        try syncDirectory()
+    }
+
+    /// Documents with a segment; leftover temporary files (a crash mid-write) are deleted.
+    public func documents() throws -> [Int64] {
+        var out: [Int64] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: path) {
+            if name.hasSuffix(".tmp") { unlink((path as NSString).appendingPathComponent(name)); continue }
+            if name.hasSuffix(".seg"), let id = Int64(name.dropLast(4)) { out.append(id) }
+        }
+        return out.sorted()
+    }
+
+    func syncDirectory() throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw Self.error("open \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw Self.error("fsync \(path)") }
+    }
+
+    static func error(_ what: String) -> MemorySegment.Damaged {
+        MemorySegment.Damaged(description: "cannot \(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+extension TokenMemory {
+    /// The entries of one document, as a segment to write.
+    public func segment(document: Int64) -> MemorySegment {
+        let rows = documents.indices.filter { documents[$0] == document }
+        var k: [UInt16] = []
+        k.reserveCapacity(rows.count * dimension)
+        for r in rows { k += keys[r * dimension..<(r + 1) * dimension] }
+        return MemorySegment(document: document, dimension: dimension, keys: k, values: rows.map { values[$0] },
+                             positions: rows.map { positions[$0] })
+    }
+
+    /// Appends a segment read back: the same entries, bit for bit, as when it was learned.
+    public func append(_ segment: MemorySegment) {
+        precondition(segment.dimension == dimension)
+        append(keys: segment.keys.map(halfToFloat), values: segment.values, document: segment.document, positions: segment.positions)
+    }
+}
+
+/// CRC-32 (IEEE 802.3, as zlib computes it).
+enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { n in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
