@@ -10,6 +10,7 @@ public final class KNNSystem: EvalSystem {
     public let id: String
     let knn: KNNLanguageModel
     let tokenizer: Tokenizer
+    let generator: Generator
     public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
     private var documentIDs: [String: Int64] = [:]
     private var documentNames: [Int64: String] = [:]
@@ -20,6 +21,7 @@ public final class KNNSystem: EvalSystem {
         knn.lambda = lambda
         knn.gate = gate
         self.tokenizer = tokenizer
+        generator = Generator(model: model, tokenizer: tokenizer)
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
@@ -39,12 +41,13 @@ public final class KNNSystem: EvalSystem {
     func mixed(_ input: [Int32], cache: KVCache, from first: Int) throws -> Logits {
         let (logits, queries) = try knn.mainBrain(input, cache: cache, from: first)
         let (mixed, neighbours) = knn.mix(logits, queries: queries)
-        if let trace = retrievalTrace, trace.isRecording {
-            for row in neighbours {
-                for n in row { trace.record("\(documentNames[n.document] ?? "?")@\(n.position)") }
-            }
-        }
+        neighbours.forEach(record)
         return mixed
+    }
+
+    func record(_ neighbours: [TokenMemory.Neighbor]) {
+        guard let trace = retrievalTrace, trace.isRecording else { return }
+        for n in neighbours { trace.record("\(documentNames[n.document] ?? "?")@\(n.position)") }
     }
 
     public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
@@ -61,17 +64,14 @@ public final class KNNSystem: EvalSystem {
         }
     }
 
-    /// Greedy decoding with the mixture at every step.
+    /// Greedy decoding with the mixture at every step (the engine's generator, the memory as its predictor).
     public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        let cache = knn.model.makeCache(capacity: min(knn.model.config.contextLength, prompt.count + maxTokens))
-        var next = try mixed(prompt, cache: cache, from: prompt.count - 1)
-        var out: [Int32] = []
-        while out.count < maxTokens {
-            let token = Sampler.argmax(next.row(0))
-            out.append(token)
-            guard out.count < maxTokens, cache.count < cache.capacity else { break }
-            next = try mixed([token], cache: cache, from: 0)
-        }
-        return out
+        var request = GenerationRequest(prompt: prompt)
+        request.maxTokens = maxTokens
+        request.sampling = .greedy
+        request.stopAtEndOfGeneration = false
+        knn.onGenerationStep = { [unowned self] in record($0) }
+        defer { knn.onGenerationStep = nil }
+        return try generator.generate(request, predictor: knn).ids
     }
 }

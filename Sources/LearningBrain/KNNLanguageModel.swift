@@ -10,7 +10,7 @@ import MainBrain
 /// follows the typical scale of distances). The main brain is never changed.
 ///
 /// This is the fixed-λ baseline (`knn-fixed`); the gated learning brain builds on the same memory.
-public final class KNNLanguageModel {
+public final class KNNLanguageModel: NextTokenPredictor {
     public let model: Model
     public let memory: TokenMemory
     public let tapPoint: TapPoint
@@ -18,6 +18,8 @@ public final class KNNLanguageModel {
     public var lambda: Float = 0.25
     /// When set, the memory's weight per token comes from the gate instead of `lambda`.
     public var gate: MemoryGate?
+    /// Told the neighbours of every generation step (`nextLogits`): provenance for traces and sources.
+    public var onGenerationStep: (([TokenMemory.Neighbor]) -> Void)?
     /// Learning runs the main brain over documents in pieces of this many tokens.
     public static let chunk = 512
 
@@ -58,6 +60,14 @@ public final class KNNLanguageModel {
         let logits = try model.forward(input, cache: cache, logits: .from(first), tap: recorder)
         let states = recorder.states[tapPoint]!
         return (logits, Array(states[(min(first, input.count) * recorder.dim)...]))
+    }
+
+    /// One generation step: the main brain on `input`, the last row mixed with the memory.
+    public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {
+        let (logits, queries) = try mainBrain(input, cache: cache, from: input.count - 1)
+        let (mixed, found) = mix(logits, queries: queries)
+        onGenerationStep?(found[0])
+        return mixed
     }
 
     /// The memory's next-token distribution from a row's neighbours: weights exp(−(d − d₁)/d₁).

@@ -46,4 +46,32 @@ final class FittedGateTests: XCTestCase {
         XCTAssertGreaterThan(gate.lambdaMax, 0)
         XCTAssertEqual(gate.lambda(relativeDistance: gate.radius), 0, "shut at the radius: the main brain exactly")
     }
+
+    /// Generation through the memory: with the gate shut it is the main brain's, token for token;
+    /// with the fitted gate, a learned document's opening brings back its next words.
+    func testGenerationThroughTheMemory() throws {
+        guard let path = DefaultModel.path() else { throw XCTSkip("needs the default model: run `make model`") }
+        let gguf = try GGUFFile(path: path)
+        let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        let document = "The Zorblat coffee machine on floor two is descaled by Bogdan Ilic every second Tuesday at seven, using citric acid only."
+        let knn = KNNLanguageModel(model: model)
+        try knn.learn(document: 1, tokens: tokenizer.encode(document))
+        let opening = tokenizer.encode("The Zorblat coffee machine on floor two is descaled by")
+        var request = GenerationRequest(prompt: opening)
+        request.maxTokens = 12
+        request.sampling = .greedy
+        let alone = try generator.generate(request)
+
+        knn.gate = MemoryGate(lambdaMax: 0, inner: 0, radius: 0)
+        var steps = 0
+        knn.onGenerationStep = { neighbours in steps += 1; XCTAssertFalse(neighbours.isEmpty) }
+        XCTAssertEqual(try generator.generate(request, predictor: knn).ids, alone.ids, "a shut gate is the main brain exactly")
+        XCTAssertEqual(steps, alone.ids.count)
+
+        knn.gate = try XCTUnwrap(MemoryGate.fitted(for: model.config))
+        let recalled = try generator.generate(request, predictor: knn)
+        XCTAssertTrue(recalled.text.hasPrefix(" Bogdan Ilic every second Tuesday"), recalled.text)
+        XCTAssertFalse(alone.text.hasPrefix(" Bogdan Ilic every second Tuesday"), alone.text)
+    }
 }

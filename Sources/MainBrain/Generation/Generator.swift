@@ -31,6 +31,14 @@ public struct GenerationResult: Sendable {
     public var generateSeconds = 0.0
 }
 
+/// Takes over the model's forward step during generation, to change the next-token distribution
+/// (the learning brain joins the main brain here). Returns one row: logits or log-probabilities
+/// for the position after `input`, which continues what `cache` holds. Runs on the generating
+/// thread.
+public protocol NextTokenPredictor: AnyObject {
+    func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits
+}
+
 /// Runs generation on a model and its tokenizer, one request at a time.
 public final class Generator: @unchecked Sendable {
     public let model: Model
@@ -44,7 +52,7 @@ public final class Generator: @unchecked Sendable {
     /// Generates synchronously, handing each new piece of text to `onText` as soon as it
     /// is certain (not part of a possible stop string). `isCancelled` is polled per token.
     public func generate(
-        _ request: GenerationRequest, cache: KVCache? = nil,
+        _ request: GenerationRequest, cache: KVCache? = nil, predictor: NextTokenPredictor? = nil,
         isCancelled: () -> Bool = { false }, onText: (String) -> Void = { _ in }
     ) throws -> GenerationResult {
         let cache = cache ?? model.makeCache(capacity: min(model.config.contextLength, request.prompt.count + request.maxTokens))
@@ -60,7 +68,10 @@ public final class Generator: @unchecked Sendable {
         var text = ""        // all text so far
         var emitted = 0      // characters of `text` handed out
         let start = DispatchTime.now()
-        var logits = try model.forward(request.prompt, cache: cache, logits: .last)
+        func step(_ input: [Int32]) throws -> Logits {
+            try predictor?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
+        }
+        var logits = try step(request.prompt)
         let prefilled = DispatchTime.now()
         result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         func finished() -> GenerationResult {
@@ -95,7 +106,7 @@ public final class Generator: @unchecked Sendable {
                 result.stopReason = .maxTokens
                 break
             }
-            logits = try model.forward([next], cache: cache, logits: .last)
+            logits = try step([next])
         }
         text += detokenizer.flush()
         if let cut = Self.firstStop(in: text, stopStrings: request.stopStrings) { text = String(text[..<cut]) }
