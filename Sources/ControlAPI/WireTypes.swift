@@ -113,8 +113,11 @@ public struct KnowledgeSource: Codable, Sendable, Equatable {
     public var weight: Double
     /// Passages of it that went into the context.
     public var passages: Int
+    /// Generated tokens the token memory shaped with entries of it.
+    public var memoryTokens: Int
 
-    public init(documentId: Int64, path: String, version: Int, sourceId: Int64, source: String, weight: Double, passages: Int) {
+    public init(documentId: Int64, path: String, version: Int, sourceId: Int64, source: String, weight: Double, passages: Int,
+                memoryTokens: Int = 0) {
         self.documentId = documentId
         self.path = path
         self.version = version
@@ -122,10 +125,11 @@ public struct KnowledgeSource: Codable, Sendable, Equatable {
         self.source = source
         self.weight = weight
         self.passages = passages
+        self.memoryTokens = memoryTokens
     }
 
     enum CodingKeys: String, CodingKey {
-        case documentId = "document_id", path, version, sourceId = "source_id", source, weight, passages
+        case documentId = "document_id", path, version, sourceId = "source_id", source, weight, passages, memoryTokens = "memory_tokens"
     }
 }
 
@@ -262,12 +266,19 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         public var passages: Int
         /// The document being learned now (its path), if any.
         public var current: String?
-        public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?) {
+        /// The token memory: entries, and the document versions they come from; nil when it is off
+        /// (no gate fitted for the model, or `token_memory = false`).
+        public var memoryEntries: Int?
+        public var memoryDocuments: Int?
+        public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?,
+                    memoryEntries: Int? = nil, memoryDocuments: Int? = nil) {
             self.documentsLearned = documentsLearned; self.documentsWaiting = documentsWaiting
             self.passages = passages; self.current = current
+            self.memoryEntries = memoryEntries; self.memoryDocuments = memoryDocuments
         }
         enum CodingKeys: String, CodingKey {
             case documentsLearned = "documents_learned", documentsWaiting = "documents_waiting", passages, current
+            case memoryEntries = "memory_entries", memoryDocuments = "memory_documents"
         }
     }
 

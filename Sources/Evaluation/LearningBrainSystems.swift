@@ -40,7 +40,7 @@ public final class KNNSystem: EvalSystem {
     /// Mixed log-probabilities for the rows of `input` from `first`, continuing `cache`.
     func mixed(_ input: [Int32], cache: KVCache, from first: Int) throws -> Logits {
         let (logits, queries) = try knn.mainBrain(input, cache: cache, from: first)
-        let (mixed, neighbours) = knn.mix(logits, queries: queries)
+        let (mixed, neighbours, _) = knn.mix(logits, queries: queries)
         neighbours.forEach(record)
         return mixed
     }
@@ -70,7 +70,7 @@ public final class KNNSystem: EvalSystem {
         request.maxTokens = maxTokens
         request.sampling = .greedy
         request.stopAtEndOfGeneration = false
-        knn.onGenerationStep = { [unowned self] in record($0) }
+        knn.onGenerationStep = { [unowned self] neighbours, _ in record(neighbours) }
         defer { knn.onGenerationStep = nil }
         return try generator.generate(request, predictor: knn).ids
     }

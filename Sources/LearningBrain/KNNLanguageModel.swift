@@ -18,8 +18,9 @@ public final class KNNLanguageModel: NextTokenPredictor {
     public var lambda: Float = 0.25
     /// When set, the memory's weight per token comes from the gate instead of `lambda`.
     public var gate: MemoryGate?
-    /// Told the neighbours of every generation step (`nextLogits`): provenance for traces and sources.
-    public var onGenerationStep: (([TokenMemory.Neighbor]) -> Void)?
+    /// Told the neighbours and the memory's weight (λ) of every generation step (`nextLogits`):
+    /// provenance for traces and sources.
+    public var onGenerationStep: (([TokenMemory.Neighbor], Double) -> Void)?
     /// Learning runs the main brain over documents in pieces of this many tokens.
     public static let chunk = 512
 
@@ -29,26 +30,43 @@ public final class KNNLanguageModel: NextTokenPredictor {
         memory = TokenMemory(dimension: model.config.dim)
     }
 
-    /// Memorises a document's tokens under its id. Each token's key sees up to `chunk` tokens
-    /// of the document before it (pieces overlap by half, and the second half of each is kept).
-    public func learn(document: Int64, tokens: [Int32]) throws {
-        guard tokens.count >= 2 else { return }
-        let half = Self.chunk / 2
-        var begin = 0, firstKept = 0
-        while firstKept < tokens.count - 1 {
-            let end = min(begin + Self.chunk, tokens.count)
-            let recorder = HiddenStateRecorder(points: [tapPoint])
-            _ = try model.forward(Array(tokens[begin..<end]), cache: model.makeCache(capacity: end - begin), logits: .none, tap: recorder)
-            let states = recorder.states[tapPoint]!, d = recorder.dim
-            let keptEnd = min(end, tokens.count - 1)   // the last token has no next token
+    /// One forward pass of learning: the main brain runs over `run` and the entries of `kept`
+    /// (positions whose next token is known) are stored.
+    public struct Piece: Equatable, Sendable {
+        public let run: Range<Int>
+        public let kept: Range<Int>
+    }
+
+    /// How a document of `count` tokens is learned: pieces of `chunk` tokens overlapping by
+    /// half, so each token's key sees up to `chunk` tokens of the document before it.
+    public static func pieces(count: Int) -> [Piece] {
+        guard count >= 2 else { return [] }
+        let half = chunk / 2
+        var out: [Piece] = [], begin = 0, firstKept = 0
+        while firstKept < count - 1 {
+            let end = min(begin + chunk, count)
+            let keptEnd = min(end, count - 1)   // the last token has no next token
             guard keptEnd > firstKept else { break }
-            let rows = (firstKept - begin)..<(keptEnd - begin)
-            memory.append(keys: Array(states[rows.lowerBound * d..<rows.upperBound * d]),
-                          values: (firstKept..<keptEnd).map { tokens[$0 + 1] }, document: document,
-                          positions: (firstKept..<keptEnd).map { Int32($0) })
+            out.append(Piece(run: begin..<end, kept: firstKept..<keptEnd))
             firstKept = keptEnd
             begin = max(begin + half, firstKept - half)
         }
+        return out
+    }
+
+    /// Memorises a document's tokens under its id.
+    public func learn(document: Int64, tokens: [Int32]) throws {
+        for piece in Self.pieces(count: tokens.count) { try learn(document: document, tokens: tokens, piece: piece) }
+    }
+
+    /// Learns one piece (a caller that must stay interruptible learns piece by piece).
+    public func learn(document: Int64, tokens: [Int32], piece: Piece) throws {
+        let recorder = HiddenStateRecorder(points: [tapPoint])
+        _ = try model.forward(Array(tokens[piece.run]), cache: model.makeCache(capacity: piece.run.count), logits: .none, tap: recorder)
+        let states = recorder.states[tapPoint]!, d = recorder.dim
+        let rows = (piece.kept.lowerBound - piece.run.lowerBound)..<(piece.kept.upperBound - piece.run.lowerBound)
+        memory.append(keys: Array(states[rows.lowerBound * d..<rows.upperBound * d]),
+                      values: piece.kept.map { tokens[$0 + 1] }, document: document, positions: piece.kept.map { Int32($0) })
     }
 
     public func forget(documents: Set<Int64>) { memory.remove(documents: documents) }
@@ -65,22 +83,24 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// One generation step: the main brain on `input`, the last row mixed with the memory.
     public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {
         let (logits, queries) = try mainBrain(input, cache: cache, from: input.count - 1)
-        let (mixed, found) = mix(logits, queries: queries)
-        onGenerationStep?(found[0])
+        let (mixed, found, weights) = mix(logits, queries: queries)
+        onGenerationStep?(found[0], weights[0])
         return mixed
     }
 
-    /// The memory's next-token distribution from a row's neighbours: weights exp(−(d − d₁)/d₁).
-    static func memoryDistribution(_ neighbours: [TokenMemory.Neighbor]) -> [Int32: Double] {
-        guard let nearest = neighbours.first else { return [:] }
+    /// Each neighbour's vote (they sum to 1): exp(−(d − d₁)/d₁), d₁ the nearest distance.
+    public static func votes(_ neighbours: [TokenMemory.Neighbor]) -> [Double] {
+        guard let nearest = neighbours.first else { return [] }
         let tau = Double(max(nearest.distance, 1e-6))
-        var p: [Int32: Double] = [:], total = 0.0
-        for n in neighbours {
-            let w = exp(-(Double(n.distance) - Double(nearest.distance)) / tau)
-            p[n.value, default: 0] += w
-            total += w
-        }
-        for key in p.keys { p[key]! /= total }
+        let w = neighbours.map { exp(-(Double($0.distance) - Double(nearest.distance)) / tau) }
+        let total = w.reduce(0, +)
+        return w.map { $0 / total }
+    }
+
+    /// The memory's next-token distribution: the neighbours' votes summed per next token.
+    static func memoryDistribution(_ neighbours: [TokenMemory.Neighbor]) -> [Int32: Double] {
+        var p: [Int32: Double] = [:]
+        for (n, vote) in zip(neighbours, votes(neighbours)) { p[n.value, default: 0] += vote }
         return p
     }
 
@@ -99,15 +119,19 @@ public final class KNNLanguageModel: NextTokenPredictor {
 
     /// Log-probabilities (as logits rows) of the mixture, and the neighbours each row used.
     /// A row whose weight is 0 is the main brain's log-softmax, untouched by the memory.
-    public func mix(_ logits: Logits, queries: [Float]) -> (logProbabilities: Logits, neighbours: [[TokenMemory.Neighbor]]) {
+    public func mix(_ logits: Logits, queries: [Float])
+        -> (logProbabilities: Logits, neighbours: [[TokenMemory.Neighbor]], weights: [Double])
+    {
         let found = memory.count == 0 ? Array(repeating: [], count: logits.rows) : memory.search(queries, k: neighbours)
         let queryNorms = squaredNorms(queries, rows: logits.rows)
         var out = [Float](repeating: 0, count: logits.values.count)
+        var weights = [Double](repeating: 0, count: logits.rows)
         let vocab = logits.vocab
         for r in 0..<logits.rows {
             let row = logits.row(r)
             let lse = row.withUnsafeBufferPointer { logSumExp($0.baseAddress!, count: vocab) }
             let mem = weight(found[r], queryNorm: queryNorms[r])
+            weights[r] = mem
             let memoryP = mem > 0 ? Self.memoryDistribution(found[r]) : [:]
             // log p = log((1 − λ)·p_main) for every token the memory does not vote for; only
             // the few it votes for need the full mixture.
@@ -121,7 +145,7 @@ public final class KNNLanguageModel: NextTokenPredictor {
                 }
             }
         }
-        return (Logits(rows: logits.rows, vocab: vocab, values: out), found)
+        return (Logits(rows: logits.rows, vocab: vocab, values: out), found, weights)
     }
 
     /// What the gate is fitted on, per row: the nearest distance relative to the query, the

@@ -85,6 +85,12 @@ extension Store {
         }
     }
 
+    /// Ids of the document versions in state `learned`, ascending (the token memory must hold
+    /// exactly these).
+    public func learnedDocumentIDs() throws -> [Int64] {
+        try pool.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM documents WHERE state = 'learned' ORDER BY id") }
+    }
+
     /// Passages stored, and how many documents they belong to (status, metrics).
     public func passageCounts() throws -> (passages: Int, documents: Int) {
         try pool.read { db in

@@ -29,6 +29,8 @@ struct DaemonConfiguration: Equatable {
     var mediaRoots = ["/run/twinbrain/media", "/media", "/run/media"]
     /// Passages of learned documents recalled into a question's context at most (0 turns recall off).
     var knowledgePassages = 3
+    /// Whether the token memory learns and joins generation (it needs a gate fitted for the model).
+    var tokenMemory = true
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -49,6 +51,10 @@ struct DaemonConfiguration: Equatable {
         "log_level": { $0.logLevel = try string($1, "log_level") },
         "media_roots": { $0.mediaRoots = try strings($1, "media_roots") },
         "knowledge_passages": { $0.knowledgePassages = try int($1, "knowledge_passages", 0...16) },
+        "token_memory": {
+            guard let b = $1.bool else { throw Problem(description: "'token_memory' must be true or false") }
+            $0.tokenMemory = b
+        },
     ]
 
     struct Problem: Error, CustomStringConvertible {
@@ -129,6 +135,7 @@ struct DaemonConfiguration: Equatable {
         log_level = "\(logLevel)"
         media_roots = [\(mediaRoots.map { "\"\($0)\"" }.joined(separator: ", "))]
         knowledge_passages = \(knowledgePassages)
+        token_memory = \(tokenMemory)
         """
     }
 }

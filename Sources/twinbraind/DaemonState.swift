@@ -25,6 +25,7 @@ final class DaemonState: @unchecked Sendable {
     private var _modelInfo: StatusResponse.ModelInfo?
     private var _template: ChatTemplate?
     private var _templateError: String?
+    private var _memory: TokenMemoryService?
 
     /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
     /// an error that says what to do.
@@ -43,6 +44,8 @@ final class DaemonState: @unchecked Sendable {
     var phase: Phase { lock.withLock { _phase } }
     var scheduler: ComputeScheduler? { lock.withLock { _scheduler } }
     var modelInfo: StatusResponse.ModelInfo? { lock.withLock { _modelInfo } }
+    /// The token memory, once the model is loaded (nil without a fitted gate for the model).
+    var memory: TokenMemoryService? { lock.withLock { _memory } }
 
     /// The model's id in API replies: its file name without `.gguf`.
     var modelID: String { modelInfo?.id ?? "" }
@@ -63,8 +66,13 @@ final class DaemonState: @unchecked Sendable {
             templateError = "\(error)"
         }
         let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth)
+        // The memory is read back before the compute thread starts: nothing else touches it yet.
+        let memory = configuration.tokenMemory
+            ? try TokenMemoryService(model: model, scheduler: scheduler, stateDirectory: configuration.stateDirectory, logger: logger)
+            : nil
+        let relearn = try memory?.load(learned: store.learnedDocumentIDs()) ?? []
         scheduler.start()
-        learning.start(tokenizer: tokenizer)
+        learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn)
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
                                             layers: model.config.layers, contextLength: model.config.contextLength,
@@ -74,6 +82,7 @@ final class DaemonState: @unchecked Sendable {
             _modelInfo = info
             _template = template
             _templateError = templateError
+            _memory = memory
             _phase = .ready
         }
     }

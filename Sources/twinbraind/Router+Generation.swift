@@ -63,15 +63,19 @@ extension API {
     }
 
     /// Queues a generation; 429 with Retry-After when the queue is full.
-    func start(_ request: GenerationRequest, scheduler: ComputeScheduler, cancel: CancelBox? = nil) throws -> GenerationRun {
+    /// With `knowledge`, the token memory joins every step (on the compute thread, the memory's only user).
+    func start(_ request: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?,
+               cancel: CancelBox? = nil) throws -> GenerationRun {
         let (events, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()
         let job = ComputeScheduler.Job { generator, job in
             let queued = Double(DispatchTime.now().uptimeNanoseconds - job.enqueued.uptimeNanoseconds) / 1e9
             guard !job.isCancelled else { continuation.finish(throwing: CancellationError()); return }
             var produced = 0
             scheduler.setActivity("evaluating a \(request.prompt.count)-token prompt")
+            let predictor = knowledge?.predictor()
+            defer { knowledge?.generationEnded() }
             do {
-                let result = try generator.generate(request, isCancelled: { job.isCancelled }, onText: { piece in
+                let result = try generator.generate(request, predictor: predictor, isCancelled: { job.isCancelled }, onText: { piece in
                     produced += 1
                     scheduler.setActivity("generating (\(produced) pieces, up to \(request.maxTokens) tokens)")
                     continuation.yield(.text(piece))
@@ -99,12 +103,12 @@ extension API {
     }
 
     /// Runs a whole (non-streamed) generation; the client closing its connection cancels it.
-    func generateWhole(_ generation: GenerationRequest, scheduler: ComputeScheduler, request: Request) async throws
-        -> (text: String, result: GenerationResult, queueSeconds: Double)
+    func generateWhole(_ generation: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?,
+                       request: Request) async throws -> (text: String, result: GenerationResult, queueSeconds: Double)
     {
         let cancel = CancelBox()
         return try await request.body.consumeWithInboundCloseHandler { _ in
-            try await collect(start(generation, scheduler: scheduler, cancel: cancel))
+            try await collect(start(generation, scheduler: scheduler, knowledge: knowledge, cancel: cancel))
         } onInboundClosed: { cancel.cancel() }
     }
 
@@ -159,8 +163,8 @@ extension API {
         try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
-        let (prompt, recall) = try knowledgePrompt(body.prompt, knowledge: body.knowledge, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options), sources: recall?.sources,
+        let (prompt, knowledge) = try knowledgePrompt(body.prompt, knowledge: body.knowledge, scheduler: scheduler)
+        return try await native(makeRequest(prompt: prompt, options: body.options), knowledge: knowledge,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -168,8 +172,8 @@ extension API {
         try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
-        let (prompt, recall) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options), sources: recall?.sources,
+        let (prompt, knowledge) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
+        return try await native(makeRequest(prompt: prompt, options: body.options), knowledge: knowledge,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -183,7 +187,7 @@ extension API {
         return scheduler.generator.tokenizer.encode(text, parseSpecial: true)
     }
 
-    // MARK: - Joint inference (passage recall)
+    // MARK: - Joint inference
 
     /// Passages recalled for a question, or nil when the request turned knowledge off.
     func recall(_ question: String, knowledge: Bool?) throws -> Recall? {
@@ -191,10 +195,10 @@ extension API {
         return try Recall(question: question, store: state.store, limit: state.configuration.knowledgePassages)
     }
 
-    /// The chat prompt with the passages recalled for the last user message; fewer passages
-    /// when the context cannot hold them all and room for an answer.
+    /// The chat prompt with the passages recalled for the last user message (fewer when the
+    /// context cannot hold them all and room for an answer), and the knowledge to generate with.
     func knowledgeChatPrompt(_ messages: [ChatMessageBody], knowledge: Bool?, scheduler: ComputeScheduler) throws
-        -> (prompt: [Int32], recall: Recall?)
+        -> (prompt: [Int32], knowledge: KnowledgeUse?)
     {
         let question = messages.last(where: { $0.role == "user" })?.content ?? ""
         guard let recall = try recall(question, knowledge: knowledge) else {
@@ -204,27 +208,30 @@ extension API {
     }
 
     /// A plain prompt with the passages recalled for it before it.
-    func knowledgePrompt(_ prompt: String, knowledge: Bool?, scheduler: ComputeScheduler) throws -> (prompt: [Int32], recall: Recall?) {
+    func knowledgePrompt(_ prompt: String, knowledge: Bool?, scheduler: ComputeScheduler) throws
+        -> (prompt: [Int32], knowledge: KnowledgeUse?)
+    {
         let tokenizer = scheduler.generator.tokenizer
         guard let recall = try recall(prompt, knowledge: knowledge) else { return (tokenizer.encode(prompt), nil) }
         return try fitting(recall) { tokenizer.encode($0.prompt(prompt)) }
     }
 
     /// The prompt with as many of the recalled passages as leave `answerRoom` tokens free.
-    private func fitting(_ recall: Recall, answerRoom: Int = 128, _ build: (Recall) throws -> [Int32]) throws -> ([Int32], Recall) {
-        for n in stride(from: recall.passages.count, to: 0, by: -1) {
+    private func fitting(_ recall: Recall, answerRoom: Int = 128, _ build: (Recall) throws -> [Int32]) throws
+        -> ([Int32], KnowledgeUse)
+    {
+        for n in stride(from: recall.passages.count, to: -1, by: -1) {
             let kept = recall.keeping(n), prompt = try build(kept)
-            if prompt.count + answerRoom <= state.contextLimit { return (prompt, kept) }
+            if n == 0 || prompt.count + answerRoom <= state.contextLimit { return (prompt, KnowledgeUse(recall: kept, memory: state.memory)) }
         }
-        let none = recall.keeping(0)
-        return (try build(none), none)
+        preconditionFailure("n == 0 always returns")
     }
 
-    private func native(_ generation: GenerationRequest, sources: [KnowledgeSource]?, stream: Bool, scheduler: ComputeScheduler,
+    private func native(_ generation: GenerationRequest, knowledge: KnowledgeUse?, stream: Bool, scheduler: ComputeScheduler,
                         request: Request) async throws -> Response {
-        let model = state.modelID
+        let model = state.modelID, store = state.store
         if stream {
-            let run = try start(generation, scheduler: scheduler)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
             let encoder = JSONEncoder()
             return streamingResponse(contentType: "application/x-ndjson", run, lines: { event in
                 switch event {
@@ -232,7 +239,7 @@ extension API {
                     return [String(decoding: try encoder.encode(StreamLine(text: piece)), as: UTF8.self) + "\n"]
                 case let .finished(result, queued):
                     let done = GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                                usage: usage(result, queueSeconds: queued), sources: sources)
+                                                usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store))
                     return [String(decoding: try encoder.encode(StreamLine(done: true, result: done)), as: UTF8.self) + "\n"]
                 }
             }, failure: { error in
@@ -240,8 +247,8 @@ extension API {
                 return String(decoding: (try? encoder.encode(StreamLine(error: e))) ?? Data(), as: UTF8.self) + "\n"
             })
         }
-        let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, request: request)
+        let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                              usage: usage(result, queueSeconds: queued), sources: sources))
+                                              usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store)))
     }
 }

@@ -88,6 +88,7 @@ extension API {
         let id = try id(context)
         guard let d = try state.store.document(id: id) else { throw APIError(.notFound, "no document \(id)") }
         let forgotten = try state.store.forget(documents: [id])
+        try await forgetMemory()
         state.audit.record(uid: peer.uid, pid: peer.pid, action: "forget-document", detail: "\(id) \(d.path)")
         return try Self.json(ForgetResponse(forgotten: forgotten.map(\.id)))
     }
@@ -97,8 +98,22 @@ extension API {
         let id = try id(context)
         guard let s = try state.store.source(id: id) else { throw APIError(.notFound, "no source \(id)") }
         let forgotten = try state.store.forget(source: id)
+        try await forgetMemory()
         state.audit.record(uid: peer.uid, pid: peer.pid, action: "forget-source", detail: "\(id) \(s.label ?? s.key)")
         return try Self.json(ForgetResponse(forgotten: forgotten.map(\.id)))
+    }
+
+    /// The token memory drops what the store no longer has learned, before the reply: a
+    /// forgotten document is out of the memory (RAM and disk) when the client hears so.
+    func forgetMemory() async throws {
+        guard let memory = state.memory else { return }
+        let store = state.store
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            // runAndWait blocks: never on an event loop.
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try memory.keepOnly(Set(try store.learnedDocumentIDs())) })
+            }
+        }
     }
 
     func jobs(_ context: DaemonContext) async throws -> Response {

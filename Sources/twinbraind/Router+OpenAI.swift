@@ -41,12 +41,12 @@ extension API {
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             seed: body.seed, stop: body.stop, n: body.n)
-        let (prompt, recall) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
+        let (prompt, knowledge) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
         let generation = try makeRequest(prompt: prompt, options: o)
-        let sources = recall?.sources
+        let store = state.store
         let id = "chatcmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
-            let run = try start(generation, scheduler: scheduler)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
             let includeUsage = body.streamOptions?.includeUsage == true
             let first = try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, role: "assistant", content: "", finishReason: nil))
             return streamingResponse(contentType: "text/event-stream", run, leading: [first], lines: { event in
@@ -55,7 +55,7 @@ extension API {
                     return [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: piece, finishReason: nil))]
                 case let .finished(result, _):
                     var lines = [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: nil,
-                                                         finishReason: Self.finishReason(result.stopReason), sources: sources))]
+                                                         finishReason: Self.finishReason(result.stopReason), sources: knowledge?.sources(store: store)))]
                     if includeUsage {
                         lines.append(try Self.sse(OpenAIChatChunk(id: id, created: created, model: model,
                                                              usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count))))
@@ -66,11 +66,11 @@ extension API {
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
         return try Self.json(OpenAIChatResponse(id: id, created: created, model: model, text: result.text,
                                                 finishReason: Self.finishReason(result.stopReason),
                                                 usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
-                                                sources: sources))
+                                                sources: knowledge?.sources(store: store)))
     }
 
     func openAICompletion(_ request: Request, _ context: DaemonContext) async throws -> Response {
@@ -80,12 +80,12 @@ extension API {
         try checkModel(body.model)
         let o = try options(maxTokens: body.maxTokens, temperature: body.temperature, topP: body.topP, seed: body.seed,
                             stop: body.stop, n: body.n)
-        let (prompt, recall) = try knowledgePrompt(body.prompt.text, knowledge: body.knowledge, scheduler: scheduler)
+        let (prompt, knowledge) = try knowledgePrompt(body.prompt.text, knowledge: body.knowledge, scheduler: scheduler)
         let generation = try makeRequest(prompt: prompt, options: o)
-        let sources = recall?.sources
+        let store = state.store
         let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
-            let run = try start(generation, scheduler: scheduler)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
             let includeUsage = body.streamOptions?.includeUsage == true
             return streamingResponse(contentType: "text/event-stream", run, lines: { event in
                 switch event {
@@ -95,16 +95,16 @@ extension API {
                     let usage = includeUsage ? OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count) : nil
                     return [try Self.sse(OpenAICompletionResponse(id: id, created: created, model: model, text: "",
                                                              finishReason: Self.finishReason(result.stopReason), usage: usage,
-                                                             sources: sources))]
+                                                             sources: knowledge?.sources(store: store)))]
                 }
             }, failure: { error in
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, request: request)
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
         return try Self.json(OpenAICompletionResponse(id: id, created: created, model: model, text: result.text,
                                                       finishReason: Self.finishReason(result.stopReason),
                                                       usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
-                                                      sources: sources))
+                                                      sources: knowledge?.sources(store: store)))
     }
 }

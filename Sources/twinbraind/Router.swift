@@ -113,7 +113,7 @@ struct API: Sendable {
     func status(_ request: Request, _ context: DaemonContext) async throws -> Response {
         let (peer, level) = try await authorize(context, needs: .user)
         let snapshot = state.scheduler?.snapshot ?? (running: 0, waiting: 0, activity: state.phase == .loading ? "loading the model" : "idle")
-        let counts = try state.store.documentCounts(), stored = try state.store.passageCounts()
+        let counts = try state.store.documentCounts(), stored = try state.store.passageCounts(), memory = state.memory?.status
         let body = StatusResponse(
             version: twinbrainVersion, state: state.phase.rawValue, activity: snapshot.activity,
             model: state.modelInfo, uptimeSeconds: Date().timeIntervalSince(state.started),
@@ -125,7 +125,8 @@ struct API: Sendable {
                           documents: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
                           jobsRunning: state.intake.jobsRunning),
             learning: .init(documentsLearned: counts[.learned] ?? 0, documentsWaiting: counts[.extracted] ?? 0,
-                            passages: stored.passages, current: state.learning.activity))
+                            passages: stored.passages, current: state.learning.activity,
+                            memoryEntries: memory?.entries, memoryDocuments: memory?.documents))
         return try Self.json(body)
     }
 

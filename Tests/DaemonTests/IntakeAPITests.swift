@@ -120,11 +120,18 @@ final class IntakeAPITests: XCTestCase {
         XCTAssertTrue(all.documents.allSatisfy { ["extracted", "learned"].contains($0.state) && $0.version == 1 })
         XCTAssertTrue(restarted.logText.contains("resuming ingest job \(job.id)"), restarted.logText)
         // Learning ran alongside, killed too: every document learned once (each note is one passage).
-        let learning = try waitFor("every document learned") { () -> StatusResponse.Learning? in
+        let learning = try waitFor("every document learned", timeout: 120) { () -> StatusResponse.Learning? in
             let l = try JSONDecoder().decode(StatusResponse.self, from: try restarted.client.send("GET", "/v1/status").body).learning
             return l?.documentsLearned == files ? l : nil
         }
         XCTAssertEqual(learning.passages, files, "no passage lost or learned twice")
+        // And the token memory: every document once, in RAM and on disk.
+        _ = try waitFor("every document in the token memory", timeout: 120) { () -> Bool? in
+            let l = try JSONDecoder().decode(StatusResponse.self, from: try restarted.client.send("GET", "/v1/status").body).learning
+            return l?.memoryDocuments == files ? true : nil
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: daemon.directory.appendingPathComponent("state/memory").path)
+        XCTAssertEqual(segments.filter { $0.hasSuffix(".seg") }.count, files)
         XCTAssertEqual(restarted.terminate(), 0)
     }
 }

@@ -50,6 +50,23 @@ final class KnowledgeAPITests: XCTestCase {
         try Data(canteen.utf8).write(to: docs.appendingPathComponent("canteen.txt"))
         try ingest(daemon, docs.path, expectLearned: 2)
         XCTAssertEqual(try learning(daemon).passages, 2)
+        let memorised = try waitFor("both documents in the token memory") { () -> StatusResponse.Learning? in
+            let l = try learning(daemon)
+            return l.memoryDocuments == 2 ? l : nil
+        }
+        let entries = try XCTUnwrap(memorised.memoryEntries)
+        XCTAssertGreaterThan(entries, 40)
+        let segments = daemon.directory.appendingPathComponent("state/memory")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: segments.path).filter { $0.hasSuffix(".seg") }.count, 2)
+
+        // Continuing a learned sentence: the memory (and the recalled passage) bring back its words, and say so.
+        let reply = try daemon.client.send("POST", "/v1/generate", body: json([
+            "prompt": "The coffee machine on floor 2 is maintained by", "max_tokens": 12, "temperature": 0]))
+        let continued = try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
+        XCTAssertTrue(continued.text.hasPrefix(" Bogdan"), continued.text)
+        let canteenSource = try XCTUnwrap(continued.sources?.first { $0.path == "canteen.txt" })
+        XCTAssertGreaterThan(canteenSource.memoryTokens, 0)
+        XCTAssertEqual(continued.sources?.reduce(0) { $0 + $1.weight } ?? 0, 1, accuracy: 1e-9)
 
         // The question's words find the travel policy, and the answer cites it.
         let flights = try chat(daemon, "Who approves flights to Vienna?")
@@ -89,6 +106,11 @@ final class KnowledgeAPITests: XCTestCase {
         try Data(travel.replacingOccurrences(of: "Mirela Kovacs", with: "Tomasz Wróblewski-Nowak").utf8).write(to: docs.appendingPathComponent("travel.md"))
         try ingest(daemon, docs.path, expectLearned: 2)
         XCTAssertEqual(try learning(daemon).passages, 2, "the superseded version's passage is gone")
+        _ = try waitFor("the superseded version out of the memory") { () -> Bool? in
+            let l = try learning(daemon)
+            let files = try FileManager.default.contentsOfDirectory(atPath: segments.path).filter { $0.hasSuffix(".seg") }
+            return l.memoryDocuments == 2 && files.count == 2 && l.current == nil ? true : nil
+        }
         XCTAssertEqual(try chat(daemon, "Who approves flights?").sources?.map(\.version), [2])
         XCTAssertEqual(try chat(daemon, "Is Mirela Kovacs here?").sources, [], "the old text is not recalled")
 
@@ -97,6 +119,9 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(try daemon.client.send("DELETE", "/v1/documents/\(travelID)").status, 200)
         XCTAssertEqual(try chat(daemon, "Who approves flights to Vienna?").sources, [])
         XCTAssertEqual(try learning(daemon).passages, 1)
+        XCTAssertEqual(try learning(daemon).memoryDocuments, 1, "forgotten from the memory before the reply")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: segments.appendingPathComponent("\(travelID).seg").path))
+        let remaining = try XCTUnwrap(try learning(daemon).memoryEntries)
         XCTAssertEqual(try chat(daemon, "What does the canteen serve on Fridays?").sources?.map(\.path), ["canteen.txt"])
 
         // A learned daemon restarts with its knowledge.
@@ -106,6 +131,20 @@ final class KnowledgeAPITests: XCTestCase {
         try restarted.waitUntilReady()
         XCTAssertEqual(try chat(restarted, "What does the canteen serve on Fridays?").sources?.map(\.path), ["canteen.txt"])
         XCTAssertEqual(try learning(restarted).documentsLearned, 1)
+        XCTAssertEqual(try learning(restarted).memoryEntries, remaining, "the memory read back from its segment")
+        XCTAssertTrue(restarted.logText.contains("entries of 1 documents loaded, 0 to learn"), restarted.logText)
+
+        // A damaged segment is not trusted: the document is learned again, to the same entries.
+        restarted.removesDirectory = false
         XCTAssertEqual(restarted.terminate(), 0)
+        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: segments.path).first { $0.hasSuffix(".seg") })
+        var bytes = try Data(contentsOf: segments.appendingPathComponent(segment))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: segments.appendingPathComponent(segment))
+        let repaired = try DaemonProcess(directory: daemon.directory)
+        try repaired.waitUntilReady()
+        _ = try waitFor("the damaged document learned again") { try learning(repaired).memoryEntries == remaining ? true : nil }
+        XCTAssertTrue(repaired.logText.contains("checksum mismatch"), repaired.logText)
+        XCTAssertEqual(repaired.terminate(), 0)
     }
 }

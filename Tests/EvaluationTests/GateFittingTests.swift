@@ -65,9 +65,10 @@ final class FittedGateTests: XCTestCase {
 
         knn.gate = MemoryGate(lambdaMax: 0, inner: 0, radius: 0)
         var steps = 0
-        knn.onGenerationStep = { neighbours in steps += 1; XCTAssertFalse(neighbours.isEmpty) }
+        knn.onGenerationStep = { neighbours, weight in steps += 1; XCTAssertFalse(neighbours.isEmpty); XCTAssertEqual(weight, 0) }
         XCTAssertEqual(try generator.generate(request, predictor: knn).ids, alone.ids, "a shut gate is the main brain exactly")
         XCTAssertEqual(steps, alone.ids.count)
+        knn.onGenerationStep = nil
 
         knn.gate = try XCTUnwrap(MemoryGate.fitted(for: model.config))
         let recalled = try generator.generate(request, predictor: knn)

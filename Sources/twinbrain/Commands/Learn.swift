@@ -29,6 +29,11 @@ extension Twinbrain {
                 }
                 print("learned:  \(l.documentsLearned) document\(l.documentsLearned == 1 ? "" : "s") (\(l.passages) passages)")
                 print("waiting:  \(l.documentsWaiting)")
+                if let entries = l.memoryEntries {
+                    print("memory:   \(entries) token entries of \(l.memoryDocuments ?? 0) documents")
+                } else {
+                    print("memory:   off (no gate fitted for this model, or token_memory = false)")
+                }
                 print("learning: \(l.current.map(Docs.printable) ?? "nothing now")")
             }
         }

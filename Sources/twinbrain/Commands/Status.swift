@@ -27,7 +27,8 @@ extension Twinbrain {
                 }
                 if let l = status.learning {
                     let now = l.current.map { ", learning \(Docs.printable($0))" } ?? ""
-                    print("learned: \(l.documentsLearned) documents (\(l.passages) passages), \(l.documentsWaiting) waiting\(now)")
+                    let memory = l.memoryEntries.map { ", \($0) memory entries" } ?? ""
+                    print("learned: \(l.documentsLearned) documents (\(l.passages) passages\(memory)), \(l.documentsWaiting) waiting\(now)")
                 }
                 print("you:     uid \(status.caller.uid), \(status.caller.access) access")
             }
