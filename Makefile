@@ -70,7 +70,7 @@ bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python)
 
 EVAL_CORPUS  := $(CACHE)/freshdocs-dev
 EVAL_ITEMS   := $(EVAL_CORPUS)/items.jsonl
-EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain
+EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain,hybrid
 EVAL_RESULT  := docs/results/freshdocs-dev.json
 
 # The corpus is rebuilt when its scripts change; items.jsonl is written last, so a build that

@@ -2,8 +2,9 @@ import Foundation
 import LearningBrain
 import MainBrain
 
-/// A system under evaluation. The baselines live here; `knn-fixed` and `learning-brain` (the
-/// learning brain's token memory without and with its gate) in LearningBrainSystems.swift.
+/// A system under evaluation. The baselines live here; `knn-fixed`, `learning-brain` (the learning
+/// brain's token memory without and with its gate) and `hybrid` (passages and gated memory, as the
+/// daemon runs them) in LearningBrainSystems.swift.
 public protocol EvalSystem: AnyObject {
     var id: String { get }
     /// Learns the customer documents (RAG indexes them, the learning brain memorises them).
@@ -48,6 +49,7 @@ public enum SystemRegistry {
             KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer,
                       gate: MemoryGate.fitted(for: model.config) ?? MemoryGate(lambdaMax: 0, inner: 0, radius: 0))
         },
+        "hybrid": { model, tokenizer in HybridSystem(model: model, tokenizer: tokenizer) },
     ]
 
     public static func check(_ id: String) throws {

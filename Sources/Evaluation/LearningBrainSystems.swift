@@ -11,12 +11,14 @@ public final class KNNSystem: EvalSystem {
     let knn: KNNLanguageModel
     let tokenizer: Tokenizer
     let generator: Generator
-    public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
+    public let retrievalTrace: RetrievalTrace?
     private var documentIDs: [String: Int64] = [:]
     private var documentNames: [Int64: String] = [:]
 
-    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25, gate: MemoryGate? = nil) {
+    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25, gate: MemoryGate? = nil,
+         trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
+        retrievalTrace = trace
         knn = KNNLanguageModel(model: model)
         knn.lambda = lambda
         knn.gate = gate
@@ -73,5 +75,47 @@ public final class KNNSystem: EvalSystem {
         knn.onGenerationStep = { [unowned self] neighbours, _ in record(neighbours) }
         defer { knn.onGenerationStep = nil }
         return try generator.generate(request, predictor: knn).ids
+    }
+}
+
+/// `hybrid`: what the daemon does. Retrieved passages go before the text as in `bm25-rag` (the
+/// daemon recalls them with SQLite FTS5's BM25 and its query words; here the baseline's BM25 over
+/// the same 128-token passages), and the gated token memory of `learning-brain` joins every
+/// position, passages included in its context. One trace records both, so T6 checks both.
+public final class HybridSystem: EvalSystem {
+    public let id = "hybrid"
+    let passages: RAGSystem
+    let memory: KNNSystem
+    public var retrievalTrace: RetrievalTrace? { passages.retrievalTrace }
+
+    init(model: Model, tokenizer: Tokenizer) {
+        let trace = RetrievalTrace()
+        passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer, retriever: BM25Retriever(), trace: trace)
+        memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer,
+                           gate: MemoryGate.fitted(for: model.config) ?? MemoryGate(lambdaMax: 0, inner: 0, radius: 0), trace: trace)
+    }
+
+    public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
+        try passages.learn(documents)
+        try memory.learn(documents)
+    }
+
+    public var forgetting: ((_ ids: [String]) throws -> Void)? {
+        { [unowned self] ids in
+            try passages.forget(ids)
+            try memory.forgetting?(ids)
+        }
+    }
+
+    public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
+        try passages.windowLogits(tokens, from: first) { [memory] input, cache, first in try memory.mixed(input, cache: cache, from: first) }
+    }
+
+    public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
+        try memory.candidateScores(prompt: passages.retrieve(prompt, count: 2) + prompt, candidates: candidates)
+    }
+
+    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
+        try memory.generate(prompt: passages.retrieve(prompt, count: 1) + prompt, maxTokens: maxTokens)
     }
 }

@@ -13,14 +13,15 @@ public final class RAGSystem: EvalSystem {
     let retriever: Retriever
     let scorer: Scorer
     let generator: Generator
-    public let retrievalTrace: RetrievalTrace? = RetrievalTrace()
+    public let retrievalTrace: RetrievalTrace?
     static let block = 32
 
     struct Chunk { let document: String; let offset: Int; let tokens: [Int32] }
     private(set) var chunks: [Chunk] = []
 
-    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever) {
+    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever, trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
+        retrievalTrace = trace
         self.model = model
         self.tokenizer = tokenizer
         self.retriever = retriever
@@ -63,6 +64,12 @@ public final class RAGSystem: EvalSystem {
     /// When the block retrieves the chunk the previous one did, the previous pass's KV cache
     /// already holds chunk + window so far, and only the new block is run (same result, causal).
     public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
+        try windowLogits(tokens, from: first) { [model] input, cache, first in try model.forward(input, cache: cache, logits: .from(first)) }
+    }
+
+    /// The block loop with another forward step (`hybrid` mixes the token memory into each).
+    func windowLogits(_ tokens: [Int32], from first: Int,
+                      step: (_ input: [Int32], _ cache: KVCache, _ first: Int) throws -> Logits) throws -> Logits {
         var values: [Float] = []
         let end = tokens.count - 1
         var a = first
@@ -72,11 +79,11 @@ public final class RAGSystem: EvalSystem {
             let prefix = try retrieve(Array(tokens[max(0, a + 1 - Self.block)...a]), count: 1)
             let l: Logits
             if let p = previous, p.prefix == prefix {
-                l = try model.forward(Array(tokens[a..<b]), cache: p.cache, logits: .all)
+                l = try step(Array(tokens[a..<b]), p.cache, 0)
             } else {
                 let input = prefix + tokens[0..<b]
                 let cache = model.makeCache(capacity: prefix.count + end)
-                l = try model.forward(input, cache: cache, logits: .from(prefix.count + a))
+                l = try step(input, cache, prefix.count + a)
                 previous = (prefix, cache)
             }
             values += l.values
