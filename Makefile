@@ -65,6 +65,8 @@ test-python: # The OpenAI-client test's Python packages (official client over a 
 bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
 	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
+	@echo "token memory query overhead (decode with a 100,000-entry memory against without, alternating runs):"
+	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --runs 5
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 

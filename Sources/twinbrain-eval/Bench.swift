@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import LearningBrain
 import MainBrain
 
 struct Bench: ParsableCommand {
@@ -9,7 +10,9 @@ struct Bench: ParsableCommand {
         discussion: """
             pp128/pp512: a prompt of that many tokens in one batch, logits for the last position \
             only (as llama-bench measures). tg128: 128 tokens decoded one at a time. Each figure is \
-            the median of --runs runs (spread printed beside it).
+            the median of --runs runs (spread printed beside it). --memory-entries N adds tg128 with \
+            the learning brain's token memory of N entries joining every step (the daemon's decode with \
+            knowledge), run alternately with the plain decode, and the query overhead as a ratio.
             """)
 
     @OptionGroup var options: ModelOptions
@@ -19,6 +22,9 @@ struct Bench: ParsableCommand {
 
     @Flag(name: .customLong("all-runs"), help: "With --json, give every run's figure as a list instead of the median.")
     var allRuns = false
+
+    @Option(name: .customLong("memory-entries"), help: "Also decode through a token memory of this many entries (0 = skip).")
+    var memoryEntries = 0
 
     func run() throws {
         options.applyThreads()
@@ -57,6 +63,18 @@ struct Bench: ParsableCommand {
         }
         let pp128 = try prefill(128), pp512 = try prefill(512), tg128 = try decode(128)
         let rss = peakRSSMiB()
+        if memoryEntries > 0 {
+            let (plain, joined) = try memoryDecode(model, tokens(128))
+            let overhead = plain.indices.map { plain[$0] / joined[$0] - 1 }   // extra time per token, per pair of runs
+            if options.json {
+                printJSON(["memory_entries": memoryEntries, "tg128_tok_s": median(plain), "tg128_memory_tok_s": median(joined),
+                           "query_overhead": median(overhead)])
+            } else {
+                print(String(format: "tg128 %8.1f tok/s, with a %d-entry token memory %8.1f tok/s: query overhead %.0f%% of decode time",
+                             median(plain), memoryEntries, median(joined), 100 * median(overhead)))
+            }
+            return
+        }
         let threads = BLASThreads.current
         if options.json && allRuns {
             printJSON(["threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128,
@@ -71,6 +89,39 @@ struct Bench: ParsableCommand {
             }
             print(String(format: "load %.2f s, peak RSS %.0f MiB", loadSeconds, rss))
         }
+    }
+}
+
+extension Bench {
+    /// Decode speed without and with a token memory of `memoryEntries` entries (keys drawn at the
+    /// scale of real ones, gate open for every step), alternating so both see the same machine.
+    func memoryDecode(_ model: Model, _ input: [Int32]) throws -> (plain: [Double], joined: [Double]) {
+        let knn = KNNLanguageModel(model: model)
+        knn.gate = MemoryGate(lambdaMax: 0.5, inner: .infinity, radius: .infinity)
+        var rng = SeededGenerator(seed: 7)
+        let d = model.config.dim, block = 4096
+        var added = 0
+        while added < memoryEntries {
+            let n = min(block, memoryEntries - added)
+            let keys = (0..<n * d).map { _ in Float(Int64(rng.next() % 2001) - 1000) / 250 }
+            knn.memory.append(keys: keys, values: (0..<n).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) },
+                              document: 1, positions: (0..<n).map { Int32(added + $0) })
+            added += n
+        }
+        let cache = model.makeCache(capacity: input.count)
+        func run(_ step: (Int32) throws -> Void) throws -> Double {
+            cache.clear()
+            let t0 = DispatchTime.now()
+            for token in input { try step(token) }
+            return Double(input.count) / seconds(since: t0)
+        }
+        var plain: [Double] = [], joined: [Double] = []
+        for i in 0...runs {
+            let p = try run { _ = try model.forward([$0], cache: cache, logits: .last) }
+            let j = try run { _ = try knn.nextLogits([$0], cache: cache) }
+            if i > 0 { plain.append(p); joined.append(j) }   // the first pair warms up
+        }
+        return (plain, joined)
     }
 }
 
