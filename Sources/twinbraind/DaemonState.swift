@@ -67,10 +67,16 @@ final class DaemonState: @unchecked Sendable {
         }
         let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth)
         // The memory is read back before the compute thread starts: nothing else touches it yet.
-        let memory = configuration.tokenMemory
-            ? try TokenMemoryService(model: model, scheduler: scheduler, stateDirectory: configuration.stateDirectory, logger: logger)
-            : nil
-        let relearn = try memory?.load(learned: store.learnedDocumentIDs()) ?? []
+        let memory: TokenMemoryService?, relearn: [Int64]
+        do {
+            memory = configuration.tokenMemory
+                ? try TokenMemoryService(model: model, scheduler: scheduler, stateDirectory: configuration.stateDirectory, logger: logger)
+                : nil
+            relearn = try memory?.load(learned: store.learnedDocumentIDs()) ?? []
+        } catch {
+            throw DaemonConfiguration.Problem(description: "cannot open the token memory under \(configuration.stateDirectory)/memory: "
+                + "\(error). Make the state directory writable by twinbraind, or set token_memory = false to run without it.")
+        }
         scheduler.start()
         learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn)
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
