@@ -108,11 +108,12 @@ eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice o
 	  --max-items 6 --sanity-prompts 3 --window 128 --stride 64 --t6-windows 4 --out $(CACHE)/eval-smoke/freshdocs-smoke.json > /dev/null
 	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke.json $(EVAL_SYSTEMS)
 
-gate: deps model build ## Fit the token memory's gate on public text (man pages, licences) into docs/results/gate-fit.json
+gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in FittedKeyspaces.swift
 	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration
 	$(EVAL) fit-gate --model $(MODEL) --memory $(CACHE)/gate-calibration/memory --related $(CACHE)/gate-calibration/related \
-	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json
-	@echo "copy the gate into Sources/LearningBrain/FittedGates.swift to ship it"
+	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json \
+	  --swift-out Sources/LearningBrain/FittedKeyspaces.swift
+	@echo "fitted: rebuild to ship it (keys of another keyspace are learned again when the daemon starts)"
 
 completions: build ## Shell completion scripts for the CLI into .build/completions/
 	@mkdir -p .build/completions

@@ -44,11 +44,7 @@ public enum SystemRegistry {
             RAGSystem(id: "vector-rag", model: model, tokenizer: tokenizer, retriever: HiddenStateRetriever(model: model))
         },
         "knn-fixed": { model, tokenizer in KNNSystem(model: model, tokenizer: tokenizer) },
-        "learning-brain": { model, tokenizer in
-            // A model without a fitted gate keeps the memory closed: the main brain's output exactly.
-            KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer,
-                      gate: MemoryGate.fitted(for: model.config) ?? MemoryGate(lambdaMax: 0, inner: 0, radius: 0))
-        },
+        "learning-brain": { model, tokenizer in KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer, gated: true) },
         "hybrid": { model, tokenizer in HybridSystem(model: model, tokenizer: tokenizer) },
     ]
 

@@ -2,23 +2,39 @@ import Foundation
 import LearningBrain
 import MainBrain
 
-/// Fits the token memory's gate on public text only: one set of texts is learned into a
-/// memory, then every token of three sets is scored by the main brain and by the memory:
-/// related texts never learned (what fresh documents of the same kind look like), the learned
-/// texts again (re-reading), and unrelated texts (what general use looks like). The gate that
-/// maximises the mixture's log-likelihood on the first two wins, among those that make neither
-/// the related nor the unrelated texts any less likely than the main brain alone makes them
-/// (the retention promise: the memory only speaks where it is close).
+/// Fits the token memory's keyspace on public text only. First the key projection: the
+/// principal components of the main brain's hidden states over all the calibration texts.
+/// Then the gate: one set of texts is learned into a memory, then every token of three sets is
+/// scored by the main brain and by the memory: related texts never learned (what fresh
+/// documents of the same kind look like), the learned texts again (re-reading), and unrelated
+/// texts (what general use looks like). The gate that maximises the mixture's log-likelihood on
+/// the first two wins, among those that make neither the related nor the unrelated texts any
+/// less likely than the main brain alone makes them and keep the unrelated texts' mean KL
+/// divergence from the main brain within `klLimit` (the retention promise: the memory only
+/// speaks where it is close).
 public struct GateFitting {
     public struct Result: Codable, Sendable {
         public var gate: MemoryGate
+        public var projection: ProjectionFigures?
+        public var klLimit: Double
         /// Per set: tokens, the main brain's mean NLL, the gated mixture's, and the share of
         /// tokens where the gate is open (λ > 0).
         public var related: SetFigures
         public var learned: SetFigures
         public var unrelated: SetFigures
         public var memoryEntries: Int
-        enum CodingKeys: String, CodingKey { case gate, related, learned, unrelated, memoryEntries = "memory_entries" }
+        enum CodingKeys: String, CodingKey {
+            case gate, projection, klLimit = "kl_limit", related, learned, unrelated, memoryEntries = "memory_entries"
+        }
+    }
+
+    public struct ProjectionFigures: Codable, Sendable {
+        public var dimensions: Int
+        public var name: String
+        /// Share of the hidden states' variance the kept components hold, on the fitting text.
+        public var explainedVariance: Double
+        public var tokens: Int
+        enum CodingKeys: String, CodingKey { case dimensions, name, explainedVariance = "explained_variance", tokens }
     }
 
     public struct SetFigures: Codable, Sendable {
@@ -26,13 +42,18 @@ public struct GateFitting {
         public var mainNLL: Double
         public var gatedNLL: Double
         public var open: Double
-        enum CodingKeys: String, CodingKey { case tokens, mainNLL = "main_nll", gatedNLL = "gated_nll", open }
+        /// Mean KL(main brain ‖ gated mixture) per token, in nats.
+        public var kl: Double
+        enum CodingKeys: String, CodingKey { case tokens, mainNLL = "main_nll", gatedNLL = "gated_nll", open, kl }
     }
 
     let model: Model
     let tokenizer: Tokenizer
     public var window = 512
     public var stride = 256
+    /// The largest mean KL divergence from the main brain the gate may cause on unrelated text
+    /// (half the retention target of 1e-3, as general text elsewhere is not the licences).
+    public var klLimit = 5e-4
     public var progress: (String, Int, Int) -> Void = { _, _, _ in }
 
     public init(model: Model, tokenizer: Tokenizer) {
@@ -40,9 +61,18 @@ public struct GateFitting {
         self.tokenizer = tokenizer
     }
 
+    /// Fits the projection (when `dimensions` is given) on all the texts, then the gate in its keyspace.
     public func run(memory: [FreshDocsCorpus.Document], related: [FreshDocsCorpus.Document],
-                    unrelated: [FreshDocsCorpus.Document]) throws -> Result {
-        let knn = KNNLanguageModel(model: model)
+                    unrelated: [FreshDocsCorpus.Document], dimensions: Int?) throws -> (result: Result, projection: KeyProjection?) {
+        var projection: KeyProjection?, projectionFigures: ProjectionFigures?
+        if let dimensions {
+            let (states, tokens) = try hiddenStates(memory + related + unrelated)
+            let (fitted, explained) = try KeyProjection.fit(rows: states, dimension: model.config.dim, keep: dimensions)
+            projection = fitted.asShipped
+            projectionFigures = ProjectionFigures(dimensions: dimensions, name: projection!.name, explainedVariance: explained,
+                                                  tokens: tokens)
+        }
+        let knn = KNNLanguageModel(model: model, projection: projection)
         for (i, d) in memory.enumerated() {
             try knn.learn(document: Int64(i + 1), tokens: tokenizer.encode(d.text))
             progress("learning the calibration memory", i + 1, memory.count)
@@ -50,9 +80,28 @@ public struct GateFitting {
         let r = try evidence(related, knn, label: "scoring related text")
         let l = try evidence(memory, knn, label: "scoring learned text")
         let u = try evidence(unrelated, knn, label: "scoring unrelated text")
-        let gate = Self.fit(related: r, learned: l, unrelated: u)
-        return Result(gate: gate, related: Self.figures(r, gate), learned: Self.figures(l, gate), unrelated: Self.figures(u, gate),
-                      memoryEntries: knn.memory.count)
+        let gate = Self.fit(related: r, learned: l, unrelated: u, klLimit: klLimit)
+        return (Result(gate: gate, projection: projectionFigures, klLimit: klLimit, related: Self.figures(r, gate),
+                       learned: Self.figures(l, gate), unrelated: Self.figures(u, gate), memoryEntries: knn.memory.count),
+                projection)
+    }
+
+    /// The hidden states at the memory's tap for every token of the texts, in windows.
+    func hiddenStates(_ documents: [FreshDocsCorpus.Document]) throws -> (states: [Float], tokens: Int) {
+        let tap = TapPoint.ffnInput(layer: model.config.layers - 1)
+        var states: [Float] = [], tokens = 0
+        for (i, d) in documents.enumerated() {
+            let ids = tokenizer.encode(d.text)
+            for begin in Swift.stride(from: 0, to: ids.count, by: window) {
+                let piece = Array(ids[begin..<min(begin + window, ids.count)])
+                let recorder = HiddenStateRecorder(points: [tap])
+                _ = try model.forward(piece, cache: model.makeCache(capacity: piece.count), logits: .none, tap: recorder)
+                states += recorder.states[tap]!
+                tokens += piece.count
+            }
+            progress("hidden states for the key projection", i + 1, documents.count)
+        }
+        return (states, tokens)
     }
 
     func evidence(_ documents: [FreshDocsCorpus.Document], _ knn: KNNLanguageModel, label: String) throws -> [KNNLanguageModel.Evidence] {
@@ -79,18 +128,25 @@ public struct GateFitting {
         return total
     }
 
+    /// Mean KL divergence of the gated mixture from the main brain over the evidence.
+    public static func divergence(_ e: [KNNLanguageModel.Evidence], _ gate: MemoryGate) -> Double {
+        e.reduce(0) { $0 + $1.divergence(lambda: Double(gate.lambda(relativeDistance: $1.relativeDistance))) } / Double(max(1, e.count))
+    }
+
     static func figures(_ e: [KNNLanguageModel.Evidence], _ gate: MemoryGate) -> SetFigures {
         let n = Double(max(1, e.count))
         return SetFigures(tokens: e.count, mainNLL: e.reduce(0) { $0 - log(max($1.mainProbability, 1e-300)) } / n,
                           gatedNLL: nll(e, gate) / n,
-                          open: Double(e.filter { gate.lambda(relativeDistance: $0.relativeDistance) > 0 }.count) / n)
+                          open: Double(e.filter { gate.lambda(relativeDistance: $0.relativeDistance) > 0 }.count) / n,
+                          kl: divergence(e, gate))
     }
 
     /// Grid search: λmax in 0.05…0.95, the radius at quantiles of the observed distances, the
     /// inner edge a fraction of it. Only gates that raise neither the related nor the unrelated
-    /// texts' NLL qualify; "never open" always does, so the result is at worst the main brain.
+    /// texts' NLL and keep the unrelated texts' KL within `klLimit` qualify; "never open" always
+    /// does, so the result is at worst the main brain.
     public static func fit(related: [KNNLanguageModel.Evidence], learned: [KNNLanguageModel.Evidence],
-                           unrelated: [KNNLanguageModel.Evidence]) -> MemoryGate {
+                           unrelated: [KNNLanguageModel.Evidence], klLimit: Double = .infinity) -> MemoryGate {
         let closed = MemoryGate(lambdaMax: 0, inner: 0, radius: 0)
         let distances = (related + learned + unrelated).map(\.relativeDistance).sorted()
         guard !distances.isEmpty else { return closed }
@@ -101,7 +157,7 @@ public struct GateFitting {
             for fraction: Float in [0, 0.25, 0.5, 0.75, 1] {
                 for lambdaMax in Swift.stride(from: Float(0.05), through: 0.95, by: 0.05) {
                     let gate = MemoryGate(lambdaMax: lambdaMax, inner: fraction * radius, radius: radius)
-                    guard nll(unrelated, gate) <= unrelatedBase else { continue }
+                    guard nll(unrelated, gate) <= unrelatedBase, divergence(unrelated, gate) <= klLimit else { continue }
                     let r = nll(related, gate)
                     guard r <= relatedBase else { continue }
                     let total = r + nll(learned, gate)
@@ -110,5 +166,37 @@ public struct GateFitting {
             }
         }
         return best
+    }
+}
+
+extension GateFitting {
+    /// Sources/LearningBrain/FittedKeyspaces.swift for a fit: what the product ships.
+    public static func swiftSource(shape: String, result: Result, projection: KeyProjection) -> String {
+        func figures(_ s: SetFigures) -> String {
+            String(format: "NLL %.3f → %.3f, open on %.1f%% of tokens, KL %.2g", s.mainNLL, s.gatedNLL, 100 * s.open, s.kl)
+        }
+        let g = result.gate
+        let explained = result.projection.map { String(format: "%.1f%%", 100 * $0.explainedVariance) } ?? "?"
+        let quotes = String(repeating: "\"", count: 3)
+        let encoded = projection.encoded.split(separator: "\n").map { "            \($0)" }.joined(separator: "\n")
+        return """
+            // Generated by `make gate` (twinbrain-eval fit-gate --swift-out): fitted on public text only
+            // (scripts/gate_calibration_text.py), never on customer data. Figures: docs/results/gate-fit.json.
+            // Do not edit by hand; fit again instead.
+
+            extension FittedKeyspace {
+                static let fittedByShape: [String: FittedKeyspace] = [
+                    // Key projection: \(projection.outputDimension) principal components (\(explained) of the variance).
+                    // Gate: related unseen text \(figures(result.related)); learned text again
+                    // \(figures(result.learned)); unrelated text \(figures(result.unrelated)).
+                    "\(shape)": FittedKeyspace(
+                        gate: MemoryGate(lambdaMax: \(g.lambdaMax), inner: \(g.inner), radius: \(g.radius)),
+                        projectionInput: \(projection.inputDimension), projectionOutput: \(projection.outputDimension), projection: \(quotes)
+            \(encoded)
+                        \(quotes)),
+                ]
+            }
+
+            """
     }
 }

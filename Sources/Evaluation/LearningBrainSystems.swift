@@ -4,7 +4,7 @@ import MainBrain
 
 /// `knn-fixed`: the token memory mixed in with a fixed λ = 0.25 and no gate (the classic kNN-LM),
 /// through the learning brain's `KNNLanguageModel`; `learning-brain`: the same memory behind the
-/// gate fitted on public text (`MemoryGate.fitted`). Its trace records every neighbour it used,
+/// key projection and gate fitted on public text (`FittedKeyspace`). Its trace records every neighbour it used,
 /// by document and position, so T6 can check forgetting is exact.
 public final class KNNSystem: EvalSystem {
     public let id: String
@@ -15,13 +15,20 @@ public final class KNNSystem: EvalSystem {
     private var documentIDs: [String: Int64] = [:]
     private var documentNames: [Int64: String] = [:]
 
-    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25, gate: MemoryGate? = nil,
+    /// `gated`: the learning brain as shipped (projected keys, fitted gate; a model without a fit
+    /// keeps the memory closed: the main brain's output exactly). Otherwise the classic kNN-LM
+    /// with a fixed λ over the hidden states themselves.
+    init(id: String = "knn-fixed", model: Model, tokenizer: Tokenizer, lambda: Float = 0.25, gated: Bool = false,
          trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
         retrievalTrace = trace
-        knn = KNNLanguageModel(model: model)
-        knn.lambda = lambda
-        knn.gate = gate
+        if gated, let fitted = FittedKeyspace.forModel(model.config) {
+            knn = KNNLanguageModel(model: model, fitted: fitted)
+        } else {
+            knn = KNNLanguageModel(model: model)
+            knn.lambda = lambda
+            if gated { knn.gate = MemoryGate(lambdaMax: 0, inner: 0, radius: 0) }
+        }
         self.tokenizer = tokenizer
         generator = Generator(model: model, tokenizer: tokenizer)
     }
@@ -91,8 +98,7 @@ public final class HybridSystem: EvalSystem {
     init(model: Model, tokenizer: Tokenizer) {
         let trace = RetrievalTrace()
         passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer, retriever: BM25Retriever(), trace: trace)
-        memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer,
-                           gate: MemoryGate.fitted(for: model.config) ?? MemoryGate(lambdaMax: 0, inner: 0, radius: 0), trace: trace)
+        memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer, gated: true, trace: trace)
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {

@@ -14,6 +14,8 @@ public final class KNNLanguageModel: NextTokenPredictor {
     public let model: Model
     public let memory: TokenMemory
     public let tapPoint: TapPoint
+    /// Maps hidden states to keys (nil: the hidden states themselves are the keys).
+    public let projection: KeyProjection?
     public var neighbours = 16
     public var lambda: Float = 0.25
     /// When set, the memory's weight per token comes from the gate instead of `lambda`.
@@ -24,11 +26,23 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// Learning runs the main brain over documents in pieces of this many tokens.
     public static let chunk = 512
 
-    public init(model: Model) {
+    public init(model: Model, projection: KeyProjection? = nil) {
+        precondition(projection.map { $0.inputDimension == model.config.dim } ?? true)
         self.model = model
+        self.projection = projection
         tapPoint = .ffnInput(layer: model.config.layers - 1)
-        memory = TokenMemory(dimension: model.config.dim)
+        memory = TokenMemory(dimension: projection?.outputDimension ?? model.config.dim)
     }
+
+    /// What the keys mean, for segment files (at most 32 bytes): the model's shape, the tap and
+    /// the projection. Keys of another keyspace are never mixed with these.
+    public var keyspace: String {
+        let c = model.config
+        return "\(c.architecture.rawValue) L\(c.layers) d\(c.dim) f\(c.layers - 1) \(projection?.name ?? "raw")"
+    }
+
+    /// Memory keys of hidden-state rows.
+    func keys(_ states: [Float]) -> [Float] { projection?.project(states) ?? states }
 
     /// One forward pass of learning: the main brain runs over `run` and the entries of `kept`
     /// (positions whose next token is known) are stored.
@@ -65,14 +79,15 @@ public final class KNNLanguageModel: NextTokenPredictor {
         _ = try model.forward(Array(tokens[piece.run]), cache: model.makeCache(capacity: piece.run.count), logits: .none, tap: recorder)
         let states = recorder.states[tapPoint]!, d = recorder.dim
         let rows = (piece.kept.lowerBound - piece.run.lowerBound)..<(piece.kept.upperBound - piece.run.lowerBound)
-        memory.append(keys: Array(states[rows.lowerBound * d..<rows.upperBound * d]),
+        memory.append(keys: keys(Array(states[rows.lowerBound * d..<rows.upperBound * d])),
                       values: piece.kept.map { tokens[$0 + 1] }, document: document, positions: piece.kept.map { Int32($0) })
     }
 
     public func forget(documents: Set<Int64>) { memory.remove(documents: documents) }
 
-    /// The main brain's logits and its keys for the rows of `input` from `first` (relative to
-    /// `input`, which continues what `cache` holds).
+    /// The main brain's logits and its hidden states at the tap (the queries, before any
+    /// projection) for the rows of `input` from `first` (relative to `input`, which continues
+    /// what `cache` holds).
     public func mainBrain(_ input: [Int32], cache: KVCache, from first: Int) throws -> (logits: Logits, queries: [Float]) {
         let recorder = HiddenStateRecorder(points: [tapPoint])
         let logits = try model.forward(input, cache: cache, logits: .from(first), tap: recorder)
@@ -104,9 +119,10 @@ public final class KNNLanguageModel: NextTokenPredictor {
         return p
     }
 
-    /// Squared norms of query rows: the gate reads the nearest distance relative to the query's size.
+    /// Squared norms of query rows (hidden states): the gate reads the nearest distance relative
+    /// to the size of the query as the main brain made it.
     func squaredNorms(_ queries: [Float], rows: Int) -> [Float] {
-        let d = memory.dimension
+        let d = model.config.dim
         return (0..<rows).map { r in (0..<d).reduce(Float(0)) { $0 + queries[r * d + $1] * queries[r * d + $1] } }
     }
 
@@ -118,11 +134,12 @@ public final class KNNLanguageModel: NextTokenPredictor {
     }
 
     /// Log-probabilities (as logits rows) of the mixture, and the neighbours each row used.
-    /// A row whose weight is 0 is the main brain's log-softmax, untouched by the memory.
+    /// `queries` are the hidden states at the tap, one row per logits row. A row whose weight
+    /// is 0 is the main brain's log-softmax, untouched by the memory.
     public func mix(_ logits: Logits, queries: [Float])
         -> (logProbabilities: Logits, neighbours: [[TokenMemory.Neighbor]], weights: [Double])
     {
-        let found = memory.count == 0 ? Array(repeating: [], count: logits.rows) : memory.search(queries, k: neighbours)
+        let found = memory.count == 0 ? Array(repeating: [], count: logits.rows) : memory.search(keys(queries), k: neighbours)
         let queryNorms = squaredNorms(queries, rows: logits.rows)
         var out = [Float](repeating: 0, count: logits.values.count)
         var weights = [Double](repeating: 0, count: logits.rows)
@@ -149,29 +166,49 @@ public final class KNNLanguageModel: NextTokenPredictor {
     }
 
     /// What the gate is fitted on, per row: the nearest distance relative to the query, the
-    /// main brain's probability of the actual next token, and the memory's (λ = 1).
+    /// main brain's probability of the actual next token and the memory's (λ = 1), and for the
+    /// tokens the memory votes for, both probabilities (what the KL divergence from the main
+    /// brain at any λ follows from).
     public struct Evidence: Sendable {
         public var relativeDistance: Float
         public var mainProbability: Double
         public var memoryProbability: Double
-        public init(relativeDistance: Float, mainProbability: Double, memoryProbability: Double) {
+        public var votedMain: [Double]
+        public var votedMemory: [Double]
+        public init(relativeDistance: Float, mainProbability: Double, memoryProbability: Double,
+                    votedMain: [Double] = [], votedMemory: [Double] = []) {
             self.relativeDistance = relativeDistance
             self.mainProbability = mainProbability
             self.memoryProbability = memoryProbability
+            self.votedMain = votedMain
+            self.votedMemory = votedMemory
+        }
+
+        /// KL(p_main ‖ (1 − λ)·p_main + λ·p_memory) in nats: the tokens the memory does not
+        /// vote for each lose the same factor (1 − λ).
+        public func divergence(lambda: Double) -> Double {
+            guard lambda > 0 else { return 0 }
+            var kl = -log(1 - lambda) * max(0, 1 - votedMain.reduce(0, +))
+            for (p, q) in zip(votedMain, votedMemory) where p > 0 { kl += p * log(p / ((1 - lambda) * p + lambda * q)) }
+            return max(0, kl)
         }
     }
 
     public func evidence(_ logits: Logits, queries: [Float], targets: [Int32]) -> [Evidence] {
         precondition(targets.count == logits.rows)
         guard memory.count > 0 else { return [] }
-        let found = memory.search(queries, k: neighbours)
+        let found = memory.search(keys(queries), k: neighbours)
         let queryNorms = squaredNorms(queries, rows: logits.rows)
         return (0..<logits.rows).map { r in
             let row = logits.row(r)
             let lse = row.withUnsafeBufferPointer { logSumExp($0.baseAddress!, count: logits.vocab) }
+            let memoryP = Self.memoryDistribution(found[r])
+            let voted = memoryP.keys.sorted()
             return Evidence(relativeDistance: found[r][0].distance / max(queryNorms[r], 1e-12),
                             mainProbability: exp(Double(row[row.startIndex + Int(targets[r])]) - lse),
-                            memoryProbability: Self.memoryDistribution(found[r])[targets[r]] ?? 0)
+                            memoryProbability: memoryP[targets[r]] ?? 0,
+                            votedMain: voted.map { exp(Double(row[row.startIndex + Int($0)]) - lse) },
+                            votedMemory: voted.map { memoryP[$0]! })
         }
     }
 }

@@ -96,10 +96,11 @@ extension Bench {
     /// Decode speed without and with a token memory of `memoryEntries` entries (keys drawn at the
     /// scale of real ones, gate open for every step), alternating so both see the same machine.
     func memoryDecode(_ model: Model, _ input: [Int32]) throws -> (plain: [Double], joined: [Double]) {
-        let knn = KNNLanguageModel(model: model)
+        // Keys as shipped: projected when the model has a fitted projection.
+        let knn = KNNLanguageModel(model: model, projection: FittedKeyspace.forModel(model.config)?.projection)
         knn.gate = MemoryGate(lambdaMax: 0.5, inner: .infinity, radius: .infinity)
         var rng = SeededGenerator(seed: 7)
-        let d = model.config.dim, block = 4096
+        let d = knn.memory.dimension, block = 4096
         var added = 0
         while added < memoryEntries {
             let n = min(block, memoryEntries - added)

@@ -1,17 +1,20 @@
 import ArgumentParser
 import Evaluation
 import Foundation
+import LearningBrain
 
 struct FitGate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fit-gate",
-        abstract: "Fit the token memory's gate on public text (see `make gate`).",
+        abstract: "Fit the token memory's key projection and gate on public text (see `make gate`).",
         discussion: """
-            Learns the texts of --memory into a token memory, scores the texts of --related (same kind, \
+            Fits the key projection first: the --dimensions leading principal components of the \
+            main brain's hidden states over all the texts. Then learns the texts of --memory into a token memory, scores the texts of --related (same kind, \
             never learned), the learned texts again and the texts of --unrelated, and picks the gate \
             (λmax, inner edge, radius) that maximises the mixture's log-likelihood on the first two \
             without making the related or unrelated texts any less likely than the main brain alone \
-            makes them. Prints the result as JSON. Never run \
+            makes them, keeping the unrelated texts' mean KL divergence within --kl-limit. Prints the \
+            result as JSON; --swift-out writes the source file that ships the fit. Never run \
             it on customer data: the gate must not depend on what the box learns, or forgetting \
             would not be exact.
             """)
@@ -21,17 +24,27 @@ struct FitGate: ParsableCommand {
     @Option(help: "Directory of texts of the same kind, never learned.") var related: String
     @Option(help: "Directory of texts of another kind, never learned.") var unrelated: String
     @Option(help: "Write the JSON here as well as printing it.") var out: String?
+    @Option(help: "Key dimensions to keep (0: the hidden states themselves are the keys).") var dimensions = 192
+    @Option(help: "Largest mean KL divergence from the main brain allowed on the unrelated texts.") var klLimit = 5e-4
+    @Option(help: "Write the Swift source that ships the fit (Sources/LearningBrain/FittedKeyspaces.swift).")
+    var swiftOut: String?
 
     func run() throws {
         let (model, tokenizer) = try options.loadModel()
         var fitting = GateFitting(model: model, tokenizer: tokenizer)
         fitting.progress = { label, done, total in progressLine(label, done, total) }
-        let result = try fitting.run(memory: try Self.texts(memory), related: try Self.texts(related),
-                                     unrelated: try Self.texts(unrelated))
+        fitting.klLimit = klLimit
+        let (result, projection) = try fitting.run(memory: try Self.texts(memory), related: try Self.texts(related),
+                                                   unrelated: try Self.texts(unrelated), dimensions: dimensions > 0 ? dimensions : nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(result)
         if let out { try data.write(to: URL(fileURLWithPath: out)) }
+        if let swiftOut {
+            guard let projection else { throw ValidationError("--swift-out ships a projection: give --dimensions above 0") }
+            try GateFitting.swiftSource(shape: FittedKeyspace.shape(model.config), result: result, projection: projection)
+                .write(toFile: swiftOut, atomically: true, encoding: .utf8)
+        }
         print(String(decoding: data, as: UTF8.self))
     }
 

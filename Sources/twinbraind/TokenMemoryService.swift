@@ -23,19 +23,17 @@ final class TokenMemoryService: @unchecked Sendable {
     private var documents: Set<Int64> = []
     private var entries = 0
 
-    /// nil when the model has no fitted gate: the memory would have no calibrated way to stay
-    /// out of general use, so it is not used at all (passage recall still works).
+    /// nil when the model has no fitted keyspace (projection and gate): the memory would have no
+    /// calibrated way to stay out of general use, so it is not used at all (passage recall
+    /// still works).
     init?(model: Model, scheduler: ComputeScheduler, stateDirectory: String, logger: Logger) throws {
-        guard let gate = MemoryGate.fitted(for: model.config) else {
-            logger.warning("no fitted memory gate for this model (\(model.config.name)): the token memory is off; passage recall works")
+        guard let fitted = FittedKeyspace.forModel(model.config) else {
+            logger.warning("no fitted memory keyspace for this model (\(model.config.name)): the token memory is off; passage recall works")
             return nil
         }
-        knn = KNNLanguageModel(model: model)
-        knn.gate = gate
-        let c = model.config
-        segments = try MemorySegmentDirectory(
-            path: (stateDirectory as NSString).appendingPathComponent("memory"),
-            keyspace: "\(c.architecture.rawValue) L\(c.layers) d\(c.dim) v\(c.vocabSize) ffn_in\(c.layers - 1)")
+        knn = KNNLanguageModel(model: model, fitted: fitted)
+        segments = try MemorySegmentDirectory(path: (stateDirectory as NSString).appendingPathComponent("memory"),
+                                              keyspace: knn.keyspace)
         self.scheduler = scheduler
         self.logger = logger
     }

@@ -35,16 +35,27 @@ final class GateFittingTests: XCTestCase {
     }
 }
 
-/// The default model has a shipped gate (its shape matches the fitted one).
+/// The default model has a shipped keyspace (its shape matches the fitted one).
 final class FittedGateTests: XCTestCase {
-    func testTheDefaultModelHasAFittedGate() throws {
+    func testTheDefaultModelHasAFittedKeyspace() throws {
         guard let path = DefaultModel.path() else {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("model missing under CI") }
             throw XCTSkip("needs the default model: run `make model`")
         }
-        let gate = try XCTUnwrap(MemoryGate.fitted(for: try ModelConfig(gguf: GGUFFile(path: path))))
-        XCTAssertGreaterThan(gate.lambdaMax, 0)
-        XCTAssertEqual(gate.lambda(relativeDistance: gate.radius), 0, "shut at the radius: the main brain exactly")
+        let config = try ModelConfig(gguf: GGUFFile(path: path))
+        let fitted = try XCTUnwrap(FittedKeyspace.forModel(config))
+        XCTAssertGreaterThan(fitted.gate.lambdaMax, 0)
+        XCTAssertEqual(fitted.gate.lambda(relativeDistance: fitted.gate.radius), 0, "shut at the radius: the main brain exactly")
+        // The projection's rows are the principal directions: orthonormal up to f16 rounding.
+        let p = fitted.projection
+        XCTAssertEqual(p.inputDimension, config.dim)
+        XCTAssertLessThan(p.outputDimension, config.dim)
+        for i in [0, 1, p.outputDimension - 1] {
+            for j in [0, 1, p.outputDimension - 1] {
+                let dot = (0..<p.inputDimension).reduce(Float(0)) { $0 + p.matrix[i * p.inputDimension + $1] * p.matrix[j * p.inputDimension + $1] }
+                XCTAssertEqual(dot, i == j ? 1 : 0, accuracy: 2e-3, "rows \(i), \(j)")
+            }
+        }
     }
 
     /// Generation through the memory: with the gate shut it is the main brain's, token for token;
@@ -55,7 +66,9 @@ final class FittedGateTests: XCTestCase {
         let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
         let generator = Generator(model: model, tokenizer: tokenizer)
         let document = "The Zorblat coffee machine on floor two is descaled by Bogdan Ilic every second Tuesday at seven, using citric acid only."
-        let knn = KNNLanguageModel(model: model)
+        let fitted = try XCTUnwrap(FittedKeyspace.forModel(model.config))
+        let knn = KNNLanguageModel(model: model, fitted: fitted)
+        XCTAssertEqual(knn.memory.dimension, fitted.projection.outputDimension)
         try knn.learn(document: 1, tokens: tokenizer.encode(document))
         let opening = tokenizer.encode("The Zorblat coffee machine on floor two is descaled by")
         var request = GenerationRequest(prompt: opening)
@@ -70,7 +83,7 @@ final class FittedGateTests: XCTestCase {
         XCTAssertEqual(steps, alone.ids.count)
         knn.onGenerationStep = nil
 
-        knn.gate = try XCTUnwrap(MemoryGate.fitted(for: model.config))
+        knn.gate = fitted.gate
         let recalled = try generator.generate(request, predictor: knn)
         XCTAssertTrue(recalled.text.hasPrefix(" Bogdan Ilic every second Tuesday"), recalled.text)
         XCTAssertFalse(alone.text.hasPrefix(" Bogdan Ilic every second Tuesday"), alone.text)
