@@ -97,9 +97,9 @@ eval: deps model build $(EVAL_ITEMS) ## The full FreshDocs comparison on the dev
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
-eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` from its checkpoint in docs/results/ (done systems are kept)
+eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` from its checkpoint in docs/results/ (done systems are kept but EVAL_RERUN=a,b)
 	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
-	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --out $(EVAL_RESULT)
+	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --rerun "$(EVAL_RERUN)" --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
 eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice of the corpus: the pipeline works end to end

@@ -33,6 +33,8 @@ public struct FreshDocsRun {
     public var onPartialResult: (Result) -> Void = { _ in }
     /// Systems taken from an earlier run of the same protocol instead of being run again (see `reusing`).
     public private(set) var previous: Result?
+    /// Systems run again even when the earlier result holds them (their code changed).
+    public private(set) var rerun: Set<String> = []
 
     public init(corpus: FreshDocsCorpus, model: Model, modelPath: String, tokenizer: Tokenizer, options: Options) {
         self.corpus = corpus
@@ -64,8 +66,9 @@ public struct FreshDocsRun {
 
     /// Takes the systems an earlier result (a checkpoint of a stopped run) already holds, so a long
     /// run goes on where it stopped. Only a result of the same corpus, model and options is used,
-    /// and `run` also checks that the base answers every item as it did then.
-    public mutating func reusing(_ earlier: Result) throws {
+    /// and `run` also checks that the base answers every item as it did then. The systems of
+    /// `except` are run again.
+    public mutating func reusing(_ earlier: Result, except: Set<String> = []) throws {
         let mine = envelope([], pending: [])
         for key in ["corpus", "model", "options"] {
             let a = earlier.json[key] as? NSDictionary, b = mine[key] as? NSDictionary
@@ -74,6 +77,7 @@ public struct FreshDocsRun {
             }
         }
         previous = earlier
+        rerun = except
     }
 
     public func run(systems ids: [String]) throws -> Result {
@@ -183,7 +187,7 @@ public struct FreshDocsRun {
         }
         var out: [String: ([String: Any], [ItemOutcome])] = [:]
         for case let system as [String: Any] in previous.json["systems"] as? [Any] ?? [] {
-            guard let id = system["id"] as? String, ids.contains(id) else { continue }
+            guard let id = system["id"] as? String, ids.contains(id), !rerun.contains(id) else { continue }
             out[id] = (system, id == "base" ? [] : previous.itemOutcomes.filter { $0.system == id })
         }
         return out

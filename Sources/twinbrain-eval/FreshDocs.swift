@@ -33,6 +33,8 @@ struct FreshDocs: ParsableCommand {
         "An earlier result (a checkpoint) whose systems are taken as they are instead of being run again.",
         discussion: "It must come from the same corpus, model and options, and the base must answer the items as it did then."))
     var reuse: String?
+    @Option(help: "Comma-separated systems to run again although --reuse's result holds them (their code changed).")
+    var rerun: String?
 
     func run() throws {
         let corpus = try FreshDocsCorpus.load(self.corpus)
@@ -51,7 +53,11 @@ struct FreshDocs: ParsableCommand {
         o.tasks = tasks.map { Set($0.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
         var run = FreshDocsRun(corpus: corpus, model: model, modelPath: try options.resolvedModelPath(), tokenizer: tokenizer, options: o)
         run.progress = { label, done, total in progressLine(label, done, total) }
-        if let reuse { try run.reusing(Self.read(reuse)) }
+        if let reuse {
+            try run.reusing(Self.read(reuse), except: Set((rerun ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+        } else if rerun != nil {
+            throw ValidationError("--rerun goes with --reuse")
+        }
         let ids = systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let out = self.out
         run.onPartialResult = { partial in

@@ -70,6 +70,10 @@ final class FreshDocsTests: XCTestCase {
         let again = try resumed.run(systems: ["base"]).json
         XCTAssertEqual(again["systems_reused"] as? [String], ["base"])
         XCTAssertEqual((again["systems"] as? [[String: Any]]).map { NSArray(array: $0) }, NSArray(array: [base]))
+        // Unless the system is named to run again (its code changed).
+        var rerun = run
+        try rerun.reusing(earlier, except: ["base"])
+        XCTAssertEqual(try rerun.run(systems: ["base"]).json["systems_reused"] as? [String], [])
         // Not from other options, nor when the base answers the items differently.
         var otherOptions = FreshDocsRun(corpus: run.corpus, model: model, modelPath: path, tokenizer: tokenizer, options: FreshDocsRun.Options())
         XCTAssertThrowsError(try otherOptions.reusing(earlier)) { e in XCTAssertTrue("\(e)".contains("other options"), "\(e)") }
