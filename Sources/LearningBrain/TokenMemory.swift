@@ -94,8 +94,10 @@ public final class TokenMemory {
             queries.withUnsafeBufferPointer { q in
                 searchKeys.withUnsafeBufferPointer { keys in
                     dots.withUnsafeMutableBufferPointer { out in
-                        gemm(transA: false, transB: true, m: m, n: n, k: dimension, q.baseAddress!, lda: dimension,
-                             keys.baseAddress! + start * dimension, ldb: dimension, out.baseAddress!, ldc: n)
+                        // One query (a generation step) is a matrix-vector product, which streams
+                        // the keys once; sgemm would copy (pack) every block first.
+                        matmul(out.baseAddress!, ldo: n, q.baseAddress!, keys.baseAddress! + start * dimension,
+                               rows: m, outFeatures: n, inFeatures: dimension)
                     }
                 }
             }

@@ -34,6 +34,11 @@ final class TokenMemoryTests: XCTestCase {
             XCTAssertEqual(found[q].map(\.entry), reference.prefix(k).map(\.1), "query \(q)")
             for (a, b) in zip(found[q], reference.prefix(k)) { XCTAssertEqual(Double(a.distance), b.0, accuracy: 1e-3) }
             XCTAssertEqual(found[q].first?.value, Int32(reference[0].1 % 500))
+            // A single query (a generation step) takes the matrix-vector path: the same entries,
+            // distances equal up to rounding.
+            let alone = memory.search(Array(queries[q * d..<(q + 1) * d]), k: k)[0]
+            XCTAssertEqual(alone.map(\.entry), found[q].map(\.entry), "query \(q) alone")
+            for (a, b) in zip(alone, found[q]) { XCTAssertEqual(a.distance, b.distance, accuracy: 1e-5 * b.distance) }
         }
     }
 
