@@ -27,6 +27,10 @@ public final class KNNSystem: EvalSystem {
         } else {
             knn = KNNLanguageModel(model: model)
             knn.lambda = lambda
+            // The classic configuration, as measured in the development run: pieces of 512
+            // tokens overlapping by half.
+            knn.pieceLength = 512
+            knn.pieceOverlap = 256
             if gated { knn.gate = MemoryGate(lambdaMax: 0, inner: 0, radius: 0) }
         }
         self.tokenizer = tokenizer

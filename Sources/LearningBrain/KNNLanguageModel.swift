@@ -23,8 +23,12 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// Told the neighbours and the memory's weight (λ) of every generation step (`nextLogits`):
     /// provenance for traces and sources.
     public var onGenerationStep: (([TokenMemory.Neighbor], Double) -> Void)?
-    /// Learning runs the main brain over documents in pieces of this many tokens.
-    public static let chunk = 512
+    /// Learning runs the main brain over a document in pieces of `pieceLength` tokens, each
+    /// after the first starting `pieceOverlap` tokens before the first entry it keeps: every key
+    /// sees at least that much of the document before it (unless it is nearer the start), and
+    /// the overlap is what learning costs beyond one prefill of the document.
+    public var pieceLength = 1024
+    public var pieceOverlap = 128
 
     public init(model: Model, projection: KeyProjection? = nil) {
         precondition(projection.map { $0.inputDimension == model.config.dim } ?? true)
@@ -51,26 +55,28 @@ public final class KNNLanguageModel: NextTokenPredictor {
         public let kept: Range<Int>
     }
 
-    /// How a document of `count` tokens is learned: pieces of `chunk` tokens overlapping by
-    /// half, so each token's key sees up to `chunk` tokens of the document before it.
-    public static func pieces(count: Int) -> [Piece] {
+    /// How a document of `count` tokens is learned (see `pieceLength`).
+    public func pieces(count: Int) -> [Piece] {
+        Self.pieces(count: count, length: pieceLength, overlap: pieceOverlap)
+    }
+
+    public static func pieces(count: Int, length: Int, overlap: Int) -> [Piece] {
+        precondition(overlap >= 0 && overlap < length, "pieces of \(length) overlapping by \(overlap)")
         guard count >= 2 else { return [] }
-        let half = chunk / 2
         var out: [Piece] = [], begin = 0, firstKept = 0
         while firstKept < count - 1 {
-            let end = min(begin + chunk, count)
+            let end = min(begin + length, count)
             let keptEnd = min(end, count - 1)   // the last token has no next token
-            guard keptEnd > firstKept else { break }
             out.append(Piece(run: begin..<end, kept: firstKept..<keptEnd))
             firstKept = keptEnd
-            begin = max(begin + half, firstKept - half)
+            begin = firstKept - overlap
         }
         return out
     }
 
     /// Memorises a document's tokens under its id.
     public func learn(document: Int64, tokens: [Int32]) throws {
-        for piece in Self.pieces(count: tokens.count) { try learn(document: document, tokens: tokens, piece: piece) }
+        for piece in pieces(count: tokens.count) { try learn(document: document, tokens: tokens, piece: piece) }
     }
 
     /// Learns one piece (a caller that must stay interruptible learns piece by piece).

@@ -66,12 +66,19 @@ struct Bench: ParsableCommand {
         if memoryEntries > 0 {
             let (plain, joined) = try memoryDecode(model, tokens(128))
             let overhead = plain.indices.map { plain[$0] / joined[$0] - 1 }   // extra time per token, per pair of runs
+            let learning = try learningSpeed(model, document: tokens(1000), prompt: tokens(512))
+            let ratio = learning.learn.indices.map { learning.learn[$0] / learning.prefill[$0] }
             if options.json {
                 printJSON(["memory_entries": memoryEntries, "tg128_tok_s": median(plain), "tg128_memory_tok_s": median(joined),
-                           "query_overhead": median(overhead)])
+                           "query_overhead": median(overhead), "learn_tok_s": median(learning.learn),
+                           "pp512_tok_s": median(learning.prefill), "learn_vs_pp512": median(ratio),
+                           "learn_1000_tokens_s": median(learning.seconds), "segment_bytes_per_token": learning.bytesPerToken])
             } else {
                 print(String(format: "tg128 %8.1f tok/s, with a %d-entry token memory %8.1f tok/s: query overhead %.0f%% of decode time",
                              median(plain), memoryEntries, median(joined), 100 * median(overhead)))
+                print(String(format: "learning a 1000-token document %.2f s: %.1f tok/s against pp512 %.1f tok/s (%.0f%%); %.0f bytes per learned token on disk",
+                             median(learning.seconds), median(learning.learn), median(learning.prefill), 100 * median(ratio),
+                             learning.bytesPerToken))
             }
             return
         }
@@ -123,6 +130,31 @@ extension Bench {
             if i > 0 { plain.append(p); joined.append(j) }   // the first pair warms up
         }
         return (plain, joined)
+    }
+}
+
+extension Bench {
+    /// The token memory's learning (as the daemon learns: projected keys, pieces overlapping by
+    /// half) against plain prefill of 512 tokens, alternating; and a learned token's size on disk.
+    func learningSpeed(_ model: Model, document: [Int32], prompt: [Int32])
+        throws -> (learn: [Double], prefill: [Double], seconds: [Double], bytesPerToken: Double)
+    {
+        let projection = FittedKeyspace.forModel(model.config)?.projection
+        let cache = model.makeCache(capacity: prompt.count)
+        var learn: [Double] = [], prefill: [Double] = [], took: [Double] = [], bytes = 0.0
+        for i in 0...runs {
+            let knn = KNNLanguageModel(model: model, projection: projection)
+            var t0 = DispatchTime.now()
+            try knn.learn(document: 1, tokens: document)
+            let s = seconds(since: t0)
+            cache.clear()
+            t0 = DispatchTime.now()
+            _ = try model.forward(prompt, cache: cache, logits: .last)
+            let p = Double(prompt.count) / seconds(since: t0)
+            bytes = Double(knn.memory.segment(document: 1).encoded(keyspace: knn.keyspace).count) / Double(knn.memory.count)
+            if i > 0 { learn.append(Double(document.count) / s); prefill.append(p); took.append(s) }   // the first pair warms up
+        }
+        return (learn, prefill, took, bytes)
     }
 }
 

@@ -73,7 +73,7 @@ final class TokenMemoryService: @unchecked Sendable {
     /// stop, or `shouldStop` (the daemon stops, the document was forgotten) takes back what was
     /// added, so the memory never holds part of a document for long.
     func learn(document: Int64, tokens: [Int32], shouldStop: () -> Bool) throws {
-        let pieces = KNNLanguageModel.pieces(count: tokens.count)
+        let pieces = knn.pieces(count: tokens.count)
         do {
             for piece in pieces {
                 if shouldStop() { throw CancellationError() }

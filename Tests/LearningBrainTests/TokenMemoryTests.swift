@@ -71,4 +71,21 @@ final class TokenMemoryTests: XCTestCase {
         XCTAssertEqual(r.map(\.value), [10, 11])
         XCTAssertEqual(r[0].distance, 0.02, accuracy: 1e-3)
     }
+
+    /// Learning pieces keep every position that has a next token exactly once, within the piece
+    /// length, each kept entry seeing at least the overlap before it (or the document's start).
+    func testLearningPiecesCoverEveryTokenOnce() {
+        for (length, overlap) in [(1024, 128), (512, 256), (8, 3)] {
+            for count in [0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 28, 29, 30, 200, 1000, 1024, 1025, 1026, 5000] {
+                let pieces = KNNLanguageModel.pieces(count: count, length: length, overlap: overlap)
+                XCTAssertEqual(pieces.flatMap { Array($0.kept) }, Array(0..<max(0, count - 1)), "\(count) tokens, \(length)/\(overlap)")
+                for p in pieces {
+                    XCTAssertLessThanOrEqual(p.run.count, length)
+                    XCTAssertTrue(p.run.lowerBound == 0 || p.kept.lowerBound - p.run.lowerBound >= overlap)
+                    XCTAssertLessThanOrEqual(p.kept.upperBound, p.run.upperBound)
+                }
+            }
+        }
+        XCTAssertEqual(KNNLanguageModel.pieces(count: 1000, length: 1024, overlap: 128).count, 1, "a short document is one prefill")
+    }
 }
