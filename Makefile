@@ -67,7 +67,7 @@ bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
 	@echo "token memory query overhead (decode with a 100,000-entry memory against without, alternating runs):"
 	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --runs 5
-	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill):"
+	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill, time to knowledge):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 
 EVAL_CORPUS  := $(CACHE)/freshdocs-dev

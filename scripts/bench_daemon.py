@@ -1,16 +1,53 @@
 #!/usr/bin/env python3
 """Daemon figures for `make bench`: start to READY, idle RSS, API overhead on a 64-token answer,
-and time to first token through the socket against the engine's own prefill time.
-Medians over --runs runs. Usage: bench_daemon.py --daemon BIN --model FILE [--runs N]"""
+time to first token through the socket against the engine's own prefill time, and time to
+knowledge: from ingesting a text file of about 1,000 tokens to its passages being searchable and to
+its token memory being in use. Medians over --runs runs.
+Usage: bench_daemon.py --daemon BIN --model FILE [--runs N]"""
 import argparse, json, os, socket, statistics, subprocess, tempfile, time
 
-def request(sock_path, body, stream=False):
+def request(sock_path, body, stream=False, path="/v1/generate"):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock_path)
     data = json.dumps(body).encode()
-    s.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
               b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
     return s
+
+def get(sock_path, path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock_path)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = b""
+    while chunk := s.recv(65536):
+        raw += chunk
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
+
+def time_to_knowledge(sock_path, directory, runs):
+    """Seconds from POST /v1/ingest of a new ~1,000-token text file to (passages searchable,
+    token memory in use), per run. The text: the start of the Apache licence, made unique per run."""
+    text = open("/usr/share/common-licenses/Apache-2.0", encoding="utf-8").read()[:4200]
+    passages, memory = [], []
+    for r in range(runs):
+        before = get(sock_path, "/v1/status")["learning"]
+        path = os.path.join(directory, f"document-{r}.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"Copy {r} of the licence text.\n{text}")
+        t = time.perf_counter()
+        s = request(sock_path, {"path": path}, path="/v1/ingest")
+        while s.recv(65536):
+            pass
+        learned_at = memory_at = None
+        while memory_at is None and time.perf_counter() - t < 120:
+            now = get(sock_path, "/v1/status")["learning"]
+            if learned_at is None and now["documents_learned"] > before["documents_learned"]:
+                learned_at = time.perf_counter() - t
+            if now.get("memory_documents", 0) > before.get("memory_documents", 0):
+                memory_at = time.perf_counter() - t
+            time.sleep(0.02)
+        passages.append(learned_at if learned_at is not None else float("nan"))
+        memory.append(memory_at if memory_at is not None else float("nan"))
+    return passages, memory
 
 def main():
     ap = argparse.ArgumentParser()
@@ -57,9 +94,14 @@ def main():
             # The first piece follows the prompt's evaluation and the first sampled token.
             ttft_extra.append(first - usage["prefill_s"])
         overheads, ttft_extra = overheads[1:], ttft_extra[1:]
+        documents = os.path.join(tmp, "documents")
+        os.mkdir(documents)
+        passages_s, memory_s = time_to_knowledge(sock_path, documents, a.runs)
         print(json.dumps({"ready_s": round(ready_s, 3), "idle_rss_mib": round(rss, 1),
                           "api_overhead_64_tokens": round(statistics.median(overheads), 4),
-                          "ttft_minus_prefill_ms": round(1000 * statistics.median(ttft_extra), 2), "runs": a.runs}))
+                          "ttft_minus_prefill_ms": round(1000 * statistics.median(ttft_extra), 2),
+                          "knowledge_1000_tokens_passages_s": round(statistics.median(passages_s), 2),
+                          "knowledge_1000_tokens_memory_s": round(statistics.median(memory_s), 2), "runs": a.runs}))
     finally:
         p.terminate()
         p.wait()
