@@ -10,18 +10,20 @@ MODEL_SHA256        := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728
 CACHE               := $(CURDIR)/.cache
 MODEL               := $(CACHE)/models/$(MODEL_FILE)
 DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip poppler-utils
+DEB_TOOLS           := dpkg-dev lintian help2man binutils
+STATIC_BUILD        := swift build -c release --static-swift-stdlib --scratch-path .build/static
 EVAL                := .build/release/twinbrain-eval
 PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the build needs (only those missing)
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(DEBIAN_PACKAGES) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; fi; \
@@ -120,6 +122,13 @@ completions: build ## Shell completion scripts for the CLI into .build/completio
 	.build/release/twinbrain --generate-completion-script bash > .build/completions/twinbrain.bash
 	.build/release/twinbrain --generate-completion-script zsh > .build/completions/_twinbrain
 	.build/release/twinbrain --generate-completion-script fish > .build/completions/twinbrain.fish
+
+deb: model ## The appliance's Debian package (static Swift runtime, model inside, lintian-checked) into .build/deb/
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(DEB_TOOLS)"
+	$(STATIC_BUILD) --product twinbraind
+	$(STATIC_BUILD) --product twinbrain
+	$(STATIC_BUILD) --product twinbrain-extract
+	MODEL=$(MODEL) packaging/build-deb.sh
 
 clean: ## Remove build products (keeps the model cache)
 	rm -rf .build

@@ -31,7 +31,7 @@ struct Twinbrain: ParsableCommand {
             (or, in a source checkout running `make run`, .cache/run/twinbraind.sock).
             Exit codes: 0 success, 1 error, 3 daemon not running, 4 access denied, 5 the daemon refused the request.
             """,
-        version: "0.1.0",
+        version: twinbrainVersion,
         subcommands: [Status.self, Ask.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self, Learn.self])
 }
 

@@ -55,6 +55,7 @@ final class DaemonState: @unchecked Sendable {
     /// Loads the model and starts the compute thread. Runs once, off the event loops.
     func load() throws {
         let path = configuration.model
+        try ModelIntegrity.check(path)
         let gguf = try GGUFFile(path: path)
         let model = try Model(gguf: gguf)
         let tokenizer = try Tokenizer(gguf: gguf)

@@ -9,8 +9,6 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 
-let twinbrainVersion = "0.1.0"
-
 func effectiveThreads(_ c: DaemonConfiguration) -> Int {
     c.threads > 0 ? c.threads : ProcessInfo.processInfo.activeProcessorCount
 }

@@ -83,6 +83,29 @@ final class LifecycleTests: XCTestCase {
         XCTAssertTrue(notify.wait(for: "STOPPING=1", timeout: 5), "\(notify.messages)")
     }
 
+    /// A model shipped with `<model>.sha256` (as the package installs it) is checked before
+    /// loading: the right digest starts, a wrong one stops the start saying what to do.
+    func testModelDigestIsCheckedWhenShipped() throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("model-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("SmolLM2-135M-Instruct.Q4_1.gguf").path
+        try FileManager.default.createSymbolicLink(atPath: model, withDestinationPath: try Checkout.model())
+        let (status, digest, _) = try runProgram("/usr/bin/sha256sum", [try Checkout.model()])
+        XCTAssertEqual(status, 0)
+        try "\(digest.prefix(64))  SmolLM2-135M-Instruct.Q4_1.gguf\n".write(toFile: model + ".sha256", atomically: true, encoding: .utf8)
+        let good = try DaemonProcess(arguments: ["--model", model])
+        try good.waitUntilReady()
+        XCTAssertEqual(good.terminate(), 0)
+
+        try "\(String(repeating: "0", count: 64))  SmolLM2-135M-Instruct.Q4_1.gguf\n".write(toFile: model + ".sha256", atomically: true, encoding: .utf8)
+        let bad = try DaemonProcess(arguments: ["--model", model])
+        XCTAssertThrowsError(try bad.waitUntilReady()) { error in
+            XCTAssertTrue("\(error)".contains("damaged or was replaced") && "\(error)".contains("apt-get install --reinstall twinbrain"), "\(error)")
+        }
+        XCTAssertNotEqual(bad.terminate(), 0)
+    }
+
     /// SIGTERM during a generation: the stream ends cleanly, the daemon exits 0 quickly.
     func testSIGTERMDuringGeneration() throws {
         let daemon = try DaemonProcess()
