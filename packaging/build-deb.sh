@@ -5,7 +5,8 @@
 # dpkg-shlibdeps; checked by lintian.
 #
 # Environment: VERSION (default: the one in Sources/ControlAPI/Version.swift), MODEL (the GGUF
-# file), BIN (directory of the static binaries), OUT (where the .deb goes).
+# file), BIN (directory of the static binaries), OUT (where the .deb goes), LINTIAN=0 to skip lintian
+# (a second build of the same files for an upgrade test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,7 +62,8 @@ help2man --no-info --section 1 --version-string "$version" --name "ask the twinb
 	"$root/usr/bin/twinbrain" | gzip -9n > "$root/usr/share/man/man1/twinbrain.1.gz"
 help2man --no-info --section 8 --version-string "$version" --name "the twinbrain appliance daemon" \
 	"$root/usr/bin/twinbraind" | gzip -9n > "$root/usr/share/man/man8/twinbraind.8.gz"
-"$root/usr/bin/twinbrain" --generate-completion-script bash > "$root/usr/share/bash-completion/completions/twinbrain"
+# bash-completion sources the file: no interpreter line.
+"$root/usr/bin/twinbrain" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/twinbrain"
 "$root/usr/bin/twinbrain" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_twinbrain"
 "$root/usr/bin/twinbrain" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/twinbrain.fish"
 chmod 644 "$root"/usr/share/*-completion*/completions/* "$root"/usr/share/zsh/vendor-completions/* "$root"/usr/share/fish/vendor_completions.d/*
@@ -89,7 +91,7 @@ dpkg-deb -Zxz -z1 --root-owner-group --build "$root" "$deb" >/dev/null
 echo "$deb"
 grep '^Depends:' "$root/DEBIAN/control" >&2
 
-if command -v lintian >/dev/null; then
+if [ "${LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
 	# Errors fail the build; warnings are printed. The overrides say why each is accepted.
 	lintian --fail-on error --suppress-tags-from-file packaging/lintian-suppressed "$deb" >&2
 fi
