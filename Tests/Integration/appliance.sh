@@ -31,6 +31,10 @@ fail() {
 	echo "FAIL: $*" >&2
 	if [ -n "${LEADER:-}" ]; then
 		guest journalctl --no-pager -n 120 -u twinbraind -u twinbraind.socket -u systemd-udevd >&2 || true
+		if [ "${KEEP_ON_FAILURE:-0}" = 1 ]; then
+			echo "guest kept for an hour: nsenter -t $LEADER -m -u -i -n -p -- COMMAND" >&2
+			sleep 3600
+		fi
 	fi
 	exit 1
 }
@@ -62,7 +66,7 @@ LOOP= NSPAWN= LEADER=
 cleanup() {
 	if [ -n "$NSPAWN" ] && kill -0 "$NSPAWN" 2>/dev/null; then
 		kill "$NSPAWN" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
+		for _ in $(seq 150); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
 		kill -9 "$NSPAWN" 2>/dev/null || true
 	fi
 	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
@@ -88,13 +92,25 @@ LOOP=$(losetup -f --show "$WORK/drive.img")
 echo "drive image on $LOOP"
 
 step "boot the guest (systemd-nspawn)"
-SYSTEMD_NSPAWN_API_VFS_WRITABLE=1 systemd-nspawn -q -D "$ROOT" --keep-unit --register=no -b \
+# A network namespace of its own, as a box has: udevd may then broadcast events to libudev
+# listeners (twinbraind's drive monitor), which needs CAP_NET_ADMIN over the namespace.
+SYSTEMD_NSPAWN_API_VFS_WRITABLE=1 systemd-nspawn -q -D "$ROOT" --keep-unit --register=no -b --private-network \
 	--bind=/dev/loop-control --bind="$LOOP" > "$WORK/console.log" 2>&1 &
 NSPAWN=$!
 deadline=$(( $(date +%s) + 60 ))
+# The guest's PID 1 is the first systemd below nspawn (readlink /proc/PID/root says "/" across
+# mount namespaces, so the process tree is what tells).
+below_nspawn() {
+	local p=$1
+	while [ "$p" -gt 1 ]; do
+		p=$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null) || return 1
+		[ "$p" = "$NSPAWN" ] && return 0
+	done
+	return 1
+}
 until [ -n "$LEADER" ]; do
 	for pid in $(pgrep -x systemd || true); do
-		[ "$(readlink "/proc/$pid/root")" = "$ROOT" ] && LEADER=$pid
+		below_nspawn "$pid" && { LEADER=$pid; break; }
 	done
 	[ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK/console.log" >&2; fail "the guest's systemd did not start"; }
 	kill -0 "$NSPAWN" 2>/dev/null || { cat "$WORK/console.log" >&2; fail "systemd-nspawn exited"; }
@@ -112,8 +128,9 @@ guest systemctl is-active --quiet twinbraind.socket || fail "twinbraind.socket i
 guest systemctl is-enabled --quiet twinbraind.socket || fail "twinbraind.socket is not enabled"
 guest systemctl is-active --quiet twinbraind.service && fail "the service runs before any request (it should be socket-activated)"
 guest twinbrain status > "$WORK/status.txt" || { cat "$WORK/status.txt" >&2; fail "the first request (twinbrain status)"; }
+# Type=notify: "active" once the daemon said READY=1 (model loaded, socket served).
+wait_for 30 "the first request starting twinbraind.service up to READY" guest systemctl is-active --quiet twinbraind.service
 install_to_ready=$(elapsed "$t0")
-guest systemctl is-active --quiet twinbraind.service || fail "the first request did not start twinbraind.service"
 [ "$(guest systemctl show -p Type --value twinbraind.service)" = notify ] || fail "the service is not Type=notify"
 echo "install to a ready, socket-activated service: ${install_to_ready} s"
 
@@ -146,7 +163,7 @@ SUBSYSTEM=="block", KERNEL=="$(basename "$LOOP")", ENV{ID_BUS}="usb"
 RULE
 guest udevadm control --reload
 t0=$(now)
-guest udevadm trigger --action=add --settle "/sys/class/block/$(basename "$LOOP")"
+guest udevadm trigger --action=add "/sys/class/block/$(basename "$LOOP")"
 wait_for 30 "the drive mounted under /run/twinbrain/media" guest findmnt -n /run/twinbrain/media/HANDBOOK
 guest findmnt -n -o OPTIONS /run/twinbrain/media/HANDBOOK | grep -q '\bro\b' || fail "the drive is not mounted read-only"
 learned() { guest curl -sf --unix-socket /run/twinbrain/twinbraind.sock "http://localhost/v1/documents?state=learned" | grep -q facilities.txt; }
