@@ -87,7 +87,7 @@ chmod 644 "$root/DEBIAN/md5sums"
 
 mkdir -p "$out"
 deb="$out/twinbrain_${version}_amd64.deb"
-dpkg-deb -Zxz -z1 --root-owner-group --build "$root" "$deb" >/dev/null
+dpkg-deb -Zgzip --root-owner-group --build "$root" "$deb" >/dev/null
 echo "$deb"
 grep '^Depends:' "$root/DEBIAN/control" >&2
 

@@ -29,8 +29,11 @@ final class CancelBox: @unchecked Sendable {
 }
 
 extension API {
-    /// A validated engine request from the prompt tokens and the API options.
-    func makeRequest(prompt: [Int32], options o: GenerationOptions) throws -> GenerationRequest {
+    /// A validated engine request from the prompt tokens and the API options. Without a
+    /// temperature in the request, an answer drawn from recalled passages takes the most likely
+    /// words (temperature 0): sampled, the default small model wanders from the excerpts and
+    /// invents; greedy, it quotes them. Other answers sample at the engine's default.
+    func makeRequest(prompt: [Int32], options o: GenerationOptions, knowledge: KnowledgeUse?) throws -> GenerationRequest {
         let c = state.configuration
         let limit = state.contextLimit
         guard !prompt.isEmpty else { throw APIError(.badRequest, "the prompt is empty") }
@@ -51,7 +54,7 @@ extension API {
         var request = GenerationRequest(prompt: prompt)
         request.maxTokens = min(o.maxTokens ?? c.defaultMaxTokens, limit - prompt.count)
         var s = SamplingParameters()
-        if let t = o.temperature { s.temperature = t }
+        if let t = o.temperature { s.temperature = t } else if knowledge?.recall.passages.isEmpty == false { s.temperature = 0 }
         if let k = o.topK { s.topK = k }
         if let p = o.topP { s.topP = p }
         if let p = o.minP { s.minP = p }
@@ -164,7 +167,7 @@ extension API {
         let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
         let (prompt, knowledge) = try knowledgePrompt(body.prompt, knowledge: body.knowledge, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options), knowledge: knowledge,
+        return try await native(makeRequest(prompt: prompt, options: body.options, knowledge: knowledge), knowledge: knowledge,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 
@@ -173,7 +176,7 @@ extension API {
         let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
         let (prompt, knowledge) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
-        return try await native(makeRequest(prompt: prompt, options: body.options), knowledge: knowledge,
+        return try await native(makeRequest(prompt: prompt, options: body.options, knowledge: knowledge), knowledge: knowledge,
                                 stream: body.stream ?? false, scheduler: scheduler, request: request)
     }
 

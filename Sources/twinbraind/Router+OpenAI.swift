@@ -42,7 +42,7 @@ extension API {
         let o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             seed: body.seed, stop: body.stop, n: body.n)
         let (prompt, knowledge) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
-        let generation = try makeRequest(prompt: prompt, options: o)
+        let generation = try makeRequest(prompt: prompt, options: o, knowledge: knowledge)
         let store = state.store
         let id = "chatcmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
@@ -81,7 +81,7 @@ extension API {
         let o = try options(maxTokens: body.maxTokens, temperature: body.temperature, topP: body.topP, seed: body.seed,
                             stop: body.stop, n: body.n)
         let (prompt, knowledge) = try knowledgePrompt(body.prompt.text, knowledge: body.knowledge, scheduler: scheduler)
-        let generation = try makeRequest(prompt: prompt, options: o)
+        let generation = try makeRequest(prompt: prompt, options: o, knowledge: knowledge)
         let store = state.store
         let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
