@@ -11,13 +11,17 @@ CACHE               := $(CURDIR)/.cache
 MODEL               := $(CACHE)/models/$(MODEL_FILE)
 DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip poppler-utils
 DEB_TOOLS           := dpkg-dev lintian help2man binutils
+INTEGRATION_TOOLS   := debootstrap systemd-container e2fsprogs util-linux
+VERSION             := $(shell sed -n 's/^public let twinbrainVersion = "\(.*\)"$$/\1/p' Sources/ControlAPI/Version.swift)
+DEB                 := .build/deb/twinbrain_$(VERSION)_amd64.deb
+DEB_UPGRADE         := .build/deb/twinbrain_$(VERSION)+upgrade_amd64.deb
 STATIC_BUILD        := swift build -c release --static-swift-stdlib --scratch-path .build/static
 EVAL                := .build/release/twinbrain-eval
 PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb integration clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -129,6 +133,11 @@ deb: model ## The appliance's Debian package (static Swift runtime, model inside
 	$(STATIC_BUILD) --product twinbrain
 	$(STATIC_BUILD) --product twinbrain-extract
 	MODEL=$(MODEL) packaging/build-deb.sh
+
+integration: deb ## The .deb under real systemd and udevd in a systemd-nspawn guest (root; the guest's root is cached in .cache/integration)
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(INTEGRATION_TOOLS)"
+	VERSION=$(VERSION)+upgrade LINTIAN=0 MODEL=$(MODEL) packaging/build-deb.sh > /dev/null
+	DEB=$(DEB) DEB_UPGRADE=$(DEB_UPGRADE) Tests/Integration/appliance.sh
 
 clean: ## Remove build products (keeps the model cache)
 	rm -rf .build
