@@ -119,15 +119,18 @@ public final class DriveWatcher: @unchecked Sendable {
     /// `blkid -o export DEVICE` → ID_FS_* keys (needs read access to the device).
     static func blkid(_ device: String) -> [String: String] {
         guard device.hasPrefix("/dev/"), FileManager.default.isExecutableFile(atPath: "/usr/sbin/blkid") else { return [:] }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/blkid")
-        p.arguments = ["-o", "export", device]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return [:] }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        guard let child = try? ChildProcess.spawn("/usr/sbin/blkid", ["-o", "export", device], environment: [:], stdin: nil) else {
+            return [:]
+        }
+        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(child.stdout, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[0..<n]
+        }
+        _ = child.wait(killingAt: Date().addingTimeInterval(10))
+        let text = String(decoding: bytes, as: UTF8.self)
         var result: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let kv = line.split(separator: "=", maxSplits: 1).map(String.init)

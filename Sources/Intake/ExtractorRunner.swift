@@ -51,20 +51,18 @@ public struct ExtractorRunner: Sendable {
     }
 
     public func extract(fd: Int32, format: String, maxInput: Int64) -> Result<String, Failure> {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: helper)
-        p.arguments = ["--format", format, "--max-input", String(maxInput), "--memory", String(limits.memoryBytes),
-                       "--cpu", String(limits.cpuSeconds)]
-        p.environment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"]
-        p.standardInput = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        do { try p.run() } catch { return .failure(.crashed("cannot start \(helper): \(error)")) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(helper, ["--format", format, "--max-input", String(maxInput), "--memory",
+                                                    String(limits.memoryBytes), "--cpu", String(limits.cpuSeconds)],
+                                           environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"], stdin: fd)
+        } catch {
+            return .failure(.crashed("\(error)"))
+        }
 
         let deadline = Date().addingTimeInterval(limits.timeout)
         var output = Data(), message = Data(), overflow = false
-        let outFD = out.fileHandleForReading.fileDescriptor, errFD = err.fileHandleForReading.fileDescriptor
+        let outFD = child.stdout, errFD = child.stderr
         var open: Set<Int32> = [outFD, errFD]
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while !open.isEmpty {
@@ -84,18 +82,21 @@ public struct ExtractorRunner: Sendable {
                 }
             }
         }
-        let timedOut = !open.isEmpty || (p.isRunning && deadline.timeIntervalSinceNow <= 0)
-        if p.isRunning && (timedOut || overflow) { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        if overflow { child.kill() }
+        // A helper still running at the deadline (pipes open or not) is killed.
+        let (termination, killed) = child.wait(killingAt: deadline)
+        let timedOut = killed || (!open.isEmpty && !overflow)
         if overflow { return .failure(.tooLarge("more than \(limits.maxOutputBytes) bytes of text")) }
         if timedOut { return .failure(.timedOut(limits.timeout)) }
         let why = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if p.terminationReason == .uncaughtSignal {
-            let signal = p.terminationStatus
+        let status: Int32
+        switch termination {
+        case let .signalled(signal):
             let hint = signal == SIGXCPU ? " (CPU time limit)" : signal == SIGKILL ? " (killed)" : ""
             return .failure(.crashed("the extractor died on this file with signal \(signal)\(hint)"))
+        case let .exited(code): status = code
         }
-        switch p.terminationStatus {
+        switch status {
         case 0:
             guard let text = String(data: output, encoding: .utf8) else { return .failure(.malformed("the extractor returned invalid UTF-8")) }
             return .success(text)
@@ -103,7 +104,7 @@ public struct ExtractorRunner: Sendable {
         case 3: return .failure(.malformed(why))
         case 4: return .failure(.tooLarge(why))
         case 5: return .failure(.unreadable(why))
-        default: return .failure(.crashed("the extractor failed (status \(p.terminationStatus))\(why.isEmpty ? "" : ": " + why)"))
+        default: return .failure(.crashed("the extractor failed (status \(status))\(why.isEmpty ? "" : ": " + why)"))
         }
     }
 }
