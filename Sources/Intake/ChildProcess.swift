@@ -83,3 +83,16 @@ struct ChildProcess {
 
     func kill() { _ = Glibc.kill(pid, SIGKILL) }
 }
+
+/// Everything a descriptor gives until end of file, by read(2) (proc files report a size of 0, so
+/// readers that trust the size stop early; pipes end when the writer closes).
+func readToEnd(_ fd: Int32) -> [UInt8] {
+    var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        bytes += chunk[0..<n]
+    }
+    return bytes
+}

@@ -122,15 +122,8 @@ public final class DriveWatcher: @unchecked Sendable {
         guard let child = try? ChildProcess.spawn("/usr/sbin/blkid", ["-o", "export", device], environment: [:], stdin: nil) else {
             return [:]
         }
-        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(child.stdout, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[0..<n]
-        }
+        let text = String(decoding: readToEnd(child.stdout), as: UTF8.self)
         _ = child.wait(killingAt: Date().addingTimeInterval(10))
-        let text = String(decoding: bytes, as: UTF8.self)
         var result: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let kv = line.split(separator: "=", maxSplits: 1).map(String.init)

@@ -40,20 +40,13 @@ public enum MountTable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The calling process's mount table. Read with plain read(2) until end of file: proc files
-    /// report a size of 0, and a reader that trusts the size (as Foundation's may) sees nothing.
+    /// The calling process's mount table, read to its end (`readToEnd`: Foundation's file
+    /// reading stopped after the first 4 KB of this proc file).
     public static func current() -> [Mount] {
         let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return [] }
         defer { close(fd) }
-        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[0..<n]
-        }
-        return parse(String(decoding: bytes, as: UTF8.self))
+        return parse(String(decoding: readToEnd(fd), as: UTF8.self))
     }
 
     /// Mounts strictly below one of the media roots (a root itself is not a drive).
