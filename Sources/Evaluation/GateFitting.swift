@@ -23,9 +23,24 @@ public struct GateFitting {
         public var learned: SetFigures
         public var unrelated: SetFigures
         public var memoryEntries: Int
+        public var invertedFile: InvertedFileFigures?
         enum CodingKeys: String, CodingKey {
             case gate, projection, klLimit = "kl_limit", related, learned, unrelated, memoryEntries = "memory_entries"
+            case invertedFile = "inverted_file"
         }
+    }
+
+    /// The inverted file's centres, fitted on the learned and unrelated texts' keys, and its
+    /// recall: for each related-text key (never fitted on) as a query over those keys, the share
+    /// of the exact k nearest that a search of the nearest `probes` lists finds.
+    public struct InvertedFileFigures: Codable, Sendable {
+        public var lists: Int
+        public var keys: Int
+        public var queries: Int
+        public var k: Int
+        /// "probes" → recall@k, and the share of the keys those lists hold on average.
+        public var recall: [String: Double]
+        public var scanned: [String: Double]
     }
 
     public struct ProjectionFigures: Codable, Sendable {
@@ -51,9 +66,13 @@ public struct GateFitting {
     let tokenizer: Tokenizer
     public var window = 512
     public var stride = 256
-    /// The largest mean KL divergence from the main brain the gate may cause on unrelated text
-    /// (half the retention target of 1e-3, as general text elsewhere is not the licences).
-    public var klLimit = 5e-4
+    /// The largest mean KL divergence from the main brain the gate may cause on unrelated text:
+    /// a fifth of the retention target of 1e-3, as FreshDocs' general text drew about 2.5 times
+    /// the licences' divergence from the same gate (5e-4 here gave 0.00118 there).
+    public static let defaultKLLimit = 2e-4
+    public var klLimit = defaultKLLimit
+    /// Lists of the inverted file (its centres ship with the keyspace).
+    public var lists = 256
     public var progress: (String, Int, Int) -> Void = { _, _, _ in }
 
     public init(model: Model, tokenizer: Tokenizer) {
@@ -61,16 +80,24 @@ public struct GateFitting {
         self.tokenizer = tokenizer
     }
 
-    /// Fits the projection (when `dimensions` is given) on all the texts, then the gate in its keyspace.
-    public func run(memory: [FreshDocsCorpus.Document], related: [FreshDocsCorpus.Document],
-                    unrelated: [FreshDocsCorpus.Document], dimensions: Int?) throws -> (result: Result, projection: KeyProjection?) {
+    /// Fits the projection (when `dimensions` is given) on all the texts and the inverted file's
+    /// centres in its keyspace, then the gate.
+    public func run(memory: [FreshDocsCorpus.Document], related: [FreshDocsCorpus.Document], unrelated: [FreshDocsCorpus.Document],
+                    dimensions: Int?) throws -> (result: Result, projection: KeyProjection?, quantizer: CoarseQuantizer?) {
         var projection: KeyProjection?, projectionFigures: ProjectionFigures?
+        var quantizer: CoarseQuantizer?, invertedFile: InvertedFileFigures?
         if let dimensions {
-            let (states, tokens) = try hiddenStates(memory + related + unrelated)
-            let (fitted, explained) = try KeyProjection.fit(rows: states, dimension: model.config.dim, keep: dimensions)
+            let m = try hiddenStates(memory), r = try hiddenStates(related), u = try hiddenStates(unrelated)
+            let (fitted, explained) = try KeyProjection.fit(rows: m.states + r.states + u.states, dimension: model.config.dim,
+                                                            keep: dimensions)
             projection = fitted.asShipped
             projectionFigures = ProjectionFigures(dimensions: dimensions, name: projection!.name, explainedVariance: explained,
-                                                  tokens: tokens)
+                                                  tokens: m.tokens + r.tokens + u.tokens)
+            let keys = projection!.project(m.states + u.states)
+            progress("fitting the inverted file", 0, 1)
+            quantizer = CoarseQuantizer.fit(keys: keys, dimension: dimensions, lists: lists)
+            invertedFile = Self.recall(quantizer!, keys: keys, queries: projection!.project(r.states), k: KNNLanguageModel.defaultNeighbours)
+            progress("fitting the inverted file", 1, 1)
         }
         let knn = KNNLanguageModel(model: model, projection: projection)
         for (i, d) in memory.enumerated() {
@@ -82,8 +109,35 @@ public struct GateFitting {
         let u = try evidence(unrelated, knn, label: "scoring unrelated text")
         let gate = Self.fit(related: r, learned: l, unrelated: u, klLimit: klLimit)
         return (Result(gate: gate, projection: projectionFigures, klLimit: klLimit, related: Self.figures(r, gate),
-                       learned: Self.figures(l, gate), unrelated: Self.figures(u, gate), memoryEntries: knn.memory.count),
-                projection)
+                       learned: Self.figures(l, gate), unrelated: Self.figures(u, gate), memoryEntries: knn.memory.count,
+                       invertedFile: invertedFile),
+                projection, quantizer)
+    }
+
+    /// Recall@k of searching the nearest lists against exact search (every 8th query).
+    static func recall(_ quantizer: CoarseQuantizer, keys: [Float], queries: [Float], k: Int) -> InvertedFileFigures {
+        let d = quantizer.dimension, n = keys.count / d
+        let memory = TokenMemory(dimension: d)
+        memory.append(keys: keys, values: Array(repeating: 0, count: n), document: 1, positions: (0..<n).map { Int32($0) })
+        let sample = Swift.stride(from: 0, to: queries.count / d, by: 8).flatMap { queries[$0 * d..<($0 + 1) * d] }
+        let exact = memory.search(sample, k: k)
+        memory.useInvertedFile(quantizer)
+        memory.exactLimit = 0
+        let sizes = quantizer.lists(of: keys).reduce(into: [Int](repeating: 0, count: quantizer.count)) { $0[Int($1)] += 1 }
+        var recall: [String: Double] = [:], scanned: [String: Double] = [:]
+        for probes in [1, 4, 8, 16, 32] {
+            memory.probes = probes
+            let found = memory.search(sample, k: k)
+            var hits = 0, total = 0, visited = 0
+            for (q, (e, f)) in zip(exact, found).enumerated() {
+                hits += Set(e.map(\.entry)).intersection(f.map(\.entry)).count
+                total += e.count
+                visited += quantizer.nearestLists(Array(sample[q * d..<(q + 1) * d]), probes: probes).reduce(0) { $0 + sizes[$1] }
+            }
+            recall["\(probes)"] = Double(hits) / Double(max(1, total))
+            scanned["\(probes)"] = Double(visited) / Double(max(1, exact.count * n))
+        }
+        return InvertedFileFigures(lists: quantizer.count, keys: n, queries: exact.count, k: k, recall: recall, scanned: scanned)
     }
 
     /// The hidden states at the memory's tap for every token of the texts, in windows.
@@ -171,14 +225,18 @@ public struct GateFitting {
 
 extension GateFitting {
     /// Sources/LearningBrain/FittedKeyspaces.swift for a fit: what the product ships.
-    public static func swiftSource(shape: String, result: Result, projection: KeyProjection) -> String {
+    public static func swiftSource(shape: String, result: Result, projection: KeyProjection, quantizer: CoarseQuantizer) -> String {
         func figures(_ s: SetFigures) -> String {
             String(format: "NLL %.3f → %.3f, open on %.1f%% of tokens, KL %.2g", s.mainNLL, s.gatedNLL, 100 * s.open, s.kl)
         }
         let g = result.gate
         let explained = result.projection.map { String(format: "%.1f%%", 100 * $0.explainedVariance) } ?? "?"
         let quotes = String(repeating: "\"", count: 3)
-        let encoded = projection.encoded.split(separator: "\n").map { "            \($0)" }.joined(separator: "\n")
+        func indented(_ text: String) -> String { text.split(separator: "\n").map { "            \($0)" }.joined(separator: "\n") }
+        let recall = result.invertedFile.map { f in
+            ["8", "16"].map { String(format: "recall@\(f.k) %.3f with \($0) lists (%.1f%% of the keys)", f.recall[$0] ?? 0, 100 * (f.scanned[$0] ?? 0)) }
+                .joined(separator: ", ")
+        } ?? "?"
         return """
             // Generated by `make gate` (twinbrain-eval fit-gate --swift-out): fitted on public text only
             // (scripts/gate_calibration_text.py), never on customer data. Figures: docs/results/gate-fit.json.
@@ -187,12 +245,16 @@ extension GateFitting {
             extension FittedKeyspace {
                 static let fittedByShape: [String: FittedKeyspace] = [
                     // Key projection: \(projection.outputDimension) principal components (\(explained) of the variance).
+                    // Inverted file: \(quantizer.count) lists; on unseen public text \(recall).
                     // Gate: related unseen text \(figures(result.related)); learned text again
                     // \(figures(result.learned)); unrelated text \(figures(result.unrelated)).
                     "\(shape)": FittedKeyspace(
                         gate: MemoryGate(lambdaMax: \(g.lambdaMax), inner: \(g.inner), radius: \(g.radius)),
                         projectionInput: \(projection.inputDimension), projectionOutput: \(projection.outputDimension), projection: \(quotes)
-            \(encoded)
+            \(indented(projection.encoded))
+                        \(quotes),
+                        lists: \(quantizer.count), centres: \(quotes)
+            \(indented(quantizer.encoded))
                         \(quotes)),
                 ]
             }

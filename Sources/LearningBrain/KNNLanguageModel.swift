@@ -16,7 +16,8 @@ public final class KNNLanguageModel: NextTokenPredictor {
     public let tapPoint: TapPoint
     /// Maps hidden states to keys (nil: the hidden states themselves are the keys).
     public let projection: KeyProjection?
-    public var neighbours = 16
+    public static let defaultNeighbours = 16
+    public var neighbours = defaultNeighbours
     public var lambda: Float = 0.25
     /// When set, the memory's weight per token comes from the gate instead of `lambda`.
     public var gate: MemoryGate?
@@ -46,7 +47,7 @@ public final class KNNLanguageModel: NextTokenPredictor {
     }
 
     /// Memory keys of hidden-state rows.
-    func keys(_ states: [Float]) -> [Float] { projection?.project(states) ?? states }
+    public func keys(_ states: [Float]) -> [Float] { projection?.project(states) ?? states }
 
     /// One forward pass of learning: the main brain runs over `run` and the entries of `kept`
     /// (positions whose next token is known) are stored.

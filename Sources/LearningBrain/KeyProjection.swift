@@ -70,19 +70,10 @@ public struct KeyProjection: Sendable, Equatable {
 
     /// As shipped in source: the matrix as f16, base64. Decoding gives the exact projection
     /// that is used (the f16 values), so fitting the gate on the decoded one fits what ships.
-    public var encoded: String {
-        var bytes = Data(capacity: matrix.count * 2)
-        for x in matrix { withUnsafeBytes(of: floatToHalf(x).littleEndian) { bytes.append(contentsOf: $0) } }
-        return bytes.base64EncodedString(options: [.lineLength76Characters, .endLineWithLineFeed])
-    }
+    public var encoded: String { ShippedFloats.encode(matrix) }
 
     public init?(inputDimension: Int, outputDimension: Int, encoded: String) {
-        guard let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters),
-              data.count == inputDimension * outputDimension * 2 else { return nil }
-        let bytes = [UInt8](data)
-        let matrix = (0..<inputDimension * outputDimension).map {
-            halfToFloat(UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8)
-        }
+        guard let matrix = ShippedFloats.decode(encoded, count: inputDimension * outputDimension) else { return nil }
         self.init(inputDimension: inputDimension, outputDimension: outputDimension, matrix: matrix)
     }
 

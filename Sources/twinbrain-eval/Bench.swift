@@ -12,7 +12,9 @@ struct Bench: ParsableCommand {
             only (as llama-bench measures). tg128: 128 tokens decoded one at a time. Each figure is \
             the median of --runs runs (spread printed beside it). --memory-entries N adds tg128 with \
             the learning brain's token memory of N entries joining every step (the daemon's decode with \
-            knowledge), run alternately with the plain decode, and the query overhead as a ratio.
+            knowledge), run alternately with the plain decode, and the query overhead as a ratio. Repeat \
+            it for several sizes; beyond the exact-search limit the memory searches its inverted file, \
+            and exact search is also timed at that size, with the lists' recall against it.
             """)
 
     @OptionGroup var options: ModelOptions
@@ -23,8 +25,8 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("all-runs"), help: "With --json, give every run's figure as a list instead of the median.")
     var allRuns = false
 
-    @Option(name: .customLong("memory-entries"), help: "Also decode through a token memory of this many entries (0 = skip).")
-    var memoryEntries = 0
+    @Option(name: .customLong("memory-entries"), help: "Also decode through a token memory of this many entries (repeatable).")
+    var memoryEntries: [Int] = []
 
     func run() throws {
         options.applyThreads()
@@ -63,19 +65,32 @@ struct Bench: ParsableCommand {
         }
         let pp128 = try prefill(128), pp512 = try prefill(512), tg128 = try decode(128)
         let rss = peakRSSMiB()
-        if memoryEntries > 0 {
-            let (plain, joined) = try memoryDecode(model, tokens(128))
-            let overhead = plain.indices.map { plain[$0] / joined[$0] - 1 }   // extra time per token, per pair of runs
+        if !memoryEntries.isEmpty {
+            var sizes: [[String: Any]] = []
+            for entries in memoryEntries {
+                let d = try memoryDecode(model, tokens(128), entries: entries)
+                let overhead = d.plain.indices.map { d.plain[$0] / d.joined[$0] - 1 }   // extra time per token, per pair of runs
+                var figures: [String: Any] = ["memory_entries": entries, "tg128_tok_s": median(d.plain),
+                                              "tg128_memory_tok_s": median(d.joined), "query_overhead": median(overhead),
+                                              "search": d.exact.isEmpty ? "exact" : "inverted file"]
+                var line = String(format: "tg128 %8.1f tok/s, with a %d-entry token memory %8.1f tok/s: query overhead %.0f%% of decode time",
+                                  median(d.plain), entries, median(d.joined), 100 * median(overhead))
+                if !d.exact.isEmpty {
+                    let exactOverhead = d.plain.indices.map { d.plain[$0] / d.exact[$0] - 1 }
+                    figures["exact_query_overhead"] = median(exactOverhead)
+                    figures["recall"] = d.recall
+                    line += String(format: " (inverted file, recall@%d %.3f against exact search, whose overhead is %.0f%%)",
+                                   KNNLanguageModel.defaultNeighbours, d.recall, 100 * median(exactOverhead))
+                }
+                if options.json { sizes.append(figures) } else { print(line) }
+            }
             let learning = try learningSpeed(model, document: tokens(1000), prompt: tokens(512))
             let ratio = learning.learn.indices.map { learning.learn[$0] / learning.prefill[$0] }
             if options.json {
-                printJSON(["memory_entries": memoryEntries, "tg128_tok_s": median(plain), "tg128_memory_tok_s": median(joined),
-                           "query_overhead": median(overhead), "learn_tok_s": median(learning.learn),
+                printJSON(["memory": sizes, "learn_tok_s": median(learning.learn),
                            "pp512_tok_s": median(learning.prefill), "learn_vs_pp512": median(ratio),
                            "learn_1000_tokens_s": median(learning.seconds), "segment_bytes_per_token": learning.bytesPerToken])
             } else {
-                print(String(format: "tg128 %8.1f tok/s, with a %d-entry token memory %8.1f tok/s: query overhead %.0f%% of decode time",
-                             median(plain), memoryEntries, median(joined), 100 * median(overhead)))
                 print(String(format: "learning a 1000-token document %.2f s: %.1f tok/s against pp512 %.1f tok/s (%.0f%%); %.0f bytes per learned token on disk",
                              median(learning.seconds), median(learning.learn), median(learning.prefill), 100 * median(ratio),
                              learning.bytesPerToken))
@@ -100,22 +115,42 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// Decode speed without and with a token memory of `memoryEntries` entries (keys drawn at the
-    /// scale of real ones, gate open for every step), alternating so both see the same machine.
-    func memoryDecode(_ model: Model, _ input: [Int32]) throws -> (plain: [Double], joined: [Double]) {
-        // Keys as shipped: projected when the model has a fitted projection.
-        let knn = KNNLanguageModel(model: model, projection: FittedKeyspace.forModel(model.config)?.projection)
+    /// Decode speed without and with a token memory of `entries` entries (gate open for every
+    /// step), alternating so all see the same machine; beyond the exact-search limit also with
+    /// exact search, and the recall of the lists against it over the decode's queries.
+    /// The memory is the shipped one (projected keys, the fitted inverted file). Its keys are the
+    /// model's own: 4,096 tokens learned, then copies of their keys with noise up to `entries`,
+    /// so the entries spread over the keyspace as learned text does (uniform noise would not).
+    func memoryDecode(_ model: Model, _ input: [Int32], entries: Int)
+        throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double)
+    {
+        let knn = FittedKeyspace.forModel(model.config).map { KNNLanguageModel(model: model, fitted: $0) }
+            ?? KNNLanguageModel(model: model, projection: nil)
         knn.gate = MemoryGate(lambdaMax: 0.5, inner: .infinity, radius: .infinity)
         var rng = SeededGenerator(seed: 7)
-        let d = knn.memory.dimension, block = 4096
-        var added = 0
-        while added < memoryEntries {
-            let n = min(block, memoryEntries - added)
-            let keys = (0..<n * d).map { _ in Float(Int64(rng.next() % 2001) - 1000) / 250 }
-            knn.memory.append(keys: keys, values: (0..<n).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) },
-                              document: 1, positions: (0..<n).map { Int32(added + $0) })
+        let vocab = UInt64(model.config.vocabSize)
+        try knn.learn(document: 1, tokens: (0..<4096).map { _ in Int32(rng.next() % vocab) })
+        let memory = knn.memory, d = memory.dimension, learned = memory.count
+        let base = memory.keys.map(halfToFloat)
+        let spread = (0..<d).map { j -> Float in
+            let column = (0..<learned).map { base[$0 * d + j] }
+            let mean = column.reduce(0, +) / Float(learned)
+            return (column.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(learned)).squareRoot()
+        }
+        func noise() -> Float { Float(Double(rng.next() >> 11) / Double(1 << 53)) * 2 - 1 }
+        var added = learned
+        while added < entries {
+            let n = min(4096, entries - added)
+            var keys = [Float](repeating: 0, count: n * d)
+            for r in 0..<n {
+                let from = (added + r) % learned
+                for j in 0..<d { keys[r * d + j] = base[from * d + j] + 0.25 * spread[j] * noise() }
+            }
+            memory.append(keys: keys, values: (0..<n).map { _ in Int32(rng.next() % vocab) }, document: 2,
+                          positions: (0..<n).map { Int32(added + $0) })
             added += n
         }
+        let listed = memory.quantizer != nil && memory.count > memory.exactLimit
         let cache = model.makeCache(capacity: input.count)
         func run(_ step: (Int32) throws -> Void) throws -> Double {
             cache.clear()
@@ -123,13 +158,29 @@ extension Bench {
             for token in input { try step(token) }
             return Double(input.count) / seconds(since: t0)
         }
-        var plain: [Double] = [], joined: [Double] = []
+        func exactly<T>(_ body: () throws -> T) rethrows -> T {
+            let limit = memory.exactLimit
+            memory.exactLimit = .max
+            defer { memory.exactLimit = limit }
+            return try body()
+        }
+        var plain: [Double] = [], joined: [Double] = [], exact: [Double] = []
         for i in 0...runs {
             let p = try run { _ = try model.forward([$0], cache: cache, logits: .last) }
             let j = try run { _ = try knn.nextLogits([$0], cache: cache) }
-            if i > 0 { plain.append(p); joined.append(j) }   // the first pair warms up
+            let e = listed ? try exactly { try run { _ = try knn.nextLogits([$0], cache: cache) } } : 0
+            if i > 0 { plain.append(p); joined.append(j); if listed { exact.append(e) } }   // the first round warms up
         }
-        return (plain, joined)
+        var recall = 1.0
+        if listed {
+            cache.clear()
+            let (_, states) = try knn.mainBrain(input, cache: cache, from: 0)
+            let queries = knn.keys(states), k = knn.neighbours
+            let found = memory.search(queries, k: k), truth = exactly { memory.search(queries, k: k) }
+            let hits = zip(found, truth).reduce(0) { $0 + Set($1.0.map(\.entry)).intersection($1.1.map(\.entry)).count }
+            recall = Double(hits) / Double(truth.count * k)
+        }
+        return (plain, joined, exact, recall)
     }
 }
 

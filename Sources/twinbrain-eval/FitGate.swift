@@ -9,7 +9,8 @@ struct FitGate: ParsableCommand {
         abstract: "Fit the token memory's key projection and gate on public text (see `make gate`).",
         discussion: """
             Fits the key projection first: the --dimensions leading principal components of the \
-            main brain's hidden states over all the texts. Then learns the texts of --memory into a token memory, scores the texts of --related (same kind, \
+            main brain's hidden states over all the texts; then the inverted file's centres (k-means \
+            on the learned and unrelated texts' keys), with its recall on the related texts' keys. Then learns the texts of --memory into a token memory, scores the texts of --related (same kind, \
             never learned), the learned texts again and the texts of --unrelated, and picks the gate \
             (λmax, inner edge, radius) that maximises the mixture's log-likelihood on the first two \
             without making the related or unrelated texts any less likely than the main brain alone \
@@ -25,7 +26,7 @@ struct FitGate: ParsableCommand {
     @Option(help: "Directory of texts of another kind, never learned.") var unrelated: String
     @Option(help: "Write the JSON here as well as printing it.") var out: String?
     @Option(help: "Key dimensions to keep (0: the hidden states themselves are the keys).") var dimensions = 192
-    @Option(help: "Largest mean KL divergence from the main brain allowed on the unrelated texts.") var klLimit = 5e-4
+    @Option(help: "Largest mean KL divergence from the main brain allowed on the unrelated texts.") var klLimit = GateFitting.defaultKLLimit
     @Option(help: "Write the Swift source that ships the fit (Sources/LearningBrain/FittedKeyspaces.swift).")
     var swiftOut: String?
 
@@ -34,15 +35,15 @@ struct FitGate: ParsableCommand {
         var fitting = GateFitting(model: model, tokenizer: tokenizer)
         fitting.progress = { label, done, total in progressLine(label, done, total) }
         fitting.klLimit = klLimit
-        let (result, projection) = try fitting.run(memory: try Self.texts(memory), related: try Self.texts(related),
+        let (result, projection, quantizer) = try fitting.run(memory: try Self.texts(memory), related: try Self.texts(related),
                                                    unrelated: try Self.texts(unrelated), dimensions: dimensions > 0 ? dimensions : nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(result)
         if let out { try data.write(to: URL(fileURLWithPath: out)) }
         if let swiftOut {
-            guard let projection else { throw ValidationError("--swift-out ships a projection: give --dimensions above 0") }
-            try GateFitting.swiftSource(shape: FittedKeyspace.shape(model.config), result: result, projection: projection)
+            guard let projection, let quantizer else { throw ValidationError("--swift-out ships a projection: give --dimensions above 0") }
+            try GateFitting.swiftSource(shape: FittedKeyspace.shape(model.config), result: result, projection: projection, quantizer: quantizer)
                 .write(toFile: swiftOut, atomically: true, encoding: .utf8)
         }
         print(String(decoding: data, as: UTF8.self))
