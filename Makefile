@@ -12,6 +12,7 @@ MODEL               := $(CACHE)/models/$(MODEL_FILE)
 DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip poppler-utils
 DEB_TOOLS           := dpkg-dev lintian help2man binutils
 INTEGRATION_TOOLS   := debootstrap systemd-container e2fsprogs util-linux
+USB_TEST_TOOLS      := debootstrap e2fsprogs qemu-system-x86 python3
 VERSION             := $(shell sed -n 's/^public let twinbrainVersion = "\(.*\)"$$/\1/p' Sources/ControlAPI/Version.swift)
 DEB                 := .build/deb/twinbrain_$(VERSION)_amd64.deb
 DEB_UPGRADE         := .build/deb/twinbrain_$(VERSION)+upgrade_amd64.deb
@@ -21,7 +22,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb integration clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -71,8 +72,8 @@ test-python: # The OpenAI-client test's Python packages (official client over a 
 bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
 	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
-	@echo "token memory query overhead (decode with a 100,000-entry memory against without, alternating runs):"
-	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --runs 5
+	@echo "token memory query overhead (decode with a 100,000- and a 1,000,000-entry memory against without, alternating runs):"
+	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --memory-entries 1000000 --runs 5
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill, time to knowledge):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 
@@ -138,6 +139,10 @@ integration: deb ## The .deb under real systemd and udevd in a systemd-nspawn gu
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(INTEGRATION_TOOLS)"
 	VERSION=$(VERSION)+upgrade LINTIAN=0 MODEL=$(MODEL) packaging/build-deb.sh > /dev/null
 	DEB=$(DEB) DEB_UPGRADE=$(DEB_UPGRADE) Tests/Integration/appliance.sh
+
+integration-usb: deb ## The real USB path once: qemu (TCG) boots Debian's kernel, a usb-storage stick is hot-plugged and learned (root; slow, not in CI)
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(USB_TEST_TOOLS)"
+	DEB=$(DEB) Tests/Integration/usb.sh
 
 clean: ## Remove build products (keeps the model cache)
 	rm -rf .build

@@ -9,23 +9,14 @@
 # Environment: DEB and DEB_UPGRADE (two builds of the package, the second a higher version).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. Tests/Integration/common.sh
 
 DEB=$(realpath "${DEB:?the package to test}")
 DEB_UPGRADE=$(realpath "${DEB_UPGRADE:?a higher version of it}")
-CACHE=$PWD/.cache/integration
-ROOTFS_TAR=$CACHE/bookworm-rootfs.tar
-GUEST_PACKAGES=systemd,systemd-sysv,udev,dbus,curl,ca-certificates,libopenblas0,libsqlite3-0,libsystemd0,libudev1,poppler-utils
 # `systemd-analyze security` exposure the unit must stay at or below (docs/api.md, "Under systemd").
 SECURITY_LIMIT=${SECURITY_LIMIT:-1.2}
+need_tools "make integration installs debootstrap systemd-container e2fsprogs" debootstrap systemd-nspawn nsenter losetup mkfs.ext4
 
-[ "$(id -u)" -eq 0 ] || { echo "make integration needs root (systemd-nspawn, loop devices)" >&2; exit 1; }
-for tool in debootstrap systemd-nspawn nsenter losetup mkfs.ext4; do
-	command -v "$tool" >/dev/null || { echo "$tool is missing (make integration installs debootstrap systemd-container e2fsprogs)" >&2; exit 1; }
-done
-
-step() { printf '\n== %s\n' "$*"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 guest() { nsenter -t "$LEADER" -m -u -i -n -p -- "$@"; }
 fail() {
 	echo "FAIL: $*" >&2
@@ -50,17 +41,7 @@ wait_for() {
 	done
 }
 
-# --- the guest's root filesystem, cached between runs ------------------------------------------
-if [ ! -f "$ROOTFS_TAR" ]; then
-	step "debootstrap a minimal Debian 12 (cached in $ROOTFS_TAR)"
-	mkdir -p "$CACHE"
-	rm -rf "$CACHE/rootfs.build"
-	debootstrap --variant=minbase --include="$GUEST_PACKAGES" bookworm "$CACHE/rootfs.build" http://deb.debian.org/debian
-	chroot "$CACHE/rootfs.build" apt-get clean
-	tar -C "$CACHE/rootfs.build" -cf "$ROOTFS_TAR.tmp" .
-	mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-	rm -rf "$CACHE/rootfs.build"
-fi
+ensure_rootfs
 
 WORK=$(mktemp -d /var/tmp/twinbrain-integration.XXXXXX)
 ROOT=$WORK/root
@@ -81,15 +62,7 @@ mkdir -p "$ROOT"
 tar -C "$ROOT" -xf "$ROOTFS_TAR"
 echo twinbrain-guest > "$ROOT/etc/hostname"
 cp "$DEB" "$DEB_UPGRADE" "$ROOT/root/"
-mkdir -p "$WORK/drive/handbook"
-cat > "$WORK/drive/handbook/facilities.txt" <<'TEXT'
-Facilities handbook, floor two.
-
-The Zorblat coffee machine on floor two is descaled by Bogdan Ilic every second Tuesday at seven,
-using citric acid only. Report faults in the kitchen log; never open the boiler yourself.
-TEXT
-truncate -s 64M "$WORK/drive.img"
-mkfs.ext4 -q -L HANDBOOK -d "$WORK/drive" "$WORK/drive.img"
+make_drive_image "$WORK/drive.img"
 LOOP=$(losetup -f --show "$WORK/drive.img")
 echo "drive image on $LOOP"
 
@@ -166,16 +139,16 @@ RULE
 guest udevadm control --reload
 t0=$(now)
 guest udevadm trigger --action=add "/sys/class/block/$(basename "$LOOP")"
-wait_for 30 "the drive mounted under /run/twinbrain/media" guest findmnt -n /run/twinbrain/media/HANDBOOK
-guest findmnt -n -o OPTIONS /run/twinbrain/media/HANDBOOK | grep -q '\bro\b' || fail "the drive is not mounted read-only"
-learned() { guest curl -sf --max-time 10 --unix-socket /run/twinbrain/twinbraind.sock "http://localhost/v1/documents?state=learned" | grep -q facilities.txt; }
+wait_for 30 "the drive mounted under /run/twinbrain/media" guest findmnt -n /run/twinbrain/media/$DRIVE_LABEL
+guest findmnt -n -o OPTIONS /run/twinbrain/media/$DRIVE_LABEL | grep -q '\bro\b' || fail "the drive is not mounted read-only"
+learned() { guest curl -sf --max-time 10 --unix-socket /run/twinbrain/twinbraind.sock "http://localhost/v1/documents?state=learned" | grep -q "$DRIVE_DOCUMENT"; }
 wait_for 60 "the drive's document learned" learned
 usb_to_usable=$(elapsed "$t0")
 echo "USB add to the first document usable: ${usb_to_usable} s"
-ask() { guest timeout 60 twinbrain ask --json "Who descales the Zorblat coffee machine?"; }
+ask() { guest timeout 60 twinbrain ask --json "$DRIVE_QUESTION"; }
 answer=$(ask) || fail "twinbrain ask"
-echo "$answer" | grep -q 'Bogdan' || fail "the answer does not use the drive: $answer"
-echo "$answer" | grep -q 'facilities.txt' || fail "the answer does not cite the document: $answer"
+echo "$answer" | grep -q "$DRIVE_ANSWER" || fail "the answer does not use the drive: $answer"
+echo "$answer" | grep -q "$DRIVE_DOCUMENT" || fail "the answer does not cite the document: $answer"
 echo "answered from the drive, with its source"
 
 step "SIGKILL: systemd restarts the daemon, nothing is lost"
@@ -185,7 +158,7 @@ restarted() { new=$(guest systemctl show -p MainPID --value twinbraind.service);
 wait_for 30 "twinbraind restarted after SIGKILL" restarted
 wait_for 30 "the restarted daemon answers" guest twinbrain status
 learned || fail "the learned document is gone after the restart"
-ask | grep -q 'facilities.txt' || fail "the answer after the restart does not cite the document"
+ask | grep -q "$DRIVE_DOCUMENT" || fail "the answer after the restart does not cite the document"
 echo "restarted (pid $old → $(guest systemctl show -p MainPID --value twinbraind.service)); the document is still learned"
 
 step "watchdog: a stalled compute loop gets the daemon restarted"
@@ -220,7 +193,7 @@ guest env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/root/$(basename
 [ "$(guest systemctl show -p MainPID --value twinbraind.service)" != "$old" ] || fail "the upgrade did not restart the daemon"
 wait_for 30 "the upgraded daemon answers" guest twinbrain status
 learned || fail "the upgrade lost the learned document"
-ask | grep -q 'facilities.txt' || fail "the answer after the upgrade does not cite the document"
+ask | grep -q "$DRIVE_DOCUMENT" || fail "the answer after the upgrade does not cite the document"
 echo "upgraded to $(guest dpkg-query -W -f='${Version}' twinbrain); the knowledge stayed"
 
 step "remove keeps the state, purge deletes it"
@@ -230,7 +203,7 @@ guest systemctl is-active --quiet twinbraind.socket && fail "the socket still li
 guest env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q twinbrain > "$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get purge"; }
 guest test -e /var/lib/twinbrain && fail "purge left /var/lib/twinbrain"
 guest test -e /etc/twinbrain && fail "purge left /etc/twinbrain"
-guest test -f /run/twinbrain/media/HANDBOOK/handbook/facilities.txt || fail "purge touched the mounted drive"
+guest test -f "/run/twinbrain/media/$DRIVE_LABEL/handbook/$DRIVE_DOCUMENT" || fail "purge touched the mounted drive"
 echo "removed (state kept), purged (state gone)"
 
 printf '\nintegration: all checks passed; install→ready %s s, USB add→usable %s s, security %s\n' \
