@@ -69,18 +69,18 @@ test: deps model test-python ## Run every test (fetches the model; the parity an
 test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)
 	@python3 -c "import openai, httpx" 2>/dev/null || python3 -m pip install --quiet openai==$(OPENAI_VERSION) httpx==$(HTTPX_VERSION)
 
-bench: deps model build ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
-	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
-	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
-	@echo "token memory query overhead (decode with a 100,000- and a 1,000,000-entry memory against without, alternating runs):"
-	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --memory-entries 1000000 --runs 5
-	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill, time to knowledge):"
-	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
-
 EVAL_CORPUS  := $(CACHE)/freshdocs-dev
 EVAL_ITEMS   := $(EVAL_CORPUS)/items.jsonl
 EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain,hybrid
 EVAL_RESULT  := docs/results/freshdocs-dev.json
+
+bench: deps model build $(EVAL_ITEMS) ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
+	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
+	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5
+	@echo "token memory query overhead (decode with a 100,000- and a 1,000,000-entry memory seeded with FreshDocs text, against without, alternating runs):"
+	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --memory-entries 1000000 --memory-text $(EVAL_CORPUS)/docs --runs 5
+	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill, time to knowledge):"
+	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
 
 # The corpus is rebuilt when its scripts change; items.jsonl is written last, so a build that
 # stopped half-way is redone.

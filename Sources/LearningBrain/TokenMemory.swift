@@ -5,75 +5,98 @@ import Kernels
 /// (value) and where it came from (document version and position).
 ///
 /// Keys are kept as f16, as they are persisted; search runs on their exact f32 values, so a
-/// memory read back from disk answers exactly as the one that wrote it. Exact search is a BLAS
-/// product of the queries with blocks of keys; distances are squared L2. Removing documents
-/// compacts in order, so forgetting leaves the very arrays a memory that never saw them holds.
+/// memory read back from disk answers exactly as the one that wrote it. Search is a BLAS product
+/// of the queries with blocks of keys; distances are squared L2, ties go to the earlier entry.
+/// Removing documents compacts in order, so forgetting leaves the very arrays a memory that never
+/// saw them holds.
 ///
-/// Beyond `exactLimit` entries, with a coarse quantizer set (`useInvertedFile`), a query reads
-/// only the keys filed under its `probes` nearest centres (an inverted file): exact search reads
-/// every key, which at a million entries costs more than the main brain's whole step. An entry's
-/// list follows from its key and the shipped centres alone, so forgetting stays exact there too.
+/// With a coarse quantizer (`useInvertedFile`) the f32 keys are kept grouped by list (an inverted
+/// file: each entry under its nearest centre), and beyond `exactLimit` entries a query reads only
+/// its `probes` nearest lists, in place: exact search reads every key, which at a million entries
+/// costs more than the main brain's whole step. An entry's list follows from its key and the
+/// shipped centres alone, so forgetting stays exact there too.
 public final class TokenMemory {
     public let dimension: Int
     private(set) public var keys: [UInt16] = []
-    /// The keys' f32 values (of the f16 bits) and squared norms, for search.
-    private var searchKeys: [Float] = []
-    private var norms: [Float] = []
     private(set) public var values: [Int32] = []
     private(set) public var documents: [Int64] = []
     private(set) public var positions: [Int32] = []
 
     public var count: Int { values.count }
 
-    public var exactLimit = 262_144
+    /// Beyond this many entries (with a quantizer) the keys are grouped by list and a query reads
+    /// only its nearest lists; at or below it they stay in one list in entry order, read whole.
+    public var exactLimit = 262_144 { didSet { arrange() } }
     public var probes = 16
     public private(set) var quantizer: CoarseQuantizer?
-    /// Each entry's list, and each list's entries in order.
+
+    /// The keys for search: their f32 values (of the f16 bits) and squared norms, with their
+    /// entries; one list in entry order, or grouped by inverted-file list beyond `exactLimit`.
+    private struct List {
+        var entries: [Int32] = []
+        var rows: [Float] = []
+        var norms: [Float] = []
+    }
+    private var lists = [List()]
+    private var listed = false
+    /// Each entry's inverted-file list (with a quantizer), kept whether grouped or not.
     private var listOfEntry: [Int32] = []
-    private var lists: [[Int32]] = []
-
-    /// Files every entry (and every later one) under its nearest centre; nil: exact search only.
-    public func useInvertedFile(_ quantizer: CoarseQuantizer?) {
-        precondition(quantizer.map { $0.dimension == dimension } ?? true, "the quantizer's keys are of another size")
-        self.quantizer = quantizer
-        listOfEntry = quantizer?.lists(of: searchKeys) ?? []
-        fileEntries()
-    }
-
-    private func fileEntries() {
-        lists = Array(repeating: [], count: quantizer?.count ?? 0)
-        for (entry, list) in listOfEntry.enumerated() { lists[Int(list)].append(Int32(entry)) }
-    }
 
     public init(dimension: Int) {
         precondition(dimension > 0)
         self.dimension = dimension
     }
 
+    /// Files every entry (and every later one) under its nearest centre; nil: exact search only.
+    public func useInvertedFile(_ quantizer: CoarseQuantizer?) {
+        precondition(quantizer.map { $0.dimension == dimension } ?? true, "the quantizer's keys are of another size")
+        self.quantizer = quantizer
+        listOfEntry = []
+        refile()
+    }
+
+    /// How many entries each list holds.
+    public var listSizes: [Int] { lists.map(\.entries.count) }
+
+    /// Groups the keys by list, or gathers them in one, when the entry count crosses the limit.
+    private func arrange() {
+        if (quantizer != nil && count > exactLimit) != listed { refile() }
+    }
+
+    private func refile() {
+        listed = quantizer != nil && count > exactLimit
+        lists = Array(repeating: List(), count: listed ? quantizer!.count : 1)
+        file(0..<count)
+    }
+
+    /// Files entries already in `keys` (a range at the end, in order); each entry's list is
+    /// computed once (`listOfEntry`) and kept through removals.
+    private func file(_ range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        let d = dimension
+        let rows = keys[range.lowerBound * d..<range.upperBound * d].map(halfToFloat)
+        if let quantizer, listOfEntry.count < range.upperBound {
+            listOfEntry += quantizer.lists(of: Array(rows[((listOfEntry.count - range.lowerBound) * d)...]))
+        }
+        for (i, entry) in range.enumerated() {
+            let l = listed ? Int(listOfEntry[entry]) : 0
+            var norm: Float = 0
+            for j in 0..<d { norm += rows[i * d + j] * rows[i * d + j] }
+            lists[l].entries.append(Int32(entry))
+            lists[l].rows += rows[i * d..<(i + 1) * d]
+            lists[l].norms.append(norm)
+        }
+    }
+
     /// Appends entries: `keys` holds `values.count` rows of `dimension` floats.
     public func append(keys newKeys: [Float], values newValues: [Int32], document: Int64, positions newPositions: [Int32]) {
         precondition(newKeys.count == newValues.count * dimension && newPositions.count == newValues.count)
-        keys.reserveCapacity(keys.count + newKeys.count)
         let first = count
-        for row in 0..<newValues.count {
-            var norm: Float = 0
-            for j in 0..<dimension {
-                let h = floatToHalf(newKeys[row * dimension + j])
-                let f = halfToFloat(h)
-                keys.append(h)
-                searchKeys.append(f)
-                norm += f * f
-            }
-            norms.append(norm)
-        }
+        keys += newKeys.map(floatToHalf)
         values += newValues
         positions += newPositions
         documents += Array(repeating: document, count: newValues.count)
-        if let quantizer {
-            let filed = quantizer.lists(of: Array(searchKeys[first * dimension..<count * dimension]))
-            for (i, list) in filed.enumerated() { lists[Int(list)].append(Int32(first + i)) }
-            listOfEntry += filed
-        }
+        if (quantizer != nil && count > exactLimit) != listed { refile() } else { file(first..<count) }
     }
 
     /// Drops every entry of these documents, keeping the others in order. Returns how many went.
@@ -82,23 +105,15 @@ public final class TokenMemory {
         let keep = documents.indices.filter { !forgotten.contains(documents[$0]) }
         let removed = count - keep.count
         guard removed > 0 else { return 0 }
-        var k: [UInt16] = [], s: [Float] = []
+        var k: [UInt16] = []
         k.reserveCapacity(keep.count * dimension)
-        s.reserveCapacity(keep.count * dimension)
-        for i in keep {
-            k += keys[i * dimension..<(i + 1) * dimension]
-            s += searchKeys[i * dimension..<(i + 1) * dimension]
-        }
+        for i in keep { k += keys[i * dimension..<(i + 1) * dimension] }
         keys = k
-        searchKeys = s
-        norms = keep.map { norms[$0] }
         values = keep.map { values[$0] }
         documents = keep.map { documents[$0] }
         positions = keep.map { positions[$0] }
-        if quantizer != nil {
-            listOfEntry = keep.map { listOfEntry[$0] }
-            fileEntries()
-        }
+        if quantizer != nil { listOfEntry = keep.map { listOfEntry[$0] } }
+        refile()
         return removed
     }
 
@@ -116,19 +131,35 @@ public final class TokenMemory {
 
     /// The `k` nearest entries of each query (`queries` holds rows of `dimension`), nearest
     /// first; ties go to the earlier entry. Exact up to `exactLimit` entries (or without a
-    /// quantizer), from the `probes` nearest lists beyond.
+    /// quantizer); beyond, from the `probes` lists nearest each query, unless those hold half the
+    /// entries or more (keys unlike the text the centres were fitted on crowd into a few lists):
+    /// then from all, which costs little more and is exact.
     public func search(_ queries: [Float], k: Int) -> [[Neighbor]] {
         let m = queries.count / dimension
         precondition(queries.count == m * dimension && k > 0)
         guard count > 0, m > 0 else { return Array(repeating: [], count: m) }
         let queryNorms = squaredNorms(queries, dimension: dimension)
-        let best: [Nearest]
-        if let quantizer, count > exactLimit {
-            best = queries.withUnsafeBufferPointer { q in
-                (0..<m).map { searchLists(q.baseAddress! + $0 * dimension, norm: queryNorms[$0], k: k, quantizer: quantizer) }
+        var best = Array(repeating: Nearest(k: k), count: m)
+        var dots = [Float](repeating: 0, count: m * Self.block)
+        queries.withUnsafeBufferPointer { q in
+            queryNorms.withUnsafeBufferPointer { qn in
+                best.withUnsafeMutableBufferPointer { b in
+                    dots.withUnsafeMutableBufferPointer { scratch in
+                        if let quantizer, listed {
+                            for i in 0..<m {
+                                let query = q.baseAddress! + i * dimension
+                                let probed = quantizer.nearestLists(query, probes: probes)
+                                let read = probed.reduce(0) { $0 + lists[$1].entries.count }
+                                for l in read < count / 2 ? probed : Array(lists.indices) {
+                                    scan(l, query, m: 1, norms: qn.baseAddress! + i, into: b.baseAddress! + i, dots: scratch.baseAddress!)
+                                }
+                            }
+                        } else {
+                            scan(0, q.baseAddress!, m: m, norms: qn.baseAddress!, into: b.baseAddress!, dots: scratch.baseAddress!)
+                        }
+                    }
+                }
             }
-        } else {
-            best = searchAll(queries, norms: queryNorms, k: k)
         }
         return best.map { nearest in
             nearest.found.map { Neighbor(distance: $0.distance, entry: $0.entry, value: values[$0.entry], document: documents[$0.entry],
@@ -136,73 +167,58 @@ public final class TokenMemory {
         }
     }
 
-    /// The k best so far, nearest first; an entry offered later wins no tie.
+    /// The k best so far, nearest first; of equal distances the earlier entry wins, whatever
+    /// the order they are offered in.
     struct Nearest {
         let k: Int
         var found: [(distance: Float, entry: Int)] = []
 
+        /// The distance beyond which nothing can enter.
+        var worst: Float { found.count == k ? found[k - 1].distance : .infinity }
+
         mutating func offer(_ d: Float, _ entry: Int) {
-            if found.count == k, d >= found[k - 1].distance { return }
+            if found.count == k {
+                let last = found[k - 1]
+                if d > last.distance || (d == last.distance && entry > last.entry) { return }
+            }
             // Sorted insertion: k is small (tens).
             var at = found.count
-            while at > 0 && found[at - 1].distance > d { at -= 1 }
+            while at > 0 && (found[at - 1].distance > d || (found[at - 1].distance == d && found[at - 1].entry > entry)) { at -= 1 }
             found.insert((d, entry), at: at)
             if found.count > k { found.removeLast() }
         }
     }
 
-    private func searchAll(_ queries: [Float], norms queryNorms: [Float], k: Int) -> [Nearest] {
-        let m = queryNorms.count
-        var best = Array(repeating: Nearest(k: k), count: m)
-        var dots = [Float](repeating: 0, count: m * Self.block)
-        var start = 0
-        while start < count {
-            let n = min(Self.block, count - start)
-            queries.withUnsafeBufferPointer { q in
-                searchKeys.withUnsafeBufferPointer { keys in
-                    dots.withUnsafeMutableBufferPointer { out in
+    /// Offers every entry of list `l` to each of `m` queries' best, a block of keys per BLAS
+    /// product (`dots` holds m × block floats).
+    private func scan(_ l: Int, _ queries: UnsafePointer<Float>, m: Int, norms queryNorms: UnsafePointer<Float>,
+                      into best: UnsafeMutablePointer<Nearest>, dots: UnsafeMutablePointer<Float>) {
+        lists[l].rows.withUnsafeBufferPointer { rows in
+            lists[l].norms.withUnsafeBufferPointer { norms in
+                lists[l].entries.withUnsafeBufferPointer { entries in
+                    var start = 0
+                    while start < entries.count {
+                        let n = min(Self.block, entries.count - start)
                         // One query (a generation step) is a matrix-vector product, which streams
                         // the keys once; sgemm would copy (pack) every block first.
-                        matmul(out.baseAddress!, ldo: n, q.baseAddress!, keys.baseAddress! + start * dimension,
-                               rows: m, outFeatures: n, inFeatures: dimension)
-                    }
-                }
-            }
-            for qi in 0..<m {
-                for j in 0..<n { best[qi].offer(max(0, queryNorms[qi] - 2 * dots[qi * n + j] + norms[start + j]), start + j) }
-            }
-            start += n
-        }
-        return best
-    }
-
-    /// One query against the entries of its nearest lists, gathered block by block into one
-    /// BLAS product each; visited in entry order, so ties break as in exact search.
-    private func searchLists(_ query: UnsafePointer<Float>, norm: Float, k: Int, quantizer: CoarseQuantizer) -> Nearest {
-        var candidates: [Int32] = []
-        for list in quantizer.nearestLists(query, probes: probes) { candidates += lists[list] }
-        candidates.sort()
-        var best = Nearest(k: k)
-        let blockRows = min(Self.block, candidates.count)
-        var gathered = [Float](repeating: 0, count: blockRows * dimension), dots = [Float](repeating: 0, count: blockRows)
-        searchKeys.withUnsafeBufferPointer { keys in
-            gathered.withUnsafeMutableBufferPointer { g in
-                dots.withUnsafeMutableBufferPointer { out in
-                    for start in stride(from: 0, to: candidates.count, by: Self.block) {
-                        let n = min(Self.block, candidates.count - start)
-                        for i in 0..<n {
-                            (g.baseAddress! + i * dimension).update(from: keys.baseAddress! + Int(candidates[start + i]) * dimension,
-                                                                    count: dimension)
+                        matmul(dots, ldo: n, queries, rows.baseAddress! + start * dimension, rows: m, outFeatures: n, inFeatures: dimension)
+                        for qi in 0..<m {
+                            let qn = queryNorms[qi]
+                            var nearest = best[qi]
+                            // Most entries are farther than the k-th so far: one comparison each.
+                            var worst = nearest.worst
+                            for j in 0..<n {
+                                let d = max(0, qn - 2 * dots[qi * n + j] + norms[start + j])
+                                if d > worst { continue }
+                                nearest.offer(d, Int(entries[start + j]))
+                                worst = nearest.worst
+                            }
+                            best[qi] = nearest
                         }
-                        matmul(out.baseAddress!, query, g.baseAddress!, rows: 1, outFeatures: n, inFeatures: dimension)
-                        for i in 0..<n {
-                            let entry = Int(candidates[start + i])
-                            best.offer(max(0, norm - 2 * out[i] + norms[entry]), entry)
-                        }
+                        start += n
                     }
                 }
             }
         }
-        return best
     }
 }

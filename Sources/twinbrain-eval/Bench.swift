@@ -28,13 +28,18 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("memory-entries"), help: "Also decode through a token memory of this many entries (repeatable).")
     var memoryEntries: [Int] = []
 
+    @Option(name: .customLong("memory-text"), help: ArgumentHelp(
+        "Text (a file, or a directory of files) whose first 8,192 tokens seed the token memory and whose next 128 are decoded.",
+        discussion: "Without it, random tokens: their keys crowd into a few lists of the inverted file, unlike text's."))
+    var memoryText: String?
+
     func run() throws {
         options.applyThreads()
         let path = try options.resolvedModelPath()
         let start = Date()
         let gguf = try GGUFFile(path: path)
         let model = try Model(gguf: gguf)
-        _ = try Tokenizer(gguf: gguf)
+        let tokenizer = try Tokenizer(gguf: gguf)
         let loadSeconds = Date().timeIntervalSince(start)
 
         // Fixed pseudo-random tokens, like llama-bench's.
@@ -66,9 +71,18 @@ struct Bench: ParsableCommand {
         let pp128 = try prefill(128), pp512 = try prefill(512), tg128 = try decode(128)
         let rss = peakRSSMiB()
         if !memoryEntries.isEmpty {
+            var seed = tokens(Self.seedTokens), input = tokens(128)
+            if let memoryText {
+                let text = try Self.tokens(of: memoryText, tokenizer)
+                guard text.count >= Self.seedTokens + 128 else {
+                    throw ValidationError("\(memoryText) holds \(text.count) tokens; --memory-text needs at least \(Self.seedTokens + 128)")
+                }
+                seed = Array(text[0..<Self.seedTokens])
+                input = Array(text[Self.seedTokens..<Self.seedTokens + 128])
+            }
             var sizes: [[String: Any]] = []
             for entries in memoryEntries {
-                let d = try memoryDecode(model, tokens(128), entries: entries)
+                let d = try memoryDecode(model, input, entries: entries, seed: seed)
                 let overhead = d.plain.indices.map { d.plain[$0] / d.joined[$0] - 1 }   // extra time per token, per pair of runs
                 var figures: [String: Any] = ["memory_entries": entries, "tg128_tok_s": median(d.plain),
                                               "tg128_memory_tok_s": median(d.joined), "query_overhead": median(overhead),
@@ -79,8 +93,9 @@ struct Bench: ParsableCommand {
                     let exactOverhead = d.plain.indices.map { d.plain[$0] / d.exact[$0] - 1 }
                     figures["exact_query_overhead"] = median(exactOverhead)
                     figures["recall"] = d.recall
-                    line += String(format: " (inverted file, recall@%d %.3f against exact search, whose overhead is %.0f%%)",
-                                   KNNLanguageModel.defaultNeighbours, d.recall, 100 * median(exactOverhead))
+                    figures["share_read"] = d.read
+                    line += String(format: " (inverted file: %.1f%% of the entries read, recall@%d %.3f against exact search, whose overhead is %.0f%%)",
+                                   100 * d.read, KNNLanguageModel.defaultNeighbours, d.recall, 100 * median(exactOverhead))
                 }
                 if options.json { sizes.append(figures) } else { print(line) }
             }
@@ -119,17 +134,17 @@ extension Bench {
     /// step), alternating so all see the same machine; beyond the exact-search limit also with
     /// exact search, and the recall of the lists against it over the decode's queries.
     /// The memory is the shipped one (projected keys, the fitted inverted file). Its keys are the
-    /// model's own: 4,096 tokens learned, then copies of their keys with noise up to `entries`,
-    /// so the entries spread over the keyspace as learned text does (uniform noise would not).
-    func memoryDecode(_ model: Model, _ input: [Int32], entries: Int)
-        throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double)
+    /// model's own: `seed` learned, then copies of their keys with noise up to `entries`, so the
+    /// entries spread over the keyspace as the learned text's do (uniform noise would not).
+    func memoryDecode(_ model: Model, _ input: [Int32], entries: Int, seed: [Int32])
+        throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double, read: Double)
     {
         let knn = FittedKeyspace.forModel(model.config).map { KNNLanguageModel(model: model, fitted: $0) }
             ?? KNNLanguageModel(model: model, projection: nil)
         knn.gate = MemoryGate(lambdaMax: 0.5, inner: .infinity, radius: .infinity)
         var rng = SeededGenerator(seed: 7)
         let vocab = UInt64(model.config.vocabSize)
-        try knn.learn(document: 1, tokens: (0..<4096).map { _ in Int32(rng.next() % vocab) })
+        try knn.learn(document: 1, tokens: seed)
         let memory = knn.memory, d = memory.dimension, learned = memory.count
         let base = memory.keys.map(halfToFloat)
         let spread = (0..<d).map { j -> Float in
@@ -171,7 +186,7 @@ extension Bench {
             let e = listed ? try exactly { try run { _ = try knn.nextLogits([$0], cache: cache) } } : 0
             if i > 0 { plain.append(p); joined.append(j); if listed { exact.append(e) } }   // the first round warms up
         }
-        var recall = 1.0
+        var recall = 1.0, read = 1.0
         if listed {
             cache.clear()
             let (_, states) = try knn.mainBrain(input, cache: cache, from: 0)
@@ -179,12 +194,41 @@ extension Bench {
             let found = memory.search(queries, k: k), truth = exactly { memory.search(queries, k: k) }
             let hits = zip(found, truth).reduce(0) { $0 + Set($1.0.map(\.entry)).intersection($1.1.map(\.entry)).count }
             recall = Double(hits) / Double(truth.count * k)
+            let sizes = memory.listSizes, d = memory.dimension
+            read = (0..<truth.count).reduce(0.0) { total, q in
+                total + Double(memory.quantizer!.nearestLists(Array(queries[q * d..<(q + 1) * d]), probes: memory.probes)
+                    .reduce(0) { $0 + sizes[$1] }) / Double(memory.count)
+            } / Double(truth.count)
         }
-        return (plain, joined, exact, recall)
+        return (plain, joined, exact, recall, read)
     }
 }
 
 extension Bench {
+    static let seedTokens = 8192
+
+    /// The tokens of a text file, or of a directory's files (recursively, in path order) joined
+    /// by blank lines.
+    static func tokens(of path: String, _ tokenizer: Tokenizer) throws -> [Int32] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ValidationError("\(path) does not exist")
+        }
+        var files = [path]
+        if isDirectory.boolValue {
+            let root = URL(fileURLWithPath: path)
+            files = (FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])?.compactMap { item in
+                guard let url = item as? URL, (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { return nil }
+                return url.path
+            } ?? []).sorted()
+        }
+        let texts = try files.map { file -> String in
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("\(file) is not UTF-8 text") }
+            return text
+        }
+        return tokenizer.encode(texts.joined(separator: "\n\n"))
+    }
+
     /// The token memory's learning (as the daemon learns: projected keys, pieces overlapping by
     /// half) against plain prefill of 512 tokens, alternating; and a learned token's size on disk.
     func learningSpeed(_ model: Model, document: [Int32], prompt: [Int32])

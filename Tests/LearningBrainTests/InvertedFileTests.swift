@@ -99,4 +99,20 @@ final class InvertedFileTests: XCTestCase {
         XCTAssertNil(CoarseQuantizer(dimension: 6, lists: 6, encoded: q.encoded))
         XCTAssertNil(CoarseQuantizer(dimension: 6, lists: 5, encoded: "not base64 at all!"))
     }
+
+    /// Keys crowded into a few lists (unlike the text the centres were fitted on) are searched in
+    /// place, exactly, rather than gathered from lists that hold most of them.
+    func testCrowdedListsFallBackToExactSearch() {
+        let d = 4
+        let quantizer = CoarseQuantizer(dimension: d, centres: [0, 0, 0, 0, 100, 100, 100, 100])
+        let (rows, _) = clustered(5_000, d, clusters: 3, seed: 12)   // all nearer the first centre
+        let memory = TokenMemory(dimension: d)
+        memory.append(keys: rows, values: (0..<5_000).map { Int32($0) }, document: 1, positions: (0..<5_000).map(Int32.init))
+        let (queries, _) = clustered(10, d, clusters: 3, seed: 13)
+        let exact = queries.indices.filter { $0 % d == 0 }.map { memory.search(Array(queries[$0..<$0 + d]), k: 6)[0] }
+        memory.useInvertedFile(quantizer)
+        memory.exactLimit = 0
+        memory.probes = 1
+        XCTAssertEqual(memory.search(queries, k: 6), exact)
+    }
 }
