@@ -123,7 +123,7 @@ public struct GateFitting {
         let exact = memory.search(sample, k: k)
         memory.useInvertedFile(quantizer)
         memory.exactLimit = 0
-        let sizes = quantizer.lists(of: keys).reduce(into: [Int](repeating: 0, count: quantizer.count)) { $0[Int($1)] += 1 }
+        let sizes = memory.listSizes
         var recall: [String: Double] = [:], scanned: [String: Double] = [:]
         for probes in [1, 4, 8, 16, 32] {
             memory.probes = probes

@@ -1,8 +1,9 @@
 import MainBrain
 
 /// What `make gate` fitted for one model shape, on public text only: the projection of hidden
-/// states to memory keys, the inverted file's centres in that keyspace, and the gate. Both depend on the model's hidden states, so another
-/// model needs its own fit; without one the token memory stays off (the main brain alone).
+/// states to memory keys, the inverted file's centres in that keyspace, and the gate. All depend
+/// on the model's hidden states, so another model needs its own fit; without one the token memory
+/// stays off (the main brain alone).
 /// The fitted values themselves live in the generated FittedKeyspaces.swift.
 public struct FittedKeyspace: Sendable {
     public let gate: MemoryGate
