@@ -22,7 +22,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate completions deb integration integration-usb clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -121,6 +121,10 @@ gate: deps model build ## Fit the token memory's key projection and gate on publ
 	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json \
 	  --swift-out Sources/LearningBrain/FittedKeyspaces.swift
 	@echo "fitted: rebuild to ship it (keys of another keyspace are learned again when the daemon starts)"
+
+recall-floor: deps model build $(EVAL_ITEMS) ## Fit passage recall's relevance floor on the FreshDocs development corpus (PassageRelevance.floor)
+	$(EVAL) fit-recall --model $(MODEL) --corpus $(EVAL_CORPUS) --out docs/results/recall-floor.json > /dev/null
+	@python3 -c "import json; print('fitted floor:', json.load(open('docs/results/recall-floor.json'))['floor'])"
 
 completions: build ## Shell completion scripts for the CLI into .build/completions/
 	@mkdir -p .build/completions

@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(
             name: "IntakeTests",
             dependencies: ["Intake", "Store", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "MainBrain"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "MainBrain", "LearningBrain"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"], exclude: ["openai_client_check.py"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(

@@ -91,17 +91,26 @@ public final class KNNSystem: EvalSystem {
 
 /// `hybrid`: what the daemon does. Retrieved passages go before the text as in `bm25-rag` (the
 /// daemon recalls them with SQLite FTS5's BM25 and its query words; here the baseline's BM25 over
-/// the same 128-token passages), and the gated token memory of `learning-brain` joins every
-/// position, passages included in its context. One trace records both, so T6 checks both.
+/// the same 128-token passages), but only those above the daemon's relevance floor
+/// (`PassageRelevance`), judged on the last 64 tokens when it reads text (as the floor was
+/// fitted: 32 tokens say too little to tell related text from text that shares a few
+/// words), and the gated token memory of `learning-brain` joins every position,
+/// passages included in its context. One trace records both, so T6 checks both.
 public final class HybridSystem: EvalSystem {
     public let id = "hybrid"
     let passages: RAGSystem
     let memory: KNNSystem
+    let tokenizer: Tokenizer
+    let chatTemplate: ChatTemplate?
     public var retrievalTrace: RetrievalTrace? { passages.retrievalTrace }
 
     init(model: Model, tokenizer: Tokenizer) {
+        self.tokenizer = tokenizer
+        chatTemplate = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
         let trace = RetrievalTrace()
-        passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer, retriever: BM25Retriever(), trace: trace)
+        passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer,
+                             retriever: BM25Retriever(relevanceFloor: PassageRelevance.floor),
+                             queryTokens: RecallFloorFitting.windowTokens, trace: trace)
         memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer, gated: true, trace: trace)
     }
 
@@ -122,10 +131,18 @@ public final class HybridSystem: EvalSystem {
     }
 
     public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
-        try memory.candidateScores(prompt: passages.retrieve(prompt, count: 2) + prompt, candidates: candidates)
+        try memory.candidateScores(prompt: passages.retrieve(query(prompt), count: 2) + prompt, candidates: candidates)
     }
 
     public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        try memory.generate(prompt: passages.retrieve(prompt, count: 1) + prompt, maxTokens: maxTokens)
+        try memory.generate(prompt: passages.retrieve(query(prompt), count: 1) + prompt, maxTokens: maxTokens)
+    }
+
+    /// What recall reads of a prompt: of a conversation, the last user message (as the daemon
+    /// does; the system message's words would count against every passage); else all of it.
+    func query(_ prompt: [Int32]) -> [Int32] {
+        guard let chatTemplate,
+              let message = chatTemplate.lastUserMessage(inRendered: tokenizer.decode(prompt, renderSpecial: true)) else { return prompt }
+        return tokenizer.encode(message)
     }
 }

@@ -15,12 +15,16 @@ public final class RAGSystem: EvalSystem {
     let generator: Generator
     public let retrievalTrace: RetrievalTrace?
     static let block = 32
+    /// Perplexity: how many of the last tokens make the query (the protocol's baselines: one block).
+    let queryTokens: Int
 
     struct Chunk { let document: String; let offset: Int; let tokens: [Int32] }
     private(set) var chunks: [Chunk] = []
 
-    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever, trace: RetrievalTrace = RetrievalTrace()) {
+    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever, queryTokens: Int = block,
+         trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
+        self.queryTokens = queryTokens
         retrievalTrace = trace
         self.model = model
         self.tokenizer = tokenizer
@@ -60,7 +64,7 @@ public final class RAGSystem: EvalSystem {
         }
     }
 
-    /// Every 32 positions: retrieve with the last 32 tokens, prepend the top chunk, score the block.
+    /// Every 32 positions: retrieve with the last `queryTokens` tokens, prepend the top chunk, score the block.
     /// When the block retrieves the chunk the previous one did, the previous pass's KV cache
     /// already holds chunk + window so far, and only the new block is run (same result, causal).
     public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
@@ -76,7 +80,7 @@ public final class RAGSystem: EvalSystem {
         var previous: (prefix: [Int32], cache: KVCache)?
         while a < end {
             let b = min(a + Self.block, end)
-            let prefix = try retrieve(Array(tokens[max(0, a + 1 - Self.block)...a]), count: 1)
+            let prefix = try retrieve(Array(tokens[max(0, a + 1 - queryTokens)...a]), count: 1)
             let l: Logits
             if let p = previous, p.prefix == prefix {
                 l = try step(Array(tokens[a..<b]), p.cache, 0)
@@ -117,18 +121,23 @@ protocol Retriever: AnyObject {
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int]
 }
 
-/// Okapi BM25 (k1 1.2, b 0.75) over lower-cased words.
+/// Okapi BM25 (k1 1.2, b 0.75) over lower-cased words. With a relevance floor (the hybrid, as the
+/// daemon recalls), a chunk is returned only if it holds at least that share of the query's
+/// content words (`PassageRelevance`); the baselines have none.
 final class BM25Retriever: Retriever {
     let k1 = 1.2, b = 0.75
+    let relevanceFloor: Double?
+
+    init(relevanceFloor: Double? = nil) {
+        self.relevanceFloor = relevanceFloor
+    }
     /// Term counts per chunk: the postings are rebuilt from them when chunks are forgotten.
     private var chunkTerms: [[String: Int]] = []
     private var postings: [String: [(chunk: Int, tf: Int)]] = [:]
     private var lengths: [Int] = []
     private var averageLength = 1.0
 
-    static func terms(_ text: String) -> [String] {
-        text.lowercased().split { !($0.isLetter || $0.isNumber || $0 == "_") }.map(String.init)
-    }
+    static func terms(_ text: String) -> [String] { QueryWords.words(in: text) }
 
     func add(_ texts: [String], tokens: [[Int32]]) throws {
         for text in texts {
@@ -157,17 +166,26 @@ final class BM25Retriever: Retriever {
 
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int] {
         var scores: [Int: Double] = [:]
-        let n = Double(lengths.count)
         // Sorted terms: the sums are added in the same order in every process and every state.
         for term in Set(Self.terms(text)).sorted() {
             guard let list = postings[term] else { continue }
-            let idf = log(1 + (n - Double(list.count) + 0.5) / (Double(list.count) + 0.5))
+            let idf = PassageRelevance.weight(containing: list.count, passages: lengths.count)
             for (chunk, tf) in list {
                 let f = Double(tf)
                 scores[chunk, default: 0] += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * Double(lengths[chunk]) / averageLength))
             }
         }
-        return scores.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(count).map(\.key)
+        let ranked = scores.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.lazy.map(\.key)
+        guard let floor = relevanceFloor else { return Array(ranked.prefix(count)) }
+        let query = QueryWords.content(of: text)
+        return Array(ranked.filter { self.share(of: query, chunk: $0) >= floor }.prefix(count))
+    }
+
+    /// `PassageRelevance.share` of a chunk for these content words.
+    func share(of query: [String], chunk: Int) -> Double {
+        var containing: [String: Int] = [:]
+        for word in query { containing[word] = postings[word]?.count ?? 0 }
+        return PassageRelevance.share(of: query, in: Set(chunkTerms[chunk].keys), containing: containing, passages: lengths.count)
     }
 }
 
@@ -211,9 +229,14 @@ final class HiddenStateRetriever: Retriever {
 
 /// BM25 over whole texts, for tests and tools: the index of the best text for a query.
 public struct BM25Probe {
-    public init() {}
+    let relevanceFloor: Double?
+    /// With `relevanceFloor`, only a text holding that share of the query (`PassageRelevance`) is found.
+    public init(relevanceFloor: Double? = nil) {
+        self.relevanceFloor = relevanceFloor
+    }
+
     public func best(for query: String, in texts: [String]) throws -> Int? {
-        let r = BM25Retriever()
+        let r = BM25Retriever(relevanceFloor: relevanceFloor)
         try r.add(texts, tokens: [])
         return try r.top(text: query, tokens: [], count: 1).first
     }

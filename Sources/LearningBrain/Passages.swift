@@ -90,13 +90,18 @@ public enum KnowledgeContext {
 public enum QueryWords {
     public static func content(of question: String, limit: Int = 64) -> [String] {
         var seen = Set<String>(), out: [String] = []
-        for w in question.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }) {
-            let word = String(w)
+        for word in words(in: question) {
             guard word.count > 1, !stopWords.contains(word), seen.insert(word).inserted else { continue }
             out.append(word)
             if out.count == limit { break }
         }
         return out
+    }
+
+    /// Every word of a text as the passage index splits it (SQLite FTS5's unicode61 with '_' a
+    /// word character; diacritics kept), lower-cased, repeats included.
+    public static func words(in text: String) -> [String] {
+        text.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).map(String.init)
     }
 
     static let stopWords: Set<String> = [
@@ -110,4 +115,53 @@ public enum QueryWords {
         "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would",
         "you", "your", "yours", "please", "explain", "describe", "know", "say", "says", "said",
     ]
+}
+
+/// How much of a query a passage holds: the share of the query's content words found in it,
+/// each word weighted by its rarity among the learned passages (BM25's inverse document
+/// frequency; a word no passage holds weighs most). BM25's own score grows with the index and
+/// the query, so it cannot tell a question about the documents from general text that shares
+/// a few of their words; this share can, on one scale for every index. A passage below
+/// `floor` is not recalled: the main brain then reads the text as it would without knowledge.
+public enum PassageRelevance {
+    /// Fitted on the public FreshDocs development corpus (`make recall-floor`: `twinbrain-eval
+    /// fit-recall`, docs/results/recall-floor.json): the smallest multiple of 0.05 that at most one
+    /// in 200 windows of 64 tokens of its general text reaches against its documents' passages.
+    /// A test checks the two agree.
+    public static let floor = 0.45
+
+    /// A word's weight when `containing` of the `passages` hold it.
+    public static func weight(containing: Int, passages: Int) -> Double {
+        log(1 + (Double(passages - containing) + 0.5) / (Double(containing) + 0.5))
+    }
+
+    /// The share (0…1) of `query`'s words (content words, distinct) that `passageWords` holds,
+    /// in some form (`stem`); 0 for an empty query. `containing` gives each word's count of
+    /// passages holding it as written (absent: 0).
+    public static func share(of query: [String], in passageWords: Set<String>, containing: [String: Int], passages: Int) -> Double {
+        let stems = Set(passageWords.map(stem))
+        var held = 0.0, total = 0.0
+        for word in query {
+            let w = weight(containing: containing[word] ?? 0, passages: passages)
+            total += w
+            if stems.contains(stem(word)) { held += w }
+        }
+        return total > 0 ? held / total : 0
+    }
+
+    /// An English word without its inflection ("approves", "approved" → "approv";
+    /// "policies" → "policy"): a question rarely uses the form the document does. Other words as they are.
+    static func stem(_ word: String) -> String {
+        guard word.count > 3, word.allSatisfy({ $0.isASCII && $0.isLetter }) else { return word }
+        if word.hasSuffix("ies") { return word.dropLast(3) + "y" }
+        var w = Substring(word)
+        if !w.hasSuffix("ss") {
+            for suffix in ["ing", "ed", "es", "s"] where w.hasSuffix(suffix) && w.count - suffix.count >= 3 {
+                w = w.dropLast(suffix.count)
+                break
+            }
+        }
+        if w.hasSuffix("e") && w.count > 3 { w = w.dropLast() }
+        return String(w)
+    }
 }

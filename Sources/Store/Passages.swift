@@ -85,6 +85,22 @@ extension Store {
         }
     }
 
+    /// How many passages there are, and how many of them hold each of these words (words no
+    /// passage holds are left out).
+    public func passageFrequencies(words: [String]) throws -> (passages: Int, containing: [String: Int]) {
+        try pool.read { db in
+            let passages = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM passages")!
+            guard !words.isEmpty else { return (passages, [:]) }
+            let marks = Array(repeating: "?", count: words.count).joined(separator: ", ")
+            var containing: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT term, doc FROM passages_vocab WHERE term IN (\(marks))",
+                                        arguments: StatementArguments(words)) {
+                containing[row[0]] = row[1]
+            }
+            return (passages, containing)
+        }
+    }
+
     /// Ids of the document versions in state `learned`, ascending (the token memory must hold
     /// exactly these).
     public func learnedDocumentIDs() throws -> [Int64] {

@@ -98,6 +98,11 @@ enum Schema {
                 END;
                 """)
         }
+        m.registerMigration("v3: passage word counts") { db in
+            // How many passages hold each word (fts5vocab reads FTS5's own index): recall weighs
+            // a question's words by their rarity (`PassageRelevance`).
+            try db.execute(sql: "CREATE VIRTUAL TABLE passages_vocab USING fts5vocab(passages_fts, 'row')")
+        }
         return m
     }
 }

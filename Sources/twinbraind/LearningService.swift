@@ -168,15 +168,24 @@ extension LearningService {
 struct Recall {
     var passages: [PassageHit] = []
 
-    /// A passage joins only if its BM25 score is at least this share of the best one's: the
-    /// tail of weak matches (one common word) stays out of the context.
+    /// A relevant passage joins only if its BM25 score is at least this share of the best
+    /// one's: the tail of weak matches stays out of the context.
     static let relativeFloor = 0.5
 
+    /// The passages BM25 ranks first that hold enough of the question (`PassageRelevance.floor`):
+    /// text that only shares a few common words with the documents gets none.
     init(question: String, store: Store, limit: Int) throws {
         guard limit > 0 else { return }
-        let hits = try store.searchPassages(words: QueryWords.content(of: question), limit: limit)
-        guard let best = hits.first?.score, best > 0 else { return }
-        passages = hits.filter { $0.score >= Self.relativeFloor * best }
+        let words = QueryWords.content(of: question)
+        let hits = try store.searchPassages(words: words, limit: limit)
+        guard !hits.isEmpty else { return }
+        let counts = try store.passageFrequencies(words: words)
+        let relevant = hits.filter { hit in
+            PassageRelevance.share(of: words, in: Set(QueryWords.words(in: hit.text)), containing: counts.containing,
+                                   passages: counts.passages) >= PassageRelevance.floor
+        }
+        guard let best = relevant.first?.score, best > 0 else { return }
+        passages = relevant.filter { $0.score >= Self.relativeFloor * best }
     }
 
     /// Each recalled document's share of the recalled passages' scores (they sum to 1), and its passages.

@@ -83,6 +83,10 @@ final class KnowledgeAPITests: XCTestCase {
         let general = try chat(daemon, "What is it?")
         XCTAssertEqual(general.sources, [])
         XCTAssertEqual(general.usage.promptTokens, try chat(daemon, "What is it?", extra: ["knowledge": false]).usage.promptTokens)
+        // So does one that shares a word or two with the documents but asks about something else.
+        let unrelated = "How long does the train from Paris to Rome take?"
+        XCTAssertEqual(try chat(daemon, unrelated).usage.promptTokens,
+                       try chat(daemon, unrelated, extra: ["knowledge": false]).usage.promptTokens)
 
         // The OpenAI endpoint cites too; streamed native replies carry the sources on the last line.
         let openAI = try daemon.client.send("POST", "/v1/chat/completions", body: json([

@@ -26,6 +26,24 @@ final class PassageTests: XCTestCase {
         XCTAssertEqual(QueryWords.content(of: String(repeating: "w", count: 3) + (1...100).map { " word\($0)" }.joined()).count, 64)
     }
 
+    /// A passage holding a question's rare word matters more than one holding its common word;
+    /// inflected forms count; words no passage holds weigh most.
+    func testRelevanceWeighsRareWordsAndInflections() {
+        let containing = ["train": 3, "vienna": 1]
+        func share(_ query: [String], _ passage: Set<String>) -> Double {
+            PassageRelevance.share(of: query, in: passage, containing: containing, passages: 4)
+        }
+        XCTAssertEqual(share([], ["train"]), 0)
+        XCTAssertEqual(share(["train", "vienna"], ["train", "vienna", "hotel"]), 1)
+        let rare = share(["train", "vienna"], ["vienna"]), common = share(["train", "vienna"], ["train"])
+        XCTAssertGreaterThan(rare, 0.5)
+        XCTAssertEqual(rare + common, 1, accuracy: 1e-12)
+        XCTAssertLessThan(share(["vienna", "submarine"], ["vienna"]), share(["vienna", "train"], ["vienna"]))
+        XCTAssertEqual(share(["approves", "flights", "policies", "serve"], ["approved", "flight", "policy", "serves"]), 1)
+        XCTAssertEqual(share(["class", "process"], ["clas", "proces"]), 0)
+        XCTAssertEqual(share(["火车"], ["火车"]), 1)
+    }
+
     func testKnowledgeGoesBeforeTheQuestion() {
         XCTAssertNil(KnowledgeContext.userText([], question: "q"))
         let text = KnowledgeContext.userText([.init(title: "travel.md", text: " Take the train.\n")], question: "When?")

@@ -23,6 +23,12 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(template.render([ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hi")],
                                        addGenerationPrompt: false),
                        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n")
+        let conversation = template.render([ChatMessage(role: "user", content: "First?"), ChatMessage(role: "assistant", content: "A."),
+                                            ChatMessage(role: "user", content: "Who approves\nflights?")])
+        XCTAssertEqual(template.lastUserMessage(inRendered: conversation), "Who approves\nflights?")
+        XCTAssertEqual(template.lastUserMessage(inRendered: g.tokenizer.decode(g.tokenizer.encode(conversation, parseSpecial: true),
+                                                                               renderSpecial: true)), "Who approves\nflights?")
+        XCTAssertNil(template.lastUserMessage(inRendered: "plain text"))
         let bare = try ChatTemplate(source: nil, tokenizer: g.tokenizer)
         XCTAssertEqual(try Fixtures.bytes("logits/L1-chat-capital.txt"),
                        Array(bare.render([ChatMessage(role: "user", content: "What is the capital of France?")]).utf8))

@@ -23,7 +23,8 @@ final class StoreTests: XCTestCase {
 
     func testMigratesAndReopens() throws {
         let store = try makeStore()
-        XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit", "v2: passages and their full-text index"])
+        XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit", "v2: passages and their full-text index",
+                                                             "v3: passage word counts"])
         let s = try store.sourceSeen(.path("/srv/docs"))
         XCTAssertEqual(s.state, .present)
         // Reopening keeps everything and applies nothing twice.
@@ -191,6 +192,10 @@ final class StoreTests: XCTestCase {
         XCTAssertFalse(try store.learn(document: ids["lunch.txt"]!, passages: passages("twice")), "learned once only")
         XCTAssertEqual(try store.documentsToLearn(limit: 10).count, 0)
         XCTAssertEqual(try store.passageCounts().passages, 6)
+        // Passages holding each word (two per document here: the same text cut twice), for recall's weights.
+        let counts = try store.passageFrequencies(words: ["train", "vienna", "submarine"])
+        XCTAssertEqual(counts.passages, 6)
+        XCTAssertEqual(counts.containing, ["train": 4, "vienna": 2])
 
         let hits = try store.searchPassages(words: ["train", "vienna"], limit: 10)
         XCTAssertEqual(hits.first?.path, "hotel.txt", "both words beat one")
@@ -221,6 +226,7 @@ final class StoreTests: XCTestCase {
             let a = try store.searchPassages(words: words, limit: 10), b = try fresh.searchPassages(words: words, limit: 10)
             XCTAssertEqual(a.map { "\($0.path)@\($0.tokenOffset)" }, b.map { "\($0.path)@\($0.tokenOffset)" }, "\(words)")
             XCTAssertEqual(a.map(\.score), b.map(\.score), "\(words)")
+            XCTAssertEqual(try store.passageFrequencies(words: words).containing, try fresh.passageFrequencies(words: words).containing)
         }
         // A forgotten document cannot be learned afterwards.
         XCTAssertFalse(try store.learn(document: ids["hotel.txt"]!, passages: passages("back")))

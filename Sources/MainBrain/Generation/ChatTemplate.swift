@@ -68,4 +68,12 @@ public struct ChatTemplate: Sendable, Equatable {
         if addGenerationPrompt { out += "<|im_start|>assistant\n" }
         return out
     }
+
+    /// The last user message of a rendered prompt (special tokens rendered as text), or nil
+    /// when it holds none: what passage recall reads of a conversation.
+    public func lastUserMessage(inRendered text: String) -> String? {
+        guard let open = text.range(of: "<|im_start|>user\n", options: .backwards),
+              let close = text.range(of: "<|im_end|>", range: open.upperBound..<text.endIndex) else { return nil }
+        return String(text[open.upperBound..<close.lowerBound])
+    }
 }
