@@ -123,7 +123,6 @@ public struct GateFitting {
         let exact = memory.search(sample, k: k)
         memory.useInvertedFile(quantizer)
         memory.exactLimit = 0
-        let sizes = memory.listSizes
         var recall: [String: Double] = [:], scanned: [String: Double] = [:]
         for probes in [1, 4, 8, 16, 32] {
             memory.probes = probes
@@ -132,7 +131,7 @@ public struct GateFitting {
             for (q, (e, f)) in zip(exact, found).enumerated() {
                 hits += Set(e.map(\.entry)).intersection(f.map(\.entry)).count
                 total += e.count
-                visited += quantizer.nearestLists(Array(sample[q * d..<(q + 1) * d]), probes: probes).reduce(0) { $0 + sizes[$1] }
+                visited += memory.entriesRead(for: Array(sample[q * d..<(q + 1) * d]))
             }
             recall["\(probes)"] = Double(hits) / Double(max(1, total))
             scanned["\(probes)"] = Double(visited) / Double(max(1, exact.count * n))

@@ -55,8 +55,19 @@ public final class TokenMemory {
         refile()
     }
 
-    /// How many entries each list holds.
-    public var listSizes: [Int] { lists.map(\.entries.count) }
+    /// The lists a search reads for one query: its `probes` nearest, or all of them when those
+    /// hold half the entries or more (keys unlike the fitting text crowd a few lists).
+    private func listsToRead(_ quantizer: CoarseQuantizer, _ query: UnsafePointer<Float>) -> [Int] {
+        let probed = quantizer.nearestLists(query, probes: probes)
+        return probed.reduce(0) { $0 + lists[$1].entries.count } < count / 2 ? probed : Array(lists.indices)
+    }
+
+    /// How many entries a search for this query reads (all of them while the keys are in one list).
+    public func entriesRead(for query: [Float]) -> Int {
+        precondition(query.count == dimension, "the query is of another size")
+        guard let quantizer, listed else { return count }
+        return query.withUnsafeBufferPointer { q in listsToRead(quantizer, q.baseAddress!).reduce(0) { $0 + lists[$1].entries.count } }
+    }
 
     /// Groups the keys by list, or gathers them in one, when the entry count crosses the limit.
     private func arrange() {
@@ -148,9 +159,7 @@ public final class TokenMemory {
                         if let quantizer, listed {
                             for i in 0..<m {
                                 let query = q.baseAddress! + i * dimension
-                                let probed = quantizer.nearestLists(query, probes: probes)
-                                let read = probed.reduce(0) { $0 + lists[$1].entries.count }
-                                for l in read < count / 2 ? probed : Array(lists.indices) {
+                                for l in listsToRead(quantizer, query) {
                                     scan(l, query, m: 1, norms: qn.baseAddress! + i, into: b.baseAddress! + i, dots: scratch.baseAddress!)
                                 }
                             }

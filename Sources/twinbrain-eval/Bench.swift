@@ -194,10 +194,9 @@ extension Bench {
             let found = memory.search(queries, k: k), truth = exactly { memory.search(queries, k: k) }
             let hits = zip(found, truth).reduce(0) { $0 + Set($1.0.map(\.entry)).intersection($1.1.map(\.entry)).count }
             recall = Double(hits) / Double(truth.count * k)
-            let sizes = memory.listSizes, d = memory.dimension
+            let d = memory.dimension
             read = (0..<truth.count).reduce(0.0) { total, q in
-                total + Double(memory.quantizer!.nearestLists(Array(queries[q * d..<(q + 1) * d]), probes: memory.probes)
-                    .reduce(0) { $0 + sizes[$1] }) / Double(memory.count)
+                total + Double(memory.entriesRead(for: Array(queries[q * d..<(q + 1) * d]))) / Double(memory.count)
             } / Double(truth.count)
         }
         return (plain, joined, exact, recall, read)

@@ -69,8 +69,12 @@ final class InvertedFileTests: XCTestCase {
         let approximate = memory.search(queries, k: k)
         let hits = zip(exact, approximate).reduce(0) { $0 + Set($1.0.map(\.entry)).intersection($1.1.map(\.entry)).count }
         XCTAssertGreaterThanOrEqual(Double(hits) / Double(20 * k), 0.95)
+        let read = memory.entriesRead(for: Array(queries[0..<d]))
+        XCTAssertGreaterThan(read, 0)
+        XCTAssertLessThan(read, n / 4, "4 of 32 lists")
         memory.exactLimit = n
         XCTAssertEqual(memory.search(queries, k: k), exact, "at or below the limit the search stays exact")
+        XCTAssertEqual(memory.entriesRead(for: Array(queries[0..<d])), n)
     }
 
     /// Forgetting with an inverted file leaves the lists a memory that never saw the document has.
@@ -114,5 +118,6 @@ final class InvertedFileTests: XCTestCase {
         memory.exactLimit = 0
         memory.probes = 1
         XCTAssertEqual(memory.search(queries, k: 6), exact)
+        XCTAssertEqual(memory.entriesRead(for: Array(queries[0..<d])), 5_000)
     }
 }
