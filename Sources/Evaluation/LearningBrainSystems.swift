@@ -110,7 +110,7 @@ public final class HybridSystem: EvalSystem {
         let trace = RetrievalTrace()
         passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer,
                              retriever: BM25Retriever(relevanceFloor: PassageRelevance.floor),
-                             queryTokens: RecallFloorFitting.windowTokens, trace: trace)
+                             queryTokens: RecallFloorFitting.windowTokens, context: .named, trace: trace)
         memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer, gated: true, trace: trace)
     }
 
@@ -131,18 +131,24 @@ public final class HybridSystem: EvalSystem {
     }
 
     public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
-        try memory.candidateScores(prompt: passages.retrieve(query(prompt), count: 2) + prompt, candidates: candidates)
+        try memory.candidateScores(prompt: knowledgePrompt(prompt, passages: 2), candidates: candidates)
     }
 
     public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        try memory.generate(prompt: passages.retrieve(query(prompt), count: 1) + prompt, maxTokens: maxTokens)
+        try memory.generate(prompt: knowledgePrompt(prompt, passages: 1), maxTokens: maxTokens)
     }
 
-    /// What recall reads of a prompt: of a conversation, the last user message (as the daemon
-    /// does; the system message's words would count against every passage); else all of it.
-    func query(_ prompt: [Int32]) -> [Int32] {
-        guard let chatTemplate,
-              let message = chatTemplate.lastUserMessage(inRendered: tokenizer.decode(prompt, renderSpecial: true)) else { return prompt }
-        return tokenizer.encode(message)
+    /// The prompt as the daemon builds it: in a conversation, recall reads the last user message
+    /// (the system message's words would count against every passage) and the passages go into
+    /// it (`KnowledgeContext.userText`); a plain prompt gets them before it.
+    func knowledgePrompt(_ prompt: [Int32], passages count: Int) throws -> [Int32] {
+        let rendered = tokenizer.decode(prompt, renderSpecial: true)
+        guard chatTemplate != nil, let message = chatTemplate?.lastUserMessage(inRendered: rendered) else {
+            return try passages.retrieve(prompt, count: count) + prompt
+        }
+        let question = String(rendered[message])
+        let found = try passages.retrieveChunks(tokenizer.encode(question), count: count)
+        guard let text = KnowledgeContext.userText(passages.recalled(found), question: question) else { return prompt }
+        return tokenizer.encode(rendered.replacingCharacters(in: message, with: text), parseSpecial: true)
     }
 }

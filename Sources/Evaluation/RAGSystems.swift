@@ -17,14 +17,19 @@ public final class RAGSystem: EvalSystem {
     static let block = 32
     /// Perplexity: how many of the last tokens make the query (the protocol's baselines: one block).
     let queryTokens: Int
+    /// How retrieved chunks go before the text: as they are (the protocol's baselines), or as the
+    /// daemon puts passages before a plain prompt, named by their document (`KnowledgeContext`).
+    enum Context { case raw, named }
+    let context: Context
 
     struct Chunk { let document: String; let offset: Int; let tokens: [Int32] }
     private(set) var chunks: [Chunk] = []
 
-    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever, queryTokens: Int = block,
+    init(id: String, model: Model, tokenizer: Tokenizer, retriever: Retriever, queryTokens: Int = block, context: Context = .raw,
          trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
         self.queryTokens = queryTokens
+        self.context = context
         retrievalTrace = trace
         self.model = model
         self.tokenizer = tokenizer
@@ -56,12 +61,27 @@ public final class RAGSystem: EvalSystem {
 
     public var forgetting: ((_ ids: [String]) throws -> Void)? { { [unowned self] ids in try self.forget(ids) } }
 
-    func retrieve(_ query: [Int32], count: Int) throws -> [Int32] {
+    /// The chunks retrieved for a query, best first (recorded in the trace).
+    func retrieveChunks(_ query: [Int32], count: Int) throws -> [Chunk] {
         guard !chunks.isEmpty, !query.isEmpty else { return [] }
-        return try retriever.top(text: tokenizer.decode(query), tokens: query, count: count).flatMap { i -> [Int32] in
+        return try retriever.top(text: tokenizer.decode(query), tokens: query, count: count).map { i in
             retrievalTrace?.record("\(chunks[i].document)@\(chunks[i].offset)")
-            return chunks[i].tokens
+            return chunks[i]
         }
+    }
+
+    /// The tokens that go before the text for a query (none when nothing is retrieved).
+    func retrieve(_ query: [Int32], count: Int) throws -> [Int32] {
+        let found = try retrieveChunks(query, count: count)
+        switch context {
+        case .raw: return found.flatMap(\.tokens)
+        case .named: return KnowledgeContext.prefixText(recalled(found)).map { tokenizer.encode($0) } ?? []
+        }
+    }
+
+    /// Chunks as the daemon names recalled passages: by their document.
+    func recalled(_ chunks: [Chunk]) -> [KnowledgeContext.Recalled] {
+        chunks.map { .init(title: $0.document, text: tokenizer.decode($0.tokens)) }
     }
 
     /// Every 32 positions: retrieve with the last `queryTokens` tokens, prepend the top chunk, score the block.

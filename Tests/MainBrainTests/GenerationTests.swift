@@ -25,9 +25,9 @@ final class GenerationTests: XCTestCase {
                        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n")
         let conversation = template.render([ChatMessage(role: "user", content: "First?"), ChatMessage(role: "assistant", content: "A."),
                                             ChatMessage(role: "user", content: "Who approves\nflights?")])
-        XCTAssertEqual(template.lastUserMessage(inRendered: conversation), "Who approves\nflights?")
-        XCTAssertEqual(template.lastUserMessage(inRendered: g.tokenizer.decode(g.tokenizer.encode(conversation, parseSpecial: true),
-                                                                               renderSpecial: true)), "Who approves\nflights?")
+        XCTAssertEqual(template.lastUserMessage(inRendered: conversation).map { conversation[$0] }, "Who approves\nflights?")
+        let decoded = g.tokenizer.decode(g.tokenizer.encode(conversation, parseSpecial: true), renderSpecial: true)
+        XCTAssertEqual(template.lastUserMessage(inRendered: decoded).map { decoded[$0] }, "Who approves\nflights?")
         XCTAssertNil(template.lastUserMessage(inRendered: "plain text"))
         let bare = try ChatTemplate(source: nil, tokenizer: g.tokenizer)
         XCTAssertEqual(try Fixtures.bytes("logits/L1-chat-capital.txt"),

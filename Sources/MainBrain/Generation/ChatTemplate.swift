@@ -69,11 +69,12 @@ public struct ChatTemplate: Sendable, Equatable {
         return out
     }
 
-    /// The last user message of a rendered prompt (special tokens rendered as text), or nil
-    /// when it holds none: what passage recall reads of a conversation.
-    public func lastUserMessage(inRendered text: String) -> String? {
+    /// Where the last user message's text is in a rendered prompt (special tokens rendered as
+    /// text), or nil when it holds none: what passage recall reads of a conversation, and where
+    /// the recalled passages go.
+    public func lastUserMessage(inRendered text: String) -> Range<String.Index>? {
         guard let open = text.range(of: "<|im_start|>user\n", options: .backwards),
               let close = text.range(of: "<|im_end|>", range: open.upperBound..<text.endIndex) else { return nil }
-        return String(text[open.upperBound..<close.lowerBound])
+        return open.upperBound..<close.lowerBound
     }
 }
