@@ -122,7 +122,7 @@ public enum QueryWords {
 /// frequency; a word no passage holds weighs most). BM25's own score grows with the index and
 /// the query, so it cannot tell a question about the documents from general text that shares
 /// a few of their words; this share can, on one scale for every index. A passage below
-/// `floor` is not recalled: the main brain then reads the text as it would without knowledge.
+/// `floor` is not recalled: the main brain then reads the text as it would without passages.
 public enum PassageRelevance {
     /// Fitted on the public FreshDocs development corpus (`make recall-floor`: `twinbrain-eval
     /// fit-recall`, docs/results/recall-floor.json): the smallest multiple of 0.05 that at most one
