@@ -143,7 +143,7 @@ public final class HybridSystem: EvalSystem {
     /// it (`KnowledgeContext.userText`); a plain prompt gets them before it.
     func knowledgePrompt(_ prompt: [Int32], passages count: Int) throws -> [Int32] {
         let rendered = tokenizer.decode(prompt, renderSpecial: true)
-        guard chatTemplate != nil, let message = chatTemplate?.lastUserMessage(inRendered: rendered) else {
+        guard let message = chatTemplate?.lastUserMessage(inRendered: rendered) else {
             return try passages.retrieve(prompt, count: count) + prompt
         }
         let question = String(rendered[message])

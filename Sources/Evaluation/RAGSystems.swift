@@ -147,15 +147,17 @@ protocol Retriever: AnyObject {
 final class BM25Retriever: Retriever {
     let k1 = 1.2, b = 0.75
     let relevanceFloor: Double?
+    /// Term counts per chunk: the postings are rebuilt from them when chunks are forgotten.
+    private var chunkTerms: [[String: Int]] = []
+    /// Each chunk's words as the relevance floor compares them (`PassageRelevance.stems`).
+    private var chunkStems: [Set<String>] = []
+    private var postings: [String: [(chunk: Int, tf: Int)]] = [:]
+    private var lengths: [Int] = []
+    private var averageLength = 1.0
 
     init(relevanceFloor: Double? = nil) {
         self.relevanceFloor = relevanceFloor
     }
-    /// Term counts per chunk: the postings are rebuilt from them when chunks are forgotten.
-    private var chunkTerms: [[String: Int]] = []
-    private var postings: [String: [(chunk: Int, tf: Int)]] = [:]
-    private var lengths: [Int] = []
-    private var averageLength = 1.0
 
     static func terms(_ text: String) -> [String] { QueryWords.words(in: text) }
 
@@ -166,6 +168,7 @@ final class BM25Retriever: Retriever {
             for w in words { counts[w, default: 0] += 1 }
             for (w, c) in counts { postings[w, default: []].append((chunkTerms.count, c)) }
             chunkTerms.append(counts)
+            chunkStems.append(PassageRelevance.stems(counts.keys))
             lengths.append(words.count)
         }
         averageLength = max(1, Double(lengths.reduce(0, +)) / Double(max(1, lengths.count)))
@@ -173,6 +176,7 @@ final class BM25Retriever: Retriever {
 
     func retain(_ keep: [Int]) {
         let kept = keep.map { (chunkTerms[$0], lengths[$0]) }
+        chunkStems = keep.map { chunkStems[$0] }
         chunkTerms = []
         postings = [:]
         lengths = []
@@ -205,7 +209,7 @@ final class BM25Retriever: Retriever {
     func share(of query: [String], chunk: Int) -> Double {
         var containing: [String: Int] = [:]
         for word in query { containing[word] = postings[word]?.count ?? 0 }
-        return PassageRelevance.share(of: query, in: Set(chunkTerms[chunk].keys), containing: containing, passages: lengths.count)
+        return PassageRelevance.share(of: query, holding: chunkStems[chunk], containing: containing, passages: lengths.count)
     }
 }
 

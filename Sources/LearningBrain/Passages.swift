@@ -135,11 +135,10 @@ public enum PassageRelevance {
         log(1 + (Double(passages - containing) + 0.5) / (Double(containing) + 0.5))
     }
 
-    /// The share (0…1) of `query`'s words (content words, distinct) that `passageWords` holds,
-    /// in some form (`stem`); 0 for an empty query. `containing` gives each word's count of
+    /// The share (0…1) of `query`'s words (content words, distinct) that a passage holds in some
+    /// form (`stems`: of its words); 0 for an empty query. `containing` gives each word's count of
     /// passages holding it as written (absent: 0).
-    public static func share(of query: [String], in passageWords: Set<String>, containing: [String: Int], passages: Int) -> Double {
-        let stems = Set(passageWords.map(stem))
+    public static func share(of query: [String], holding stems: Set<String>, containing: [String: Int], passages: Int) -> Double {
         var held = 0.0, total = 0.0
         for word in query {
             let w = weight(containing: containing[word] ?? 0, passages: passages)
@@ -148,6 +147,9 @@ public enum PassageRelevance {
         }
         return total > 0 ? held / total : 0
     }
+
+    /// A passage's words without their inflections, as `share` compares them.
+    public static func stems<Words: Sequence<String>>(_ words: Words) -> Set<String> { Set(words.map(stem)) }
 
     /// An English word without its inflection ("approves", "approved" → "approv";
     /// "policies" → "policy"): a question rarely uses the form the document does. Other words as they are.

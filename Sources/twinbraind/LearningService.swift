@@ -181,8 +181,8 @@ struct Recall {
         guard !hits.isEmpty else { return }
         let counts = try store.passageFrequencies(words: words)
         let relevant = hits.filter { hit in
-            PassageRelevance.share(of: words, in: Set(QueryWords.words(in: hit.text)), containing: counts.containing,
-                                   passages: counts.passages) >= PassageRelevance.floor
+            PassageRelevance.share(of: words, holding: PassageRelevance.stems(QueryWords.words(in: hit.text)),
+                                   containing: counts.containing, passages: counts.passages) >= PassageRelevance.floor
         }
         guard let best = relevant.first?.score, best > 0 else { return }
         passages = relevant.filter { $0.score >= Self.relativeFloor * best }

@@ -31,7 +31,7 @@ final class PassageTests: XCTestCase {
     func testRelevanceWeighsRareWordsAndInflections() {
         let containing = ["train": 3, "vienna": 1]
         func share(_ query: [String], _ passage: Set<String>) -> Double {
-            PassageRelevance.share(of: query, in: passage, containing: containing, passages: 4)
+            PassageRelevance.share(of: query, holding: PassageRelevance.stems(passage), containing: containing, passages: 4)
         }
         XCTAssertEqual(share([], ["train"]), 0)
         XCTAssertEqual(share(["train", "vienna"], ["train", "vienna", "hotel"]), 1)
