@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
         // The FreshDocs evaluation: corpus format, tasks, baseline systems.
-        .target(name: "Evaluation", dependencies: ["MainBrain", "Kernels", "LearningBrain"], swiftSettings: engineSettings),
+        .target(name: "Evaluation", dependencies: ["MainBrain", "Kernels", "LearningBrain", "Store"], swiftSettings: engineSettings),
         // openat2, directory-entry and prctl helpers for reading untrusted media.
         .target(name: "CIntake", path: "Sources/CIntake"),
         // SQLite state: sources, documents and versions, extracted text, jobs, audit.
@@ -48,8 +48,8 @@ let package = Package(
         .systemLibrary(name: "CUdev", path: "Sources/CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .target(name: "Intake", dependencies: ["Store", "Extraction", "CIntake", "CUdev"], swiftSettings: engineSettings),
         .executableTarget(name: "twinbrain-extract", dependencies: ["Extraction", "CIntake"], swiftSettings: engineSettings),
-        // The learning brain: token memory (and, to come, the gate, recall and joint inference).
-        .target(name: "LearningBrain", dependencies: ["MainBrain", "Kernels"], swiftSettings: engineSettings),
+        // The learning brain: passages and recall over the store's index, evidence, the token memory and its gate.
+        .target(name: "LearningBrain", dependencies: ["MainBrain", "Kernels", "Store"], swiftSettings: engineSettings),
         // Wire types and the Unix-socket client, shared by the daemon and the CLI; imports neither.
         .target(name: "ControlAPI"),
         .executableTarget(
@@ -78,8 +78,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store"]),
-        .testTarget(name: "LearningBrainTests", dependencies: ["LearningBrain", "Kernels"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "LearningBrainTests", dependencies: ["LearningBrain", "Kernels", "Store"]),
         .testTarget(
             name: "IntakeTests",
             dependencies: ["Intake", "Store", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

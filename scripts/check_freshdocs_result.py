@@ -11,7 +11,8 @@ KEYS = {"t1": ["ppl", "ppl_ci", "bits_per_byte", "tokens"], "t2": ["ppl", "ppl_c
         "t3": ["n", "acc", "acc_norm", "acc_cal", "chance", "unknown_n"], "t4": ["n", "acc", "acc_norm", "acc_cal", "chance"],
         "t5": ["ppl", "base_ppl", "dppl_pct", "kl", "top1_agree"],
         "t6": ["equivalent", "same_retrieval", "max_abs_dlogp", "forget_s", "forgotten_acc_norm_after"],
-        "t7": ["learn_s", "scoring_tok_s", "window_tok_s"], "t8": ["prompts", "repeated_4gram_rate", "distinct_2"]}
+        "t7": ["learn_s", "scoring_tok_s", "window_tok_s"], "t8": ["prompts", "repeated_4gram_rate", "distinct_2"],
+        "t9": ["n", "answer_contains_gold", "evidence_contains_gold", "gold_document_cited", "gold_document_first"]}
 
 def fail(message):
     sys.exit(f"FreshDocs result check failed: {message}")

@@ -105,10 +105,13 @@ public struct OpenAIChatResponse: Codable, Sendable {
     public var usage: OpenAIUsage
     /// twinbrain's extension: the documents recalled for the answer (see `GenerateResponse.sources`).
     public var sources: [KnowledgeSource]?
+    /// twinbrain's extension: the lines that support the answer (see `GenerateResponse.evidence`).
+    public var evidence: [EvidenceLine]?
 
     public init(id: String, created: Int, model: String, text: String, finishReason: String, usage: OpenAIUsage,
-                sources: [KnowledgeSource]? = nil) {
+                sources: [KnowledgeSource]? = nil, evidence: [EvidenceLine]? = nil) {
         self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
+        self.evidence = evidence
         choices = [Choice(index: 0, message: ChatMessageBody(role: "assistant", content: text), finishReason: finishReason)]
     }
 }
@@ -132,10 +135,13 @@ public struct OpenAIChatChunk: Codable, Sendable {
     public var usage: OpenAIUsage?
     /// twinbrain's extension, on the chunk that finishes the choice.
     public var sources: [KnowledgeSource]?
+    /// twinbrain's extension: the lines that support the answer (see `GenerateResponse.evidence`).
+    public var evidence: [EvidenceLine]?
 
     public init(id: String, created: Int, model: String, role: String? = nil, content: String?, finishReason: String?,
-                usage: OpenAIUsage? = nil, sources: [KnowledgeSource]? = nil) {
+                usage: OpenAIUsage? = nil, sources: [KnowledgeSource]? = nil, evidence: [EvidenceLine]? = nil) {
         self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
+        self.evidence = evidence
         choices = [Choice(index: 0, delta: Delta(role: role, content: content), finishReason: finishReason)]
     }
 
@@ -161,10 +167,13 @@ public struct OpenAICompletionResponse: Codable, Sendable {
     public var usage: OpenAIUsage?
     /// twinbrain's extension: the documents recalled for the completion (on the last chunk when streamed).
     public var sources: [KnowledgeSource]?
+    /// twinbrain's extension: the lines that support the answer (see `GenerateResponse.evidence`).
+    public var evidence: [EvidenceLine]?
 
     public init(id: String, created: Int, model: String, text: String, finishReason: String?, usage: OpenAIUsage?,
-                sources: [KnowledgeSource]? = nil) {
+                sources: [KnowledgeSource]? = nil, evidence: [EvidenceLine]? = nil) {
         self.id = id; self.created = created; self.model = model; self.usage = usage; self.sources = sources
+        self.evidence = evidence
         choices = [Choice(index: 0, text: text, finishReason: finishReason)]
     }
 }

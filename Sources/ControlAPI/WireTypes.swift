@@ -133,6 +133,39 @@ public struct KnowledgeSource: Codable, Sendable, Equatable {
     }
 }
 
+/// Lines of a learned document that support an answer: what a user reads to check it.
+public struct EvidenceLine: Codable, Sendable, Equatable {
+    public var documentId: Int64
+    public var path: String
+    /// The drive's label, or its key.
+    public var source: String
+    /// "docs/redis.txt:27–31" (page too for paged text: "manual.pdf p. 4:12").
+    public var citation: String
+    public var lineStart: Int?
+    public var lineEnd: Int?
+    public var page: Int?
+    /// The headings the lines sit under, outermost first (a changelog entry's header line).
+    public var headings: [String]
+    public var text: String
+
+    public init(documentId: Int64, path: String, source: String, citation: String, lineStart: Int?, lineEnd: Int?, page: Int?,
+                headings: [String], text: String) {
+        self.documentId = documentId
+        self.path = path
+        self.source = source
+        self.citation = citation
+        self.lineStart = lineStart
+        self.lineEnd = lineEnd
+        self.page = page
+        self.headings = headings
+        self.text = text
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case documentId = "document_id", path, source, citation, lineStart = "line_start", lineEnd = "line_end", page, headings, text
+    }
+}
+
 /// Token counts and timings of one generation.
 public struct GenerationUsage: Codable, Sendable, Equatable {
     public var promptTokens: Int
@@ -166,16 +199,21 @@ public struct GenerateResponse: Codable, Sendable, Equatable {
     /// The documents the learning brain recalled for this answer, most weight first; empty when
     /// nothing matched, absent when the request turned knowledge off.
     public var sources: [KnowledgeSource]?
+    /// The lines of the recalled passages that best support the answer; empty when nothing
+    /// cleared the relevance floor (the answer is the model's alone), absent with knowledge off.
+    public var evidence: [EvidenceLine]?
 
-    public init(text: String, stopReason: String, model: String, usage: GenerationUsage, sources: [KnowledgeSource]? = nil) {
+    public init(text: String, stopReason: String, model: String, usage: GenerationUsage, sources: [KnowledgeSource]? = nil,
+                evidence: [EvidenceLine]? = nil) {
         self.text = text
         self.stopReason = stopReason
         self.model = model
         self.usage = usage
         self.sources = sources
+        self.evidence = evidence
     }
 
-    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage, sources }
+    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage, sources, evidence }
 }
 
 /// One line of a streamed (NDJSON) reply: text pieces, then a final line with `done`.

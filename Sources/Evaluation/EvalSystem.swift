@@ -14,14 +14,37 @@ public protocol EvalSystem: AnyObject {
     func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits
     /// Σ log p(candidate tokens | prompt) for each candidate.
     func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double]
-    /// Greedy continuation of a prompt (T8).
-    func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32]
+    /// Greedy continuation of a prompt (T8; T9 stops at the end of generation).
+    func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32]
+    /// An open question answered as the system would answer a user (T9): `chatPrompt` is the
+    /// question as a user message in the chat template, `question` its text.
+    func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer
     /// Forgets documents exactly; nil when the system cannot (T6 then reports "unsupported").
     var forgetting: ((_ ids: [String]) throws -> Void)? { get }
     /// What the system retrieved since the trace was last cleared (chunks, memory entries), so
     /// T6 can check that a forgetting system retrieves exactly what a never-taught one does;
     /// nil when it retrieves nothing.
     var retrievalTrace: RetrievalTrace? { get }
+}
+
+extension EvalSystem {
+    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
+        try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: false)
+    }
+
+    /// The reply alone: no evidence, no sources.
+    public func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
+        OpenAnswer(tokens: try generate(prompt: chatPrompt, maxTokens: maxTokens, stopAtEnd: true))
+    }
+}
+
+/// Greedy decoding of a prompt with the engine's generator (and a predictor mixed in).
+func greedy(_ generator: Generator, prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, predictor: NextTokenPredictor? = nil) throws -> [Int32] {
+    var request = GenerationRequest(prompt: prompt)
+    request.maxTokens = maxTokens
+    request.sampling = .greedy
+    request.stopAtEndOfGeneration = stopAtEnd
+    return try generator.generate(request, predictor: predictor).ids
 }
 
 /// Provenance of everything a system retrieved, in order ("docs/a.txt@128" = the chunk of
@@ -36,7 +59,7 @@ public final class RetrievalTrace {
 
 /// Names → systems. `base` is always there; other modules add theirs.
 public enum SystemRegistry {
-    public typealias Factory = (Model, Tokenizer) -> EvalSystem
+    public typealias Factory = (Model, Tokenizer) throws -> EvalSystem
     nonisolated(unsafe) public static var factories: [String: Factory] = [
         "base": { model, tokenizer in BaseSystem(model: model, tokenizer: tokenizer) },
         "bm25-rag": { model, tokenizer in RAGSystem(id: "bm25-rag", model: model, tokenizer: tokenizer, retriever: BM25Retriever()) },
@@ -45,7 +68,7 @@ public enum SystemRegistry {
         },
         "knn-fixed": { model, tokenizer in KNNSystem(model: model, tokenizer: tokenizer) },
         "learning-brain": { model, tokenizer in KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer, gated: true) },
-        "hybrid": { model, tokenizer in HybridSystem(model: model, tokenizer: tokenizer) },
+        "hybrid": { model, tokenizer in try HybridSystem(model: model, tokenizer: tokenizer) },
     ]
 
     public static func check(_ id: String) throws {
@@ -56,7 +79,7 @@ public enum SystemRegistry {
 
     public static func make(_ id: String, model: Model, tokenizer: Tokenizer) throws -> EvalSystem {
         try check(id)
-        return factories[id]!(model, tokenizer)
+        return try factories[id]!(model, tokenizer)
     }
 }
 
@@ -73,12 +96,8 @@ public final class BaseSystem: EvalSystem {
         generator = Generator(model: model, tokenizer: tokenizer)
     }
 
-    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        var request = GenerationRequest(prompt: prompt)
-        request.maxTokens = maxTokens
-        request.sampling = .greedy
-        request.stopAtEndOfGeneration = false
-        return try generator.generate(request).ids
+    public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
+        try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd)
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {}

@@ -14,7 +14,9 @@ public struct FreshDocsRun {
         public var maxDocumentCharacters: Int?
         public var sanityPrompts = 50
         public var sanityTokens = 64
-        /// Tasks to run ("t1"…"t8"); nil = all. The others are reported as not run.
+        /// T9: tokens of an open answer (greedy).
+        public var answerTokens = 64
+        /// Tasks to run ("t1"…"t9"); nil = all. The others are reported as not run.
         public var tasks: Set<String>?
         /// T6 compares the forgetting system with a never-taught one on this many windows of
         /// each of T1, T2 and T5, and on this many items beside the forgotten documents' own.
@@ -145,6 +147,12 @@ public struct FreshDocsRun {
             let sanity = wants("t8") ? try generationSanity(system, heldout: heldout, learned: learned, tasks: tasks)
                                      : (result: Self.notRun, latencies: [])
             r["t8"] = sanity.result
+            if wants("t9") {
+                let (t9, answers) = try tasks.openAnswers(paraphrase, system, maxTokens: options.answerTokens, label: "\(id) T9")
+                var json = try Self.encode(t9) as! [String: Any]
+                json["answers"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(answers))
+                r["t9"] = json
+            } else { r["t9"] = Self.notRun }
             var forgetSeconds: Double?
             if !wants("t6") {
                 r["t6"] = Self.notRun

@@ -1,6 +1,7 @@
 import Foundation
 import LearningBrain
 import MainBrain
+import Store
 
 /// `knn-fixed`: the token memory mixed in with a fixed λ = 0.25 and no gate (the classic kNN-LM),
 /// through the learning brain's `KNNLanguageModel`; `learning-brain`: the same memory behind the
@@ -78,40 +79,38 @@ public final class KNNSystem: EvalSystem {
     }
 
     /// Greedy decoding with the mixture at every step (the engine's generator, the memory as its predictor).
-    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        var request = GenerationRequest(prompt: prompt)
-        request.maxTokens = maxTokens
-        request.sampling = .greedy
-        request.stopAtEndOfGeneration = false
+    public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
         knn.onGenerationStep = { [unowned self] neighbours, _ in record(neighbours) }
         defer { knn.onGenerationStep = nil }
-        return try generator.generate(request, predictor: knn).ids
+        return try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: knn)
     }
 }
 
-/// `hybrid`: what the daemon does. Retrieved passages go before the text as in `bm25-rag` (the
-/// daemon recalls them with SQLite FTS5's BM25 and its query words; here the baseline's BM25 over
-/// the same 128-token passages), but only those above the daemon's relevance floor
-/// (`PassageRelevance`), judged on the last 64 tokens when it reads text (as the floor was
-/// fitted: 32 tokens say too little to tell related text from text that shares a few
-/// words), and the gated token memory of `learning-brain` joins every position,
-/// passages included in its context. One trace records both, so T6 checks both.
+/// `hybrid`: what the daemon does, with the daemon's own code. Documents go into a temporary
+/// store (SQLite, FTS5) as the daemon learns them (`DocumentPassageBuilder.records`), passages
+/// are recalled by `Recall` (the relevance floor, the relative floor, `Recall.defaultLimit`
+/// passages) and put before the text or into the user turn by `KnowledgeContext`; the gated
+/// token memory of `learning-brain` joins every position, passages included in its context.
+/// Reading text (T1, T2, T5), recall reads the last 64 tokens every 32 (as the floor was
+/// fitted) and the best passage goes before the text. One trace records both channels, so T6
+/// checks both.
 public final class HybridSystem: EvalSystem {
     public let id = "hybrid"
-    let passages: RAGSystem
+    let model: Model
     let memory: KNNSystem
     let tokenizer: Tokenizer
     let chatTemplate: ChatTemplate?
-    public var retrievalTrace: RetrievalTrace? { passages.retrievalTrace }
+    let passages: PassageStore
+    public let retrievalTrace: RetrievalTrace?
 
-    init(model: Model, tokenizer: Tokenizer) {
+    init(model: Model, tokenizer: Tokenizer) throws {
+        self.model = model
         self.tokenizer = tokenizer
         chatTemplate = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
         let trace = RetrievalTrace()
-        passages = RAGSystem(id: "hybrid", model: model, tokenizer: tokenizer,
-                             retriever: BM25Retriever(relevanceFloor: PassageRelevance.floor),
-                             queryTokens: RecallFloorFitting.windowTokens, context: .named, trace: trace)
+        retrievalTrace = trace
         memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer, gated: true, trace: trace)
+        passages = try PassageStore(tokenizer: tokenizer)
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
@@ -126,29 +125,89 @@ public final class HybridSystem: EvalSystem {
         }
     }
 
+    /// The daemon's recall for a question or a stretch of text (recorded in the trace).
+    func recall(_ text: String, limit: Int = Recall.defaultLimit) throws -> Recall {
+        let r = try Recall(question: text, index: passages.store, limit: limit)
+        for p in r.passages { retrievalTrace?.record("\(p.path)@\(p.lines.map { "\($0.lowerBound)" } ?? "?")") }
+        return r
+    }
+
     public func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits {
-        try passages.windowLogits(tokens, from: first) { [memory] input, cache, first in try memory.mixed(input, cache: cache, from: first) }
+        try RAGSystem.windowLogits(tokens, from: first, model: model, prefix: { [self] a in
+            let text = tokenizer.decode(Array(tokens[max(0, a + 1 - RecallFloorFitting.windowTokens)...a]))
+            return KnowledgeContext.prefixText(try recall(text, limit: 1).recalled).map { tokenizer.encode($0) } ?? []
+        }, step: { [memory] input, cache, first in try memory.mixed(input, cache: cache, from: first) })
     }
 
     public func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] {
-        try memory.candidateScores(prompt: knowledgePrompt(prompt, passages: 2), candidates: candidates)
+        try memory.candidateScores(prompt: knowledgePrompt(prompt).prompt, candidates: candidates)
     }
 
-    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        try memory.generate(prompt: knowledgePrompt(prompt, passages: 1), maxTokens: maxTokens)
+    public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
+        try memory.generate(prompt: knowledgePrompt(prompt).prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd)
+    }
+
+    /// The reply with the memory joined; the evidence picked from the recalled passages against
+    /// the question and the reply (as the daemon does); the recalled documents as sources.
+    public func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
+        let (prompt, recall) = try knowledgePrompt(chatPrompt)
+        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true)
+        let evidence = recall.evidence(answer: tokenizer.decode(tokens)).map { e in
+            ([e.citation, e.header].filter { !$0.isEmpty } + [e.text]).joined(separator: "\n")
+        }
+        var sources: [String] = []
+        for p in recall.passages where !sources.contains(p.path) { sources.append(p.path) }
+        return OpenAnswer(tokens: tokens, evidence: evidence, sources: sources,
+                          passages: recall.passages.map { ($0.path, $0.header + "\n" + $0.text) })
     }
 
     /// The prompt as the daemon builds it: in a conversation, recall reads the last user message
     /// (the system message's words would count against every passage) and the passages go into
     /// it (`KnowledgeContext.userText`); a plain prompt gets them before it.
-    func knowledgePrompt(_ prompt: [Int32], passages count: Int) throws -> [Int32] {
+    func knowledgePrompt(_ prompt: [Int32]) throws -> (prompt: [Int32], recall: Recall) {
         let rendered = tokenizer.decode(prompt, renderSpecial: true)
         guard let message = chatTemplate?.lastUserMessage(inRendered: rendered) else {
-            return try passages.retrieve(prompt, count: count) + prompt
+            let recall = try recall(rendered)
+            return ((KnowledgeContext.prefixText(recall.recalled).map { tokenizer.encode($0) } ?? []) + prompt, recall)
         }
         let question = String(rendered[message])
-        let found = try passages.retrieveChunks(tokenizer.encode(question), count: count)
-        guard let text = KnowledgeContext.userText(passages.recalled(found), question: question) else { return prompt }
-        return tokenizer.encode(rendered.replacingCharacters(in: message, with: text), parseSpecial: true)
+        let recall = try recall(question)
+        guard let text = KnowledgeContext.userText(recall.recalled, question: question) else { return (prompt, recall) }
+        return (tokenizer.encode(rendered.replacingCharacters(in: message, with: text), parseSpecial: true), recall)
+    }
+}
+
+/// A temporary store (SQLite, FTS5, deleted with this object) holding a corpus's documents as
+/// the daemon learns them: registered, cut into passages along their structure, indexed.
+final class PassageStore {
+    let store: Store
+    let tokenizer: Tokenizer
+    private let directory: URL
+    private let source: Int64
+    private var ids: [String: Int64] = [:]
+
+    init(tokenizer: Tokenizer) throws {
+        self.tokenizer = tokenizer
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("twinbrain-passages-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        store = try Store(path: directory.appendingPathComponent("state.sqlite").path)
+        source = try store.sourceSeen(.path("/freshdocs")).id
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    func learn(_ documents: [FreshDocsCorpus.Document]) throws {
+        for d in documents {
+            let reading = Store.FileReading(source: source, path: d.id, size: Int64(d.text.utf8.count), mtime: 0, format: "text",
+                                            rawSHA256: SHA256.hex(Data(d.text.utf8)), outcome: .success(d.text))
+            guard case let .added(document) = try store.register(reading),
+                  try store.learn(document: document.id, passages: DocumentPassageBuilder.standard.records(of: d.text, tokenizer: tokenizer))
+            else { throw CorpusError("\(d.id) could not be learned (a duplicate document id?)") }
+            ids[d.id] = document.id
+        }
+    }
+
+    func forget(_ documents: [String]) throws {
+        _ = try store.forget(documents: documents.compactMap { ids[$0] })
     }
 }

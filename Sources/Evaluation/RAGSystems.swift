@@ -91,16 +91,24 @@ public final class RAGSystem: EvalSystem {
         try windowLogits(tokens, from: first) { [model] input, cache, first in try model.forward(input, cache: cache, logits: .from(first)) }
     }
 
-    /// The block loop with another forward step (`hybrid` mixes the token memory into each).
     func windowLogits(_ tokens: [Int32], from first: Int,
                       step: (_ input: [Int32], _ cache: KVCache, _ first: Int) throws -> Logits) throws -> Logits {
+        try Self.windowLogits(tokens, from: first, model: model, prefix: { [self] a in
+            try retrieve(Array(tokens[max(0, a + 1 - queryTokens)...a]), count: 1)
+        }, step: step)
+    }
+
+    /// The block loop: `prefix(a)` gives what goes before the text for the block after position
+    /// `a`, `step` runs the model (`hybrid` mixes the token memory into each).
+    static func windowLogits(_ tokens: [Int32], from first: Int, model: Model, prefix: (_ a: Int) throws -> [Int32],
+                             step: (_ input: [Int32], _ cache: KVCache, _ first: Int) throws -> Logits) throws -> Logits {
         var values: [Float] = []
         let end = tokens.count - 1
         var a = first
         var previous: (prefix: [Int32], cache: KVCache)?
         while a < end {
-            let b = min(a + Self.block, end)
-            let prefix = try retrieve(Array(tokens[max(0, a + 1 - queryTokens)...a]), count: 1)
+            let b = min(a + block, end)
+            let prefix = try prefix(a)
             let l: Logits
             if let p = previous, p.prefix == prefix {
                 l = try step(Array(tokens[a..<b]), p.cache, 0)
@@ -122,12 +130,23 @@ public final class RAGSystem: EvalSystem {
         return try scorer.logLikelihood(context: context, continuations: candidates).map(\.logProbability)
     }
 
-    public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
-        var request = GenerationRequest(prompt: try retrieve(prompt, count: 1) + prompt)
-        request.maxTokens = maxTokens
-        request.sampling = .greedy
-        request.stopAtEndOfGeneration = false
-        return try generator.generate(request).ids
+    public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
+        try greedy(generator, prompt: try retrieve(prompt, count: 1) + prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd)
+    }
+
+    /// RAG as a user meets it: the top 2 chunks for the question, named by their document, in
+    /// the user turn (`KnowledgeContext`); the sources are their documents.
+    public func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
+        let found = try retrieveChunks(tokenizer.encode(question), count: 2)
+        guard let template = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer),
+              let text = KnowledgeContext.userText(recalled(found), question: question) else {
+            return OpenAnswer(tokens: try greedy(generator, prompt: chatPrompt, maxTokens: maxTokens, stopAtEnd: true))
+        }
+        let prompt = tokenizer.encode(template.render([ChatMessage(role: "user", content: text)]), parseSpecial: true)
+        var sources: [String] = []
+        for c in found where !sources.contains(c.document) { sources.append(c.document) }
+        return OpenAnswer(tokens: try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: true), sources: sources,
+                          passages: found.map { ($0.document, tokenizer.decode($0.tokens)) })
     }
 }
 

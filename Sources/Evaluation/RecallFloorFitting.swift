@@ -4,9 +4,10 @@ import MainBrain
 
 /// Fits passage recall's relevance floor (`PassageRelevance.floor`) on a FreshDocs-format
 /// corpus of public text (`make recall-floor`: the development corpus, as k, temperature and
-/// radius may be tuned on it): the passages of its learned documents are indexed as the box
-/// indexes them, and every 32 tokens the last 64 tokens of its general texts ask for their best
-/// BM25 passage, as the hybrid does when it reads text. The floor is the smallest multiple of
+/// radius may be tuned on it): its learned documents are learned into a temporary store as the
+/// box learns them (`PassageStore`), and every 32 tokens the last 64 tokens of its general
+/// texts ask `Recall` for its candidates, as the hybrid does when it reads text; a window's
+/// figure is the largest share a candidate holds. The floor is the smallest multiple of
 /// 0.05 that at most one general window in 200 reaches (`allowedRecall`), so text that only
 /// shares words with the documents hardly ever pulls passages into the context. Reported, not
 /// fitted: the held-out documents' windows, and the items' questions (what the share means for
@@ -44,15 +45,10 @@ public struct RecallFloorFitting {
     }
 
     public func run(_ corpus: FreshDocsCorpus) throws -> Result {
-        let index = BM25Retriever()
-        var passages: [String] = []
-        for d in corpus.learned {
-            passages += PassageChunker.standard.passages(tokenizer.encode(d.text), tokenizer: tokenizer).map(\.text)
-        }
-        try index.add(passages, tokens: [])
+        let store = try PassageStore(tokenizer: tokenizer)
+        try store.learn(corpus.learned)
         func share(_ text: String) throws -> Double {
-            guard let best = try index.top(text: text, tokens: [], count: 1).first else { return 0 }
-            return index.share(of: QueryWords.content(of: text), chunk: best)
+            try Recall.candidates(for: text, index: store.store).hits.map(\.share).max() ?? 0
         }
         func windows(_ documents: [FreshDocsCorpus.Document]) throws -> [Double] {
             try documents.flatMap { d -> [Double] in
@@ -64,7 +60,7 @@ public struct RecallFloorFitting {
         }
         let general = try windows(corpus.general)
         let floor = Self.candidateFloors.first { f in Double(general.filter { $0 >= f }.count) <= Self.allowedRecall * Double(general.count) } ?? 1
-        return Result(floor: floor, corpus: corpus.name, passages: passages.count, windowTokens: Self.windowTokens,
+        return Result(floor: floor, corpus: corpus.name, passages: try store.store.passageCounts().passages, windowTokens: Self.windowTokens,
                       general: Self.figures(general), learned: Self.figures(try windows(corpus.learned)),
                       heldout: Self.figures(try windows(corpus.heldoutDocuments)),
                       verbatim: Self.figures(try corpus.items.filter { $0.kind == "verbatim" }.map { try share($0.prompt) }),

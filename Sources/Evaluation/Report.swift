@@ -32,6 +32,14 @@ public enum FreshDocsReport {
                 + "| \(value(s, "t5", "top1_agree")) | \(value(s, "t6", "equivalent")) | \(value(s, "t8", "repeated_4gram_rate")) | \(value(s, "t8", "distinct_2")) "
                 + "| \(value(s, "t7", "scoring_tok_s", digits: 0)) |")
         }
+        lines += ["", "T9, open answers (greedy, as a user asks): the gold is in the reply, in the evidence, and its document is cited (first).", "",
+                  "| system | n | answer | evidence | no evidence | passage recall | cited | cited first | sources per answer |", "|---|---|---|---|---|---|---|---|---|"]
+        for s in systems {
+            lines.append("| \(s["id"] ?? "?") | \(value(s, "t9", "n", digits: 0)) | \(value(s, "t9", "answer_contains_gold")) "
+                + "| \(value(s, "t9", "evidence_contains_gold")) | \(value(s, "t9", "no_evidence")) | \(value(s, "t9", "passage_recall")) "
+                + "| \(value(s, "t9", "gold_document_cited")) "
+                + "| \(value(s, "t9", "gold_document_first")) | \(value(s, "t9", "mean_sources", digits: 2)) |")
+        }
         if let pending = result["systems_pending"] as? [String], !pending.isEmpty {
             lines.append("")
             lines.append("Partial run: \(pending.joined(separator: ", ")) not done yet.")

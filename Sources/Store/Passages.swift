@@ -5,17 +5,31 @@ import GRDB
 // FTS5's BM25 when a question comes, deleted with the document when it is forgotten or
 // superseded.
 
-/// A passage to store for a document (its text as the main brain's tokens decode).
+/// A passage to store for a document: its text, the heading path it sits under, where it is
+/// (lines from 1, page), and the search terms the index reads (the learning brain's split).
 public struct PassageRecord: Sendable, Equatable {
     public var tokenOffset: Int
     public var tokens: Int
     public var text: String
-    public init(tokenOffset: Int, tokens: Int, text: String) {
+    public var header: String
+    public var lines: ClosedRange<Int>?
+    public var page: Int?
+    public var terms: String
+    public init(tokenOffset: Int, tokens: Int, text: String, header: String = "", lines: ClosedRange<Int>? = nil, page: Int? = nil,
+                terms: String) {
         self.tokenOffset = tokenOffset
         self.tokens = tokens
         self.text = text
+        self.header = header
+        self.lines = lines
+        self.page = page
+        self.terms = terms
     }
 }
+
+/// The passage format the learning brain writes now (`documents.passage_format`); documents
+/// learned in an earlier one are cut again.
+public let currentPassageFormat = 2
 
 /// A passage found for a query, with the document and source it came from.
 public struct PassageHit: Sendable, Equatable {
@@ -29,8 +43,33 @@ public struct PassageHit: Sendable, Equatable {
     public var sourceKey: String
     public var tokenOffset: Int
     public var text: String
+    public var header: String
+    public var lines: ClosedRange<Int>?
+    public var page: Int?
     /// BM25 relevance (higher is better; SQLite's bm25() negated).
     public var score: Double
+
+    public init(passageId: Int64, documentId: Int64, sourceId: Int64, path: String, version: Int, sourceLabel: String?,
+                sourceKey: String, tokenOffset: Int, text: String, header: String, lines: ClosedRange<Int>?, page: Int?, score: Double) {
+        self.passageId = passageId
+        self.documentId = documentId
+        self.sourceId = sourceId
+        self.path = path
+        self.version = version
+        self.sourceLabel = sourceLabel
+        self.sourceKey = sourceKey
+        self.tokenOffset = tokenOffset
+        self.text = text
+        self.header = header
+        self.lines = lines
+        self.page = page
+        self.score = score
+    }
+}
+
+func lineRange(_ start: Int?, _ end: Int?) -> ClosedRange<Int>? {
+    guard let start, let end, start <= end else { return nil }
+    return start...end
 }
 
 extension Store {
@@ -49,11 +88,9 @@ extension Store {
         try pool.write { db in
             guard let d = try Document.fetchOne(db, sql: "SELECT * FROM documents WHERE id = ?", arguments: [id]),
                   d.state == .extracted else { return false }
-            for p in passages {
-                try db.execute(sql: "INSERT INTO passages (document_id, token_offset, tokens, text) VALUES (?, ?, ?, ?)",
-                               arguments: [id, p.tokenOffset, p.tokens, p.text])
-            }
-            try db.execute(sql: "UPDATE documents SET state = 'learned', updated = ? WHERE id = ?", arguments: [Date(), id])
+            try Self.insert(db, passages, document: id)
+            try db.execute(sql: "UPDATE documents SET state = 'learned', passage_format = ?, updated = ? WHERE id = ?",
+                           arguments: [currentPassageFormat, Date(), id])
             try db.execute(sql: """
                 DELETE FROM passages WHERE document_id IN
                     (SELECT id FROM documents WHERE source_id = ? AND path = ? AND state = 'superseded')
@@ -62,15 +99,44 @@ extension Store {
         }
     }
 
-    /// The passages that best match any of these words (BM25), best first; no words, no passages.
-    public func searchPassages(words: [String], limit: Int) throws -> [PassageHit] {
-        guard !words.isEmpty, limit > 0 else { return [] }
-        // Each word is one quoted FTS5 string: nothing in it is read as query syntax.
-        let match = words.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " OR ")
+    static func insert(_ db: Database, _ passages: [PassageRecord], document id: Int64) throws {
+        for p in passages {
+            try db.execute(sql: """
+                INSERT INTO passages (document_id, token_offset, tokens, text, header, line_start, line_end, page, terms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id, p.tokenOffset, p.tokens, p.text, p.header, p.lines?.lowerBound, p.lines?.upperBound, p.page, p.terms])
+        }
+    }
+
+    /// Learned documents whose passages are of an earlier format, oldest first.
+    public func documentsWithOldPassages() throws -> [Document] {
+        try pool.read { db in
+            try Document.fetchAll(db, sql: "SELECT * FROM documents WHERE state = 'learned' AND passage_format < ? ORDER BY id",
+                                  arguments: [currentPassageFormat])
+        }
+    }
+
+    /// Replaces a learned document's passages with ones of the current format (its token memory
+    /// is untouched); false when it is no longer learned.
+    public func recutPassages(document id: Int64, passages: [PassageRecord]) throws -> Bool {
+        try pool.write { db in
+            guard try Document.fetchOne(db, sql: "SELECT * FROM documents WHERE id = ?", arguments: [id])?.state == .learned else { return false }
+            try db.execute(sql: "DELETE FROM passages WHERE document_id = ?", arguments: [id])
+            try Self.insert(db, passages, document: id)
+            try db.execute(sql: "UPDATE documents SET passage_format = ? WHERE id = ?", arguments: [currentPassageFormat, id])
+            return true
+        }
+    }
+
+    /// The passages that best match any of these search terms (BM25), best first; no terms, no passages.
+    public func searchPassages(terms: [String], limit: Int) throws -> [PassageHit] {
+        guard !terms.isEmpty, limit > 0 else { return [] }
+        // Each term is one quoted FTS5 string: nothing in it is read as query syntax.
+        let match = terms.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " OR ")
         return try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT p.id, p.document_id, d.source_id, d.path, d.version, s.label, s.key, p.token_offset, p.text,
-                       -bm25(passages_fts) AS score
+                       -bm25(passages_fts) AS score, p.header, p.line_start, p.line_end, p.page
                 FROM passages_fts
                 JOIN passages p ON p.id = passages_fts.rowid
                 JOIN documents d ON d.id = p.document_id
@@ -80,14 +146,15 @@ extension Store {
                 LIMIT ?
                 """, arguments: [match, limit]).map { r in
                 PassageHit(passageId: r[0], documentId: r[1], sourceId: r[2], path: r[3], version: r[4], sourceLabel: r[5],
-                           sourceKey: r[6], tokenOffset: r[7], text: r[8], score: r[9])
+                           sourceKey: r[6], tokenOffset: r[7], text: r[8], header: r[10], lines: lineRange(r[11], r[12]), page: r[13],
+                           score: r[9])
             }
         }
     }
 
-    /// How many passages there are, and how many of them hold each of these words (words no
+    /// How many passages there are, and how many of them hold each of these terms (terms no
     /// passage holds are left out).
-    public func passageFrequencies(words: [String]) throws -> (passages: Int, containing: [String: Int]) {
+    public func passageFrequencies(terms words: [String]) throws -> (passages: Int, containing: [String: Int]) {
         try pool.read { db in
             let passages = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM passages")!
             guard !words.isEmpty else { return (passages, [:]) }
@@ -118,8 +185,13 @@ extension Store {
     /// The passages of one document version, in order (tests, inspection).
     public func passages(document id: Int64) throws -> [PassageRecord] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT token_offset, tokens, text FROM passages WHERE document_id = ? ORDER BY token_offset",
-                             arguments: [id]).map { PassageRecord(tokenOffset: $0[0], tokens: $0[1], text: $0[2]) }
+            try Row.fetchAll(db, sql: """
+                SELECT token_offset, tokens, text, header, line_start, line_end, page, terms FROM passages
+                WHERE document_id = ? ORDER BY token_offset, id
+                """, arguments: [id]).map {
+                PassageRecord(tokenOffset: $0[0], tokens: $0[1], text: $0[2], header: $0[3], lines: lineRange($0[4], $0[5]), page: $0[6],
+                              terms: $0[7])
+            }
         }
     }
 

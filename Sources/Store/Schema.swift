@@ -103,6 +103,39 @@ enum Schema {
             // a question's words by their rarity (`PassageRelevance`).
             try db.execute(sql: "CREATE VIRTUAL TABLE passages_vocab USING fts5vocab(passages_fts, 'row')")
         }
+        m.registerMigration("v4: structured passages, indexed by their search terms") { db in
+            // Passages follow the document's structure: each carries its heading path and its
+            // lines (and page) for citation. The index reads `terms` (the header and text as
+            // the learning brain splits them: CJK text as character bigrams), not the text.
+            // Passages of the earlier format have no terms: the learning brain cuts those
+            // documents again at start (`passage_format`); their token memory is kept.
+            try db.execute(sql: """
+                DROP TRIGGER passages_indexed;
+                DROP TRIGGER passages_unindexed;
+                DROP TABLE passages_vocab;
+                DROP TABLE passages_fts;
+                ALTER TABLE passages ADD COLUMN header TEXT NOT NULL DEFAULT '';
+                ALTER TABLE passages ADD COLUMN line_start INTEGER;
+                ALTER TABLE passages ADD COLUMN line_end INTEGER;
+                ALTER TABLE passages ADD COLUMN page INTEGER;
+                ALTER TABLE passages ADD COLUMN terms TEXT NOT NULL DEFAULT '';
+                ALTER TABLE documents ADD COLUMN passage_format INTEGER NOT NULL DEFAULT 1;
+                CREATE VIRTUAL TABLE passages_fts USING fts5(
+                    terms, content = 'passages', content_rowid = 'id',
+                    tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+                );
+                CREATE TRIGGER passages_indexed AFTER INSERT ON passages BEGIN
+                    INSERT INTO passages_fts (rowid, terms) VALUES (new.id, new.terms);
+                END;
+                CREATE TRIGGER passages_unindexed AFTER DELETE ON passages BEGIN
+                    INSERT INTO passages_fts (passages_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
+                END;
+                CREATE VIRTUAL TABLE passages_vocab USING fts5vocab(passages_fts, 'row');
+                -- The index must hold every row as the delete trigger will name it (empty terms
+                -- for now): deleting a row it never held would damage it.
+                INSERT INTO passages_fts (passages_fts) VALUES ('rebuild');
+                """)
+        }
         return m
     }
 }

@@ -11,7 +11,13 @@ public final class Store: Sendable {
 
     /// Opens (creating if needed) and migrates the database, after an integrity check: a damaged
     /// file is refused with an error that says what to do, never silently rebuilt.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, migratingUpTo: nil)
+    }
+
+    /// Opens the database migrated only up to the named migration (nil: all): tests of later
+    /// migrations start from a store as an earlier release left it.
+    public init(path: String, migratingUpTo target: String?) throws {
         self.path = path
         var config = Configuration()
         config.busyMode = .timeout(10)
@@ -31,7 +37,7 @@ public final class Store: Sendable {
             throw StoreError("the database \(path) failed its integrity check (\(check.prefix(3).joined(separator: "; "))). "
                 + "Stop twinbraind, move the file aside and restore the latest backup of the state directory.")
         }
-        try Schema.migrator.migrate(pool)
+        if let target { try Schema.migrator.migrate(pool, upTo: target) } else { try Schema.migrator.migrate(pool) }
     }
 
     /// Schema migrations applied, in order (for status and tests).

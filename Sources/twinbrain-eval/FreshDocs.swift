@@ -28,7 +28,7 @@ struct FreshDocs: ParsableCommand {
     @Option(help: "Perplexity stride in tokens (the protocol's is 256).") var stride = 256
     @Option(name: .customLong("t6-windows"), help: "Windows of each of T1, T2 and T5 on which T6 compares forgetting with never learning.")
     var deletionWindows = 16
-    @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t6,t8; default: all).") var tasks: String?
+    @Option(help: "Comma-separated tasks to run (t1,t2,t3,t4,t5,t6,t8,t9; default: all).") var tasks: String?
     @Option(help: ArgumentHelp(
         "An earlier result (a checkpoint) whose systems are taken as they are instead of being run again.",
         discussion: "It must come from the same corpus, model and options, and the base must answer the items as it did then."))

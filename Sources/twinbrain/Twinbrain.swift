@@ -125,7 +125,7 @@ struct GenerationFlags: ParsableArguments {
     @Option(help: "A system message that sets the assistant's behaviour.") var system: String?
     @Flag(name: .customLong("no-knowledge"), help: "Ask the main brain alone: recall nothing from the learned documents.")
     var noKnowledge = false
-    @Flag(name: .customLong("no-sources"), help: "Do not list the documents the answer drew on.") var noSources = false
+    @Flag(name: .customLong("no-sources"), help: "Do not print the evidence and the documents the answer drew on.") var noSources = false
 
     /// nil (the daemon's default: on) unless turned off.
     var knowledge: Bool? { noKnowledge ? false : nil }

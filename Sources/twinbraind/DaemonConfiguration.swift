@@ -1,4 +1,5 @@
 import Foundation
+import LearningBrain
 import MainBrain
 import TOMLKit
 
@@ -28,7 +29,7 @@ struct DaemonConfiguration: Equatable {
     /// the first); nothing else is read unless an admin ingests a path.
     var mediaRoots = ["/run/twinbrain/media", "/media", "/run/media"]
     /// Passages of learned documents recalled into a question's context at most (0 turns recall off).
-    var knowledgePassages = 3
+    var knowledgePassages = Recall.defaultLimit
     /// Whether the token memory learns and joins generation (it needs a gate fitted for the model).
     var tokenMemory = true
 

@@ -15,7 +15,7 @@ import Store
 final class LearningService: @unchecked Sendable {
     let store: Store
     let logger: Logger
-    let chunker = PassageChunker.standard
+    let passageBuilder = DocumentPassageBuilder.standard
     private let condition = NSCondition()
     private var tokenizer: Tokenizer?
     private var memory: TokenMemoryService?
@@ -58,12 +58,18 @@ final class LearningService: @unchecked Sendable {
     /// The document being learned now, if any (status).
     var activity: String? { condition.withLock { current } }
 
+    /// Passages first: every waiting document's passages are stored (milliseconds each) before
+    /// the token memory learns the next one (seconds), so a plugged drive answers from all of its
+    /// documents while the memory learns behind. A kill loses only the memory's backlog, which
+    /// the next start finds missing and learns again.
     private func loop() {
+        if let tokenizer = condition.withLock({ self.tokenizer }) { recutOldPassages(tokenizer: tokenizer) }
+        var backlog: [(Document, [Int32])] = []
         for id in condition.withLock({ relearn }) {
-            guard let tokenizer = condition.withLock({ self.tokenizer }), !condition.withLock({ stopping }) else { return }
+            guard let tokenizer = condition.withLock({ self.tokenizer }) else { return }
             do {
                 guard let d = try store.document(id: id), d.state == .learned else { continue }
-                memorise(d, tokens: tokenizer.encode(try text(of: d)))
+                backlog.append((d, tokenizer.encode(try text(of: d))))
             } catch {
                 logger.error("cannot read document \(id) to learn its token memory again: \(error)")
             }
@@ -79,23 +85,26 @@ final class LearningService: @unchecked Sendable {
                 logger.error("cannot read the documents waiting to be learned: \(error)")
                 waiting = []
             }
-            if waiting.isEmpty {
-                // Intake wakes us after each registration; the poll is only a safety net.
-                condition.withLock { if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 2)) } }
+            if !waiting.isEmpty {
+                var learned = 0
+                for document in waiting {
+                    if condition.withLock({ stopping }) { return }
+                    if let tokens = learn(document, tokenizer: tokenizer) {
+                        backlog.append((document, tokens))
+                        learned += 1
+                    }
+                }
+                if learned > 0 { letGoOfUnlearned() }
                 continue
             }
-            // Passages first (questions can use a document as soon as they are stored), then the
-            // token memory, which takes compute time between requests.
-            var learned: [(Document, [Int32])] = []
-            for document in waiting {
-                if condition.withLock({ stopping }) { return }
-                if let tokens = learn(document, tokenizer: tokenizer) { learned.append((document, tokens)) }
-            }
-            for (document, tokens) in learned {
-                if condition.withLock({ stopping }) { return }
+            if !backlog.isEmpty {
+                let (document, tokens) = backlog.removeFirst()
                 memorise(document, tokens: tokens)
+                if backlog.isEmpty { letGoOfUnlearned() }
+                continue
             }
-            if !learned.isEmpty { letGoOfUnlearned() }
+            // Intake wakes us after each registration; the poll is only a safety net.
+            condition.withLock { if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 2)) } }
         }
     }
 
@@ -106,10 +115,9 @@ final class LearningService: @unchecked Sendable {
         let start = Date()
         do {
             // No text: forgotten (or superseded and dropped) since it was listed; learn() refuses it below.
-            let tokens = tokenizer.encode(try text(of: document))
-            let passages = chunker.passages(tokens, tokenizer: tokenizer).map {
-                PassageRecord(tokenOffset: $0.tokenOffset, tokens: $0.tokens.count, text: $0.text)
-            }
+            let text = try text(of: document)
+            let tokens = tokenizer.encode(text)
+            let passages = passageBuilder.records(of: text, tokenizer: tokenizer)
             guard try store.learn(document: document.id, passages: passages) else { return nil }
             Counter(label: "twinbrain_documents_learned_total").increment()
             Counter(label: "twinbrain_passages_learned_total").increment(by: passages.count)
@@ -125,6 +133,22 @@ final class LearningService: @unchecked Sendable {
 }
 
 extension LearningService {
+    /// Documents learned with passages of an earlier format get the current ones (their token
+    /// memory stays as it is).
+    func recutOldPassages(tokenizer: Tokenizer) {
+        do {
+            let old = try store.documentsWithOldPassages()
+            guard !old.isEmpty else { return }
+            for d in old {
+                if condition.withLock({ stopping }) { return }
+                _ = try store.recutPassages(document: d.id, passages: passageBuilder.records(of: try text(of: d), tokenizer: tokenizer))
+            }
+            logger.info("cut the passages of \(old.count) documents learned by an earlier version again")
+        } catch {
+            logger.error("cannot cut the passages of documents learned by an earlier version again: \(error)")
+        }
+    }
+
     func text(of document: Document) throws -> String {
         try document.textSha256.flatMap { try store.text(sha256: $0) } ?? ""
     }
@@ -163,47 +187,11 @@ extension LearningService {
     }
 }
 
-/// Passage recall for one question: the learned passages that match its content words, the
-/// prompt that puts them before the question, and the documents to cite.
-struct Recall {
-    var passages: [PassageHit] = []
-
-    /// A relevant passage joins only if its BM25 score is at least this share of the best
-    /// one's: the tail of weak matches stays out of the context.
-    static let relativeFloor = 0.5
-
-    /// The passages BM25 ranks first that hold enough of the question (`PassageRelevance.floor`):
-    /// text that only shares a few common words with the documents gets none.
+extension Recall {
+    /// Passages recalled from the store for a question (`Recall` in LearningBrain: the same code FreshDocs's hybrid runs).
     init(question: String, store: Store, limit: Int) throws {
-        guard limit > 0 else { return }
-        let words = QueryWords.content(of: question)
-        let hits = try store.searchPassages(words: words, limit: limit)
-        guard !hits.isEmpty else { return }
-        let counts = try store.passageFrequencies(words: words)
-        let relevant = hits.filter { hit in
-            PassageRelevance.share(of: words, holding: PassageRelevance.stems(QueryWords.words(in: hit.text)),
-                                   containing: counts.containing, passages: counts.passages) >= PassageRelevance.floor
-        }
-        guard let best = relevant.first?.score, best > 0 else { return }
-        passages = relevant.filter { $0.score >= Self.relativeFloor * best }
+        try self.init(question: question, index: store, limit: limit)
     }
-
-    /// Each recalled document's share of the recalled passages' scores (they sum to 1), and its passages.
-    var shares: [Int64: (share: Double, passages: Int)] {
-        let total = passages.reduce(0) { $0 + $1.score }
-        var out: [Int64: (share: Double, passages: Int)] = [:]
-        for p in passages {
-            out[p.documentId, default: (0, 0)].share += total > 0 ? p.score / total : 0
-            out[p.documentId, default: (0, 0)].passages += 1
-        }
-        return out
-    }
-
-    /// How the context names a passage's document: its path on the drive (the source and
-    /// version go to `sources`; in the prompt they only distract a small model).
-    static func title(_ p: PassageHit) -> String { p.path }
-
-    var recalled: [KnowledgeContext.Recalled] { passages.map { .init(title: Self.title($0), text: $0.text) } }
 
     /// The conversation with the recalled passages in its last user turn (the history as sent).
     func messages(_ messages: [ChatMessageBody]) -> [ChatMessageBody] {
@@ -218,13 +206,6 @@ struct Recall {
     func prompt(_ prompt: String) -> String {
         guard let context = KnowledgeContext.prefixText(recalled) else { return prompt }
         return context + prompt
-    }
-
-    /// Keeps the best `count` passages (to fit a context).
-    func keeping(_ count: Int) -> Recall {
-        var r = self
-        r.passages = Array(passages.prefix(count))
-        return r
     }
 }
 
@@ -263,12 +244,20 @@ final class KnowledgeUse: @unchecked Sendable {
 
     func generationEnded() { memory?.knn.onGenerationStep = nil }
 
-    /// The documents cited: each channel's shares (passages, memory) averaged over the channels
-    /// that contributed, so the weights sum to 1; most weight first.
+    /// A document the token memory alone drew on is cited only when its entries carried at
+    /// least this share of the memory's weight in the answer: a few stray votes (1–3% each)
+    /// named ten documents beside the one the answer came from.
+    static let memorySourceShare = 0.25
+
+    /// The documents cited: every document a recalled passage came from, and those whose
+    /// memory share passes `memorySourceShare`; each channel's shares (passages, memory)
+    /// averaged over the channels that contributed; most weight first.
     func sources(store: Store) -> [KnowledgeSource] {
         let passages = recall.shares
-        let memory = lock.withLock { memoryWeights }
-        let memoryTotal = memory.values.reduce(0) { $0 + $1.weight }
+        let memoryTotal = lock.withLock { memoryWeights.values.reduce(0) { $0 + $1.weight } }
+        let memory = lock.withLock { memoryWeights }.filter {
+            passages[$0.key] != nil || $0.value.weight >= Self.memorySourceShare * memoryTotal
+        }
         let channels = Double((passages.isEmpty ? 0 : 1) + (memoryTotal > 0 ? 1 : 0))
         guard channels > 0 else { return [] }
         var out: [KnowledgeSource] = []
@@ -284,5 +273,16 @@ final class KnowledgeUse: @unchecked Sendable {
             }
         }
         return out.sorted { $0.weight != $1.weight ? $0.weight > $1.weight : $0.documentId < $1.documentId }
+    }
+
+    /// The lines of the recalled passages that best support `answer`, with their citations.
+    func evidence(answer: String) -> [EvidenceLine] {
+        recall.evidence(answer: answer).map { e in
+            let hit = recall.passages.first { $0.documentId == e.documentId }
+            return EvidenceLine(documentId: e.documentId, path: e.path, source: hit.map { $0.sourceLabel ?? $0.sourceKey } ?? "",
+                                citation: e.citation, lineStart: e.lines?.lowerBound, lineEnd: e.lines?.upperBound, page: e.page,
+                                headings: e.header.isEmpty ? [] : e.header.components(separatedBy: DocumentPassageBuilder.headerSeparator),
+                                text: e.text)
+        }
     }
 }

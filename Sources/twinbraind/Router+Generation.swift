@@ -1,6 +1,7 @@
 import ControlAPI
 import Foundation
 import Hummingbird
+import LearningBrain
 import MainBrain
 import Metrics
 import NIOCore
@@ -242,7 +243,8 @@ extension API {
                     return [String(decoding: try encoder.encode(StreamLine(text: piece)), as: UTF8.self) + "\n"]
                 case let .finished(result, queued):
                     let done = GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                                usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store))
+                                                usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text))
                     return [String(decoding: try encoder.encode(StreamLine(done: true, result: done)), as: UTF8.self) + "\n"]
                 }
             }, failure: { error in
@@ -252,6 +254,7 @@ extension API {
         }
         let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
-                                              usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store)))
+                                              usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text)))
     }
 }

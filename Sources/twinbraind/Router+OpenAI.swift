@@ -55,7 +55,8 @@ extension API {
                     return [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: piece, finishReason: nil))]
                 case let .finished(result, _):
                     var lines = [try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, content: nil,
-                                                         finishReason: Self.finishReason(result.stopReason), sources: knowledge?.sources(store: store)))]
+                                                         finishReason: Self.finishReason(result.stopReason), sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text)))]
                     if includeUsage {
                         lines.append(try Self.sse(OpenAIChatChunk(id: id, created: created, model: model,
                                                              usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count))))
@@ -70,7 +71,8 @@ extension API {
         return try Self.json(OpenAIChatResponse(id: id, created: created, model: model, text: result.text,
                                                 finishReason: Self.finishReason(result.stopReason),
                                                 usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
-                                                sources: knowledge?.sources(store: store)))
+                                                sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text)))
     }
 
     func openAICompletion(_ request: Request, _ context: DaemonContext) async throws -> Response {
@@ -95,7 +97,8 @@ extension API {
                     let usage = includeUsage ? OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count) : nil
                     return [try Self.sse(OpenAICompletionResponse(id: id, created: created, model: model, text: "",
                                                              finishReason: Self.finishReason(result.stopReason), usage: usage,
-                                                             sources: knowledge?.sources(store: store)))]
+                                                             sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text)))]
                 }
             }, failure: { error in
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
@@ -105,6 +108,7 @@ extension API {
         return try Self.json(OpenAICompletionResponse(id: id, created: created, model: model, text: result.text,
                                                       finishReason: Self.finishReason(result.stopReason),
                                                       usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
-                                                      sources: knowledge?.sources(store: store)))
+                                                      sources: knowledge?.sources(store: store),
+                                                evidence: knowledge?.evidence(answer: result.text)))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import XCTest
 @preconcurrency import Store
 
@@ -24,7 +25,7 @@ final class StoreTests: XCTestCase {
     func testMigratesAndReopens() throws {
         let store = try makeStore()
         XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit", "v2: passages and their full-text index",
-                                                             "v3: passage word counts"])
+                                                             "v3: passage word counts", "v4: structured passages, indexed by their search terms"])
         let s = try store.sourceSeen(.path("/srv/docs"))
         XCTAssertEqual(s.state, .present)
         // Reopening keeps everything and applies nothing twice.
@@ -172,7 +173,8 @@ final class StoreTests: XCTestCase {
     // MARK: Passages
 
     func passages(_ words: String) -> [PassageRecord] {
-        [PassageRecord(tokenOffset: 0, tokens: 10, text: words), PassageRecord(tokenOffset: 5, tokens: 10, text: words + " again")]
+        [PassageRecord(tokenOffset: 0, tokens: 10, text: words, header: "Policy", lines: 1...2, terms: words),
+         PassageRecord(tokenOffset: 5, tokens: 10, text: words + " again", lines: 3...3, terms: words + " again")]
     }
 
     /// Learn, search, supersede, forget: and after forgetting, the index answers exactly as one
@@ -193,25 +195,26 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.documentsToLearn(limit: 10).count, 0)
         XCTAssertEqual(try store.passageCounts().passages, 6)
         // Passages holding each word (two per document here: the same text cut twice), for recall's weights.
-        let counts = try store.passageFrequencies(words: ["train", "vienna", "submarine"])
+        let counts = try store.passageFrequencies(terms: ["train", "vienna", "submarine"])
         XCTAssertEqual(counts.passages, 6)
         XCTAssertEqual(counts.containing, ["train": 4, "vienna": 2])
 
-        let hits = try store.searchPassages(words: ["train", "vienna"], limit: 10)
+        let hits = try store.searchPassages(terms: ["train", "vienna"], limit: 10)
         XCTAssertEqual(hits.first?.path, "hotel.txt", "both words beat one")
+        XCTAssertEqual(hits.first.map { [$0.header, "\($0.lines!)"] }, ["Policy", "1...2"], "headings and lines come back for citation")
         XCTAssertEqual(Set(hits.map(\.path)), ["hotel.txt", "trains.txt"])
         XCTAssertTrue(hits.allSatisfy { $0.score > 0 })
-        XCTAssertEqual(try store.searchPassages(words: ["submarine"], limit: 10), [])
-        XCTAssertEqual(try store.searchPassages(words: [], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(terms: ["submarine"], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(terms: [], limit: 10), [])
         // Query syntax in a word is only text.
-        XCTAssertEqual(try store.searchPassages(words: ["fish\" OR \"soup", "NEAR(a b)", "*"], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(terms: ["fish\" OR \"soup", "NEAR(a b)", "*"], limit: 10), [])
 
         // A new version is learned; the superseded one's passages go with it.
         guard case .updated(let v2, _) = try store.register(reading(source.id, "lunch.txt", "the canteen serves pasta")) else { return XCTFail() }
-        XCTAssertEqual(try store.searchPassages(words: ["fish"], limit: 10).count, 2, "old knowledge serves until the new is learned")
+        XCTAssertEqual(try store.searchPassages(terms: ["fish"], limit: 10).count, 2, "old knowledge serves until the new is learned")
         XCTAssertTrue(try store.learn(document: v2.id, passages: passages("the canteen serves pasta")))
-        XCTAssertEqual(try store.searchPassages(words: ["fish"], limit: 10), [])
-        XCTAssertEqual(try store.searchPassages(words: ["pasta"], limit: 10).map(\.version), [2, 2])
+        XCTAssertEqual(try store.searchPassages(terms: ["fish"], limit: 10), [])
+        XCTAssertEqual(try store.searchPassages(terms: ["pasta"], limit: 10).map(\.version), [2, 2])
 
         // Forget the hotel; compare with a store that only ever learned the others.
         _ = try store.forget(documents: [ids["hotel.txt"]!])
@@ -223,12 +226,40 @@ final class StoreTests: XCTestCase {
             XCTAssertTrue(try fresh.learn(document: d.id, passages: passages(text)))
         }
         for words in [["train", "vienna"], ["the"], ["canteen", "employees", "hotel"]] {
-            let a = try store.searchPassages(words: words, limit: 10), b = try fresh.searchPassages(words: words, limit: 10)
+            let a = try store.searchPassages(terms: words, limit: 10), b = try fresh.searchPassages(terms: words, limit: 10)
             XCTAssertEqual(a.map { "\($0.path)@\($0.tokenOffset)" }, b.map { "\($0.path)@\($0.tokenOffset)" }, "\(words)")
             XCTAssertEqual(a.map(\.score), b.map(\.score), "\(words)")
-            XCTAssertEqual(try store.passageFrequencies(words: words).containing, try fresh.passageFrequencies(words: words).containing)
+            XCTAssertEqual(try store.passageFrequencies(terms: words).containing, try fresh.passageFrequencies(terms: words).containing)
         }
         // A forgotten document cannot be learned afterwards.
         XCTAssertFalse(try store.learn(document: ids["hotel.txt"]!, passages: passages("back")))
+    }
+
+    /// A store made before structured passages (migration v3) opens with its passages kept but
+    /// unindexed, and lists their documents to be cut again; cutting them again indexes them.
+    func testPassagesOfTheEarlierFormatAreCutAgain() throws {
+        let path = directory.appendingPathComponent("v3.sqlite").path
+        do {
+            let store = try Store(path: path, migratingUpTo: "v3: passage word counts")
+            let source = try store.sourceSeen(.path("/srv/docs"))
+            guard case .added(let d) = try store.register(reading(source.id, "trains.txt", "take the train")) else { return XCTFail() }
+            let queue = try DatabaseQueue(path: path)
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO passages (document_id, token_offset, tokens, text) VALUES (?, 0, 3, 'take the train')",
+                               arguments: [d.id])
+                try db.execute(sql: "UPDATE documents SET state = 'learned' WHERE id = ?", arguments: [d.id])
+            }
+            try queue.close()
+        }
+        let store = try Store(path: path)
+        XCTAssertEqual(try store.appliedMigrations().last, "v4: structured passages, indexed by their search terms")
+        let old = try store.documentsWithOldPassages()
+        XCTAssertEqual(old.map(\.path), ["trains.txt"])
+        XCTAssertEqual(try store.passages(document: old[0].id).map(\.text), ["take the train"], "kept until cut again")
+        XCTAssertEqual(try store.searchPassages(terms: ["train"], limit: 5), [])
+        XCTAssertTrue(try store.recutPassages(document: old[0].id, passages: passages("take the train")))
+        XCTAssertEqual(try store.documentsWithOldPassages(), [])
+        XCTAssertEqual(try store.searchPassages(terms: ["train"], limit: 5).count, 2)
+        XCTAssertEqual(try store.document(id: old[0].id)?.state, .learned)
     }
 }

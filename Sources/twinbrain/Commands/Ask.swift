@@ -7,9 +7,11 @@ extension Twinbrain {
         static let configuration = CommandConfiguration(
             abstract: "Ask one question; the answer streams as it is written.",
             discussion: """
-                The learning brain recalls passages of the learned documents that match the question; the \
-                documents it drew on are listed under the answer (--no-sources hides them, --no-knowledge asks \
-                the main brain alone).
+                The learning brain recalls passages of the learned documents that match the question. Under \
+                the answer come the evidence (the lines of those documents that support it, cited as \
+                path:lines with their headings) and the documents it drew on (--no-sources hides both, \
+                --no-knowledge asks the main brain alone). When nothing learned matches, it says so: the \
+                answer is then the model's alone.
 
                 Example: twinbrain ask "What does our travel policy say about trains?"
                 """)
@@ -37,39 +39,67 @@ extension Twinbrain {
                     return
                 }
                 let answer = try streamAnswer(connection.client, messages: messages, generation: generation) { false }
-                if !generation.noSources { printSources(answer.sources) }
+                if !generation.noSources { printKnowledge(answer) }
             }
         }
     }
 }
 
-/// Streams one chat answer to stdout; returns its text and the documents it drew on.
+/// What came back for one answer.
+struct StreamedAnswer {
+    var text = ""
+    var sources: [KnowledgeSource] = []
+    /// nil when knowledge was off.
+    var evidence: [EvidenceLine]?
+}
+
+/// Streams one chat answer to stdout; returns its text, the documents it drew on and the evidence.
 /// `shouldStop` is polled per piece (Ctrl-C in `chat`): stopping closes the connection, which
 /// cancels the generation.
 func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], generation: GenerationFlags,
-                  shouldStop: () -> Bool) throws -> (text: String, sources: [KnowledgeSource]) {
+                  shouldStop: () -> Bool) throws -> StreamedAnswer {
     let body = try JSONEncoder().encode(ChatRequest(messages: messages, stream: true, knowledge: generation.knowledge,
                                                     options: generation.options))
-    var answer = ""
-    var sources: [KnowledgeSource] = []
+    var answer = StreamedAnswer()
     var failure: String?
     var raw = Data()  // the body as received: an error reply is one JSON object, not NDJSON
     let reply = try client.streamLines("POST", "/v1/chat", body: body) { line in
         raw.append(line)
         guard !line.isEmpty, let event = try? JSONDecoder().decode(StreamLine.self, from: line) else { return true }
         if let text = event.text {
-            answer += text
+            answer.text += text
             print(text, terminator: "")
             fflush(nil)
         }
-        if let s = event.result?.sources { sources = s }
+        if let result = event.result {
+            answer.sources = result.sources ?? []
+            answer.evidence = result.evidence
+        }
         if let error = event.error { failure = error.message }
         return !shouldStop()
     }
     if reply.status != 200 { throw CLIError.reply(HTTPReply(status: reply.status, headers: reply.headers, body: raw)) }
     print()
     if let failure { throw CLIError(description: "the answer was cut short: \(failure)", code: 5) }
-    return (answer, sources)
+    return answer
+}
+
+/// Under an answer: the lines that support it, then the documents it drew on. With knowledge
+/// on and nothing recalled, one line says the answer is the model's alone.
+func printKnowledge(_ answer: StreamedAnswer) {
+    if let evidence = answer.evidence {
+        if evidence.isEmpty {
+            print("\n(No evidence: nothing learned matched the question; this answer is the model's alone.)")
+        } else {
+            print("\nEvidence:")
+            for e in evidence {
+                let headings = e.headings.isEmpty ? "" : "  (\(e.headings.joined(separator: " › ")))"
+                print("  \(Twinbrain.Docs.printable(e.citation))\(headings)")
+                for line in e.text.split(separator: "\n", omittingEmptySubsequences: false) { print("    │ \(line)") }
+            }
+        }
+    }
+    printSources(answer.sources)
 }
 
 /// The documents an answer drew on, under it: weight, document id, path and where it came from.

@@ -40,10 +40,10 @@ extension Twinbrain {
                     }
                     history.append(.init(role: "user", content: text))
                     interrupted = 0
-                    let (answer, sources) = try streamAnswer(client, messages: history, generation: generation) { interrupted != 0 }
-                    if !generation.noSources { printSources(sources) }
+                    let answer = try streamAnswer(client, messages: history, generation: generation) { interrupted != 0 }
+                    if !generation.noSources { printKnowledge(answer) }
                     if interrupted != 0 { print("(stopped)") }
-                    history.append(.init(role: "assistant", content: answer))
+                    history.append(.init(role: "assistant", content: answer.text))
                 }
             }
         }

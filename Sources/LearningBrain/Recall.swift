@@ -1,0 +1,176 @@
+import Foundation
+import Store
+
+/// Where recall finds passages: the daemon's SQLite FTS5 index (`Store`), or any index that
+/// ranks by BM25 over `SearchTerms` and counts the passages holding a term.
+public protocol PassageIndex {
+    /// The passages that best match any of these terms, best first.
+    func searchPassages(terms: [String], limit: Int) throws -> [PassageHit]
+    /// How many passages there are, and how many hold each term (absent: none).
+    func passageFrequencies(terms: [String]) throws -> (passages: Int, containing: [String: Int])
+}
+
+extension Store: PassageIndex {}
+
+/// Passage recall for one question, as the daemon and FreshDocs's `hybrid` run it: the
+/// question's content words (`QueryWords`) find passages by BM25; a passage joins only if it
+/// holds enough of the question (`PassageRelevance.floor`, on its header and text) and scores
+/// at least `relativeFloor` of the best one's BM25; at most `limit` join.
+public struct Recall: Sendable {
+    public var passages: [PassageHit] = []
+    /// The question's content words and their passage counts (evidence weighs by them too).
+    public private(set) var words: [String] = []
+    public private(set) var frequencies: (passages: Int, containing: [String: Int]) = (0, [:])
+
+    /// A relevant passage joins only if its BM25 score is at least this share of the best
+    /// one's: the tail of weak matches stays out of the context.
+    public static let relativeFloor = 0.5
+    /// Passages put before a question (the daemon's `knowledge_passages` default).
+    public static let defaultLimit = 3
+    /// BM25 candidates read before the floors: the floors are applied to these, then `limit` kept.
+    static let candidates = 16
+
+    public init() {}
+
+    public init(question: String, index: PassageIndex, limit: Int) throws {
+        guard limit > 0 else { return }
+        let found = try Self.candidates(for: question, index: index, limit: limit)
+        words = found.words
+        frequencies = found.frequencies
+        let relevant = found.hits.filter { $0.share >= PassageRelevance.floor }.map(\.hit)
+        guard let best = relevant.first?.score, best > 0 else { return }
+        passages = Array(relevant.filter { $0.score >= Self.relativeFloor * best }.prefix(limit))
+    }
+
+    /// The BM25 candidates for a question with the share of it each holds (on its header and
+    /// text), best BM25 first: what the floors are applied to (and what `make recall-floor` fits on).
+    public static func candidates(for question: String, index: PassageIndex, limit: Int = defaultLimit) throws
+        -> (words: [String], frequencies: (passages: Int, containing: [String: Int]), hits: [(hit: PassageHit, share: Double)]) {
+        let words = QueryWords.content(of: question)
+        let hits = try index.searchPassages(terms: words, limit: max(limit, candidates))
+        guard !hits.isEmpty else { return (words, (0, [:]), []) }
+        let frequencies = try index.passageFrequencies(terms: words)
+        return (words, frequencies, hits.map { hit in
+            (hit, PassageRelevance.share(of: words, holding: PassageRelevance.stems(QueryWords.words(in: searchText(hit))),
+                                         containing: frequencies.containing, passages: frequencies.passages))
+        })
+    }
+
+    static func searchText(_ p: PassageHit) -> String { p.header.isEmpty ? p.text : p.header + "\n" + p.text }
+
+    /// Each recalled document's share of the recalled passages' scores (they sum to 1), and its passages.
+    public var shares: [Int64: (share: Double, passages: Int)] {
+        let total = passages.reduce(0) { $0 + $1.score }
+        var out: [Int64: (share: Double, passages: Int)] = [:]
+        for p in passages {
+            out[p.documentId, default: (0, 0)].share += total > 0 ? p.score / total : 0
+            out[p.documentId, default: (0, 0)].passages += 1
+        }
+        return out
+    }
+
+    /// The passages as the prompt names them: by the document's path and the headings they sit under.
+    public var recalled: [KnowledgeContext.Recalled] {
+        passages.map { .init(title: $0.header.isEmpty ? $0.path : "\($0.path) (\($0.header))", text: $0.text) }
+    }
+
+    /// Keeps the best `count` passages (to fit a context).
+    public func keeping(_ count: Int) -> Recall {
+        var r = self
+        r.passages = Array(passages.prefix(count))
+        return r
+    }
+
+    /// The lines of the recalled passages that best support an answer (`EvidencePicker`).
+    public func evidence(answer: String) -> [EvidenceLines] {
+        EvidencePicker.pick(question: words, answer: answer, passages: passages, frequencies: frequencies)
+    }
+}
+
+/// Lines of a learned document that support an answer, with their citation.
+public struct EvidenceLines: Sendable, Equatable {
+    public var documentId: Int64
+    public var path: String
+    /// Lines from 1 (nil for passages stored before lines were kept).
+    public var lines: ClosedRange<Int>?
+    public var page: Int?
+    /// The heading path the lines sit under.
+    public var header: String
+    public var text: String
+
+    /// "deb/redis.txt:27–31", "manual.pdf p. 4:12".
+    public var citation: String {
+        var s = path
+        if let page { s += " p. \(page)" }
+        if let lines { s += lines.count == 1 ? ":\(lines.lowerBound)" : ":\(lines.lowerBound)–\(lines.upperBound)" }
+        return s
+    }
+}
+
+/// Picks evidence at line level from recalled passages: each line is scored by the share of
+/// the question's content words it holds (rarity-weighted, as `PassageRelevance`) plus the
+/// share of the answer's own content words (what the reply states that the question did not
+/// ask) it holds. The best line and those within `closeness` of it join (at most `maxLines`),
+/// each with the line before it when that opens the list item it continues; adjacent lines merge.
+public enum EvidencePicker {
+    public static let maxLines = 3
+    static let closeness = 0.8
+    /// A line below this score supports nothing (it shares only common words with the question).
+    public static let minimumScore = 0.2
+
+    public static func pick(question: [String], answer: String, passages: [PassageHit],
+                            frequencies: (passages: Int, containing: [String: Int])) -> [EvidenceLines] {
+        guard !passages.isEmpty else { return [] }
+        let questionSet = Set(question)
+        let answerWords = QueryWords.content(of: answer).filter { !questionSet.contains($0) }
+        struct Line { let passage: Int; let index: Int; let number: Int?; let text: String; let score: Double }
+        var lines: [Line] = []
+        for (p, hit) in passages.enumerated() {
+            let rows = hit.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            // A passage of rows starts with its table's header, which is no line of the passage's range.
+            let offset = rows.count == (hit.lines?.count ?? rows.count) + 1 ? -1 : 0
+            for (i, row) in rows.enumerated() where !row.trimmingCharacters(in: .whitespaces).isEmpty {
+                let stems = PassageRelevance.stems(QueryWords.words(in: row))
+                let q = PassageRelevance.share(of: question, holding: stems, containing: frequencies.containing, passages: frequencies.passages)
+                let a = answerWords.isEmpty ? 0 : PassageRelevance.share(of: answerWords, holding: stems,
+                                                                         containing: frequencies.containing, passages: frequencies.passages)
+                let number = hit.lines.map { $0.lowerBound + i + offset }
+                lines.append(Line(passage: p, index: i, number: number.flatMap { $0 >= hit.lines!.lowerBound ? $0 : nil }, text: row,
+                                  score: q + 0.5 * a - 0.001 * Double(p)))
+            }
+        }
+        guard let best = lines.map(\.score).max(), best >= minimumScore else { return [] }
+        let chosen = lines.filter { $0.score >= closeness * best }.sorted { $0.score > $1.score }.prefix(maxLines)
+        // Per passage, the chosen line indices (plus the item line a continuation belongs to), in order.
+        var picked: [Int: Set<Int>] = [:]
+        for l in chosen {
+            picked[l.passage, default: []].insert(l.index)
+            let rows = passages[l.passage].text.split(separator: "\n", omittingEmptySubsequences: false)
+            if l.index > 0, rows[l.index].hasPrefix(" "), DocumentStructure.listIndent(String(rows[l.index - 1])) != nil {
+                picked[l.passage]!.insert(l.index - 1)
+            }
+        }
+        var out: [EvidenceLines] = []
+        for p in picked.keys.sorted(by: { a, b in
+            (chosen.firstIndex { $0.passage == a } ?? 0) < (chosen.firstIndex { $0.passage == b } ?? 0)
+        }) {
+            let hit = passages[p]
+            let rows = hit.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let byIndex = Dictionary(lines.filter { $0.passage == p }.map { ($0.index, $0) }, uniquingKeysWith: { a, _ in a })
+            var run: [Int] = []
+            func close() {
+                guard let first = run.first, let last = run.last else { return }
+                let a = byIndex[first]?.number, b = byIndex[last]?.number
+                out.append(EvidenceLines(documentId: hit.documentId, path: hit.path, lines: a.flatMap { a in b.map { a...max(a, $0) } },
+                                         page: hit.page, header: hit.header, text: run.map { rows[$0] }.joined(separator: "\n")))
+                run = []
+            }
+            for i in picked[p]!.sorted() {
+                if let last = run.last, last + 1 != i { close() }
+                run.append(i)
+            }
+            close()
+        }
+        return out
+    }
+}

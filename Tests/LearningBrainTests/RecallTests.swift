@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+import LearningBrain
+import Store
+
+/// Structure-aware passages, CJK terms, recall over the real SQLite FTS5 store, and evidence lines.
+final class RecallTests: XCTestCase {
+    func testCJKTextBecomesOverlappingBigrams() {
+        XCTAssertEqual(SearchTerms.terms(in: "国际航班"), ["国际", "际航", "航班"])
+        XCTAssertEqual(SearchTerms.terms(in: "root账户 Tom_Lane 15.17"), ["root", "账户", "tom_lane", "15", "17"])
+        XCTAssertEqual(SearchTerms.terms(in: "谁？"), ["谁"])
+        XCTAssertEqual(SearchTerms.terms(in: "カタカナ한국어"), ["カタ", "タカ", "カナ", "ナ한", "한국", "국어"])
+        XCTAssertEqual(SearchTerms.indexText("Debian 软件包"), "debian 软件 件包")
+        // Question characters drop the bigrams that hold them; content bigrams stay.
+        XCTAssertEqual(QueryWords.content(of: "国际航班乘坐商务舱需要谁批准？"),
+                       ["国际", "际航", "航班", "班乘", "乘坐", "坐商", "商务", "务舱", "批准"])
+        XCTAssertEqual(QueryWords.content(of: "What is it?"), [])
+    }
+
+    func testStructureFindsHeadingsItemsRowsAndPages() {
+        let text = """
+            E.4. Release 15.17
+            Release date: 2026-02-26
+            E.4.2. Changes
+            - Fix failure after replaying (Heikki Linnakangas)
+              Erroneous logic for coping with wraparound.
+            - Avoid incorrect complaint (Noah Misch)
+
+            name,role,phone
+            Alice,approver,100
+            Bob,clerk,200
+            \u{0C}# Travel
+            Trains below six hours.
+            """
+        let blocks = DocumentStructure.blocks(of: text)
+        XCTAssertEqual(blocks.map(\.kind), [.heading, .paragraph, .heading, .item, .item, .row, .row, .row, .heading, .paragraph])
+        XCTAssertEqual(blocks[3].lines, 4...5)
+        XCTAssertEqual(blocks[3].headings, ["E.4. Release 15.17", "E.4.2. Changes"])
+        XCTAssertEqual(blocks[6].text, "Alice,approver,100")
+        XCTAssertEqual(blocks[6].tableHeader, "name,role,phone")
+        XCTAssertEqual(blocks[9].headings, ["Travel"])
+        XCTAssertEqual(blocks[9].page, 2)
+        XCTAssertEqual(blocks[1].page, 1)
+        // A list item numbered "1." is no heading; "1.1.3. root 账户" is, with a no-break space too.
+        XCTAssertNil(DocumentStructure.heading("1. Install the package", next: nil))
+        XCTAssertEqual(DocumentStructure.heading("1.1.3.\u{A0}root 账户", next: nil)?.0, 3)
+        XCTAssertNil(DocumentStructure.heading("15.3. The fix was applied.", next: nil))
+    }
+
+    /// A Debian changelog: each entry's version line travels with its bullets, the trailer ends it.
+    func testChangelogBulletsTravelWithTheirVersionLine() {
+        let text = """
+            redis (5:7.0.15-1~deb12u2) bookworm-security; urgency=medium
+
+              * Non-maintainer upload by the Security Team.
+              * CVE-2024-51741: Fix denial of service via malformed ACL selectors.
+
+             -- Jane Doe <jane@example.org>  Mon, 06 Jan 2025 10:00:00 +0100
+
+            redis (5:7.0.15-1~deb12u1) bookworm; urgency=medium
+
+              * Fix a crash in the cluster bus.
+            """
+        let passages = DocumentPassageBuilder.standard.passages(of: text, countTokens: { $0.split(separator: " ").count })
+        let cve = passages.first { $0.text.contains("CVE-2024-51741") }
+        XCTAssertEqual(cve?.header, "redis (5:7.0.15-1~deb12u2) bookworm-security; urgency=medium")
+        XCTAssertEqual(cve?.lines.lowerBound, 3)
+        XCTAssertEqual(passages.last?.header, "redis (5:7.0.15-1~deb12u1) bookworm; urgency=medium")
+        XCTAssertFalse(passages.contains { $0.text.contains("Fix a crash") && $0.header.contains("deb12u2") })
+    }
+
+    /// Passages stay within their token budget: long blocks are cut at lines, sentences, words.
+    func testLongBlocksAreCutWithinTheBudget() {
+        let sentence = "The quick brown fox jumps over the lazy dog again and again. "
+        let text = "# Long\n" + String(repeating: sentence, count: 40) + "\n" + String(repeating: "word ", count: 300)
+        let builder = DocumentPassageBuilder(maxTokens: 50)
+        let passages = builder.passages(of: text, countTokens: { $0.split(separator: " ").count })
+        XCTAssertTrue(passages.allSatisfy { $0.tokens <= 50 }, "\(passages.map(\.tokens))")
+        XCTAssertTrue(passages.allSatisfy { $0.header == "Long" })
+        XCTAssertEqual(passages.map(\.text).joined().filter { $0 == "." }.count, 40)
+        XCTAssertEqual(passages.first?.lines, 2...2)
+        XCTAssertEqual(passages.last?.lines, 3...3)
+    }
+
+    func makeStore(_ documents: [(String, String)]) throws -> (Store, URL) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("recall-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let store = try Store(path: directory.appendingPathComponent("state.sqlite").path)
+        let source = try store.sourceSeen(.path("/docs")).id
+        for (path, text) in documents {
+            let reading = Store.FileReading(source: source, path: path, size: Int64(text.utf8.count), mtime: 0, format: "text",
+                                            rawSHA256: SHA256.hex(Data(text.utf8)), outcome: .success(text))
+            guard case let .added(d) = try store.register(reading) else { XCTFail("not added"); continue }
+            let records = DocumentPassageBuilder.standard.passages(of: text, countTokens: { $0.count / 4 + 1 }).enumerated().map { i, p in
+                PassageRecord(tokenOffset: i, tokens: p.tokens, text: p.text, header: p.header, lines: p.lines, page: p.page,
+                              terms: SearchTerms.indexText(p.searchText))
+            }
+            XCTAssertTrue(try store.learn(document: d.id, passages: records))
+        }
+        return (store, directory)
+    }
+
+    /// Recall over the real FTS5 index: the heading's words find the bullets under it, CJK
+    /// questions find CJK passages, unrelated questions find nothing; evidence names the line.
+    func testRecallAndEvidenceOverTheStore() throws {
+        let (store, directory) = try makeStore([
+            ("pg/release-15-17.txt", """
+                E.4. Release 15.17
+                E.4.2. Changes
+                - Fix failure after replaying a multixid truncation record from WAL (Heikki Linnakangas)
+                  Erroneous logic for coping with multixid wraparound led to replay failure.
+                - Avoid incorrect complaint of invalid encoding when substring() is applied to toasted data (Noah Misch)
+                """),
+            ("policy/差旅.txt", """
+                # 差旅政策
+                国际航班乘坐商务舱须经总经理批准。
+                国内出差优先乘坐高铁二等座。
+                """),
+            ("canteen.txt", "The canteen serves fish soup on Fridays.\n"),
+        ])
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let english = try Recall(question: "Who is credited with the fix for replaying a multixid truncation record?", index: store, limit: 3)
+        XCTAssertEqual(english.passages.first?.path, "pg/release-15-17.txt")
+        XCTAssertEqual(english.passages.first?.header, "E.4. Release 15.17 › E.4.2. Changes")
+        let evidence = english.evidence(answer: "Heikki Linnakangas is credited.")
+        XCTAssertEqual(evidence.first?.path, "pg/release-15-17.txt")
+        XCTAssertEqual(evidence.first?.lines, 3...3)
+        XCTAssertEqual(evidence.first?.citation, "pg/release-15-17.txt:3")
+        XCTAssertTrue(evidence.first?.text.contains("Heikki Linnakangas") ?? false)
+        XCTAssertFalse(evidence.contains { $0.text.contains("Noah Misch") }, "the other bullet supports nothing")
+
+        let chinese = try Recall(question: "国际航班乘坐商务舱需要谁批准？", index: store, limit: 3)
+        XCTAssertEqual(chinese.passages.map(\.path), ["policy/差旅.txt"])
+        let zhEvidence = chinese.evidence(answer: "需要总经理批准。")
+        XCTAssertEqual(zhEvidence.first?.text, "国际航班乘坐商务舱须经总经理批准。")
+        XCTAssertEqual(zhEvidence.first?.lines, 2...2)
+        XCTAssertEqual(zhEvidence.first?.header, "差旅政策")
+
+        XCTAssertTrue(try Recall(question: "How long does the train from Paris to Rome take?", index: store, limit: 3).passages.isEmpty)
+        XCTAssertTrue(try Recall(question: "What is it?", index: store, limit: 3).evidence(answer: "anything").isEmpty)
+    }
+}
