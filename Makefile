@@ -22,7 +22,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-smoke gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ EVAL_CORPUS  := $(CACHE)/freshdocs-dev
 EVAL_ITEMS   := $(EVAL_CORPUS)/items.jsonl
 EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain,hybrid
 EVAL_RESULT  := docs/results/freshdocs-dev.json
+EVAL_ZH_CORPUS := $(CACHE)/freshdocs-dev-zh
+EVAL_ZH_ITEMS  := $(EVAL_ZH_CORPUS)/items.jsonl
+ANSWER_SYSTEMS := base,bm25-rag,hybrid
 
 bench: deps model build $(EVAL_ITEMS) ## Speed and memory against llama.cpp (llama-cpp-python) on the same file
 	@python3 -c "import llama_cpp" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION)
@@ -88,7 +91,11 @@ $(EVAL_ITEMS): scripts/build_freshdocs_corpus.py scripts/make_freshdocs_items.py
 	python3 scripts/build_freshdocs_corpus.py $(EVAL_CORPUS)
 	python3 scripts/make_freshdocs_items.py $(EVAL_CORPUS)
 
-eval-data: deps model build $(EVAL_ITEMS) ## Build the FreshDocs development corpus under .cache/ and check its quality
+# The Chinese part of the development corpus (Debian Reference, zh-cn), with its items.
+$(EVAL_ZH_ITEMS): scripts/build_freshdocs_zh_corpus.py
+	python3 scripts/build_freshdocs_zh_corpus.py $(EVAL_ZH_CORPUS)
+
+eval-data: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## Build the FreshDocs development corpus (English and Chinese) under .cache/ and check its quality
 	@echo "base accuracy per item kind (should be near chance; far above means the items leak the answer):"
 	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems base --tasks t3,t4 --out $(CACHE)/freshdocs-items-check.json
 	@cat $(EVAL_CORPUS)/control/pg/*.txt > $(CACHE)/pg-control.txt
@@ -109,11 +116,21 @@ eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` 
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --rerun "$(EVAL_RERUN)" --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
-eval-smoke: model build $(EVAL_ITEMS) ## A few minutes of FreshDocs on a slice of the corpus: the pipeline works end to end
+eval-answers: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## FreshDocs T9 (open answers, evidence, sources) for base, bm25-rag and hybrid, English and Chinese, into docs/results/
+	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
+	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev.json
+	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_ZH_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev-zh.json
+	python3 scripts/check_freshdocs_result.py docs/results/answers-dev.json $(ANSWER_SYSTEMS)
+	python3 scripts/check_freshdocs_result.py docs/results/answers-dev-zh.json $(ANSWER_SYSTEMS)
+
+eval-smoke: model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## A few minutes of FreshDocs on a slice of the corpus: the pipeline works end to end
 	@mkdir -p $(CACHE)/eval-smoke
 	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --max-documents 3 --max-document-chars 1500 \
 	  --max-items 6 --sanity-prompts 3 --window 128 --stride 64 --t6-windows 4 --out $(CACHE)/eval-smoke/freshdocs-smoke.json > /dev/null
 	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke.json $(EVAL_SYSTEMS)
+	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_ZH_CORPUS) --systems $(ANSWER_SYSTEMS) --max-documents 3 --max-document-chars 1500 \
+	  --max-items 4 --tasks t9 --out $(CACHE)/eval-smoke/freshdocs-smoke-zh.json > /dev/null
+	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke-zh.json $(ANSWER_SYSTEMS)
 
 gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in FittedKeyspaces.swift
 	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration

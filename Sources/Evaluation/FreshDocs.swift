@@ -48,6 +48,7 @@ public struct FreshDocsRun {
 
     static func unsupported(_ reason: String) -> [String: Any] { ["supported": false, "reason": reason] }
     static let notRun: [String: Any] = ["run": false, "reason": "not asked for (--tasks)"]
+    static let tasks = ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"]
 
     static func encode<T: Encodable>(_ value: T?) throws -> Any {
         guard let value else { return unsupported("the corpus has no data for this task") }
@@ -196,7 +197,12 @@ public struct FreshDocsRun {
         var out: [String: ([String: Any], [ItemOutcome])] = [:]
         for case let system as [String: Any] in previous.json["systems"] as? [Any] ?? [] {
             guard let id = system["id"] as? String, ids.contains(id), !rerun.contains(id) else { continue }
-            out[id] = (system, id == "base" ? [] : previous.itemOutcomes.filter { $0.system == id })
+            var json = system
+            // A task added since the earlier run (T9) is reported as not run for the systems taken from it.
+            for task in Self.tasks where json[task] == nil {
+                json[task] = ["run": false, "reason": "not in the earlier result this system was taken from"]
+            }
+            out[id] = (json, id == "base" ? [] : previous.itemOutcomes.filter { $0.system == id })
         }
         return out
     }

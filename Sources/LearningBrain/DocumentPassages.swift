@@ -8,6 +8,7 @@ import Store
 public struct DocumentPassage: Sendable, Equatable {
     /// The heading path, outermost first, joined by " › " ("" when the text has no headings).
     public var header: String
+    /// The document's lines `lines` as written (a table's passage: its header row first).
     public var text: String
     public var lines: ClosedRange<Int>
     public var page: Int?
@@ -48,7 +49,13 @@ public struct DocumentPassageBuilder: Sendable {
         var key: [String]? = nil, page: Int? = nil, tableHeader: String? = nil, units: [Unit] = []
         func flush() {
             guard let first = units.first, let last = units.last else { return }
-            var body = units.map(\.text).joined(separator: "\n")
+            // Line i of the text is line `lines.lowerBound + i` of the document (blank lines between
+            // blocks kept, pieces of one long line joined), so evidence can cite any line of it.
+            var body = first.text
+            for (previous, unit) in zip(units, units.dropFirst()) {
+                let gap = unit.lines.lowerBound - previous.lines.upperBound
+                body += (gap <= 0 ? "" : String(repeating: "\n", count: gap)) + unit.text
+            }
             if let tableHeader { body = tableHeader + "\n" + body }
             out.append(DocumentPassage(header: (key ?? []).joined(separator: Self.headerSeparator), text: body,
                                        lines: first.lines.lowerBound...last.lines.upperBound, page: page,

@@ -250,14 +250,15 @@ final class KnowledgeUse: @unchecked Sendable {
     static let memorySourceShare = 0.25
 
     /// The documents cited: every document a recalled passage came from, and those whose
-    /// memory share passes `memorySourceShare`; each channel's shares (passages, memory)
-    /// averaged over the channels that contributed; most weight first.
+    /// memory share passes `memorySourceShare`; each channel's shares (passages, and memory
+    /// among the cited documents) averaged over the channels that contributed, so the weights
+    /// sum to 1; most weight first.
     func sources(store: Store) -> [KnowledgeSource] {
         let passages = recall.shares
-        let memoryTotal = lock.withLock { memoryWeights.values.reduce(0) { $0 + $1.weight } }
-        let memory = lock.withLock { memoryWeights }.filter {
-            passages[$0.key] != nil || $0.value.weight >= Self.memorySourceShare * memoryTotal
-        }
+        let allMemory = lock.withLock { memoryWeights }
+        let allTotal = allMemory.values.reduce(0) { $0 + $1.weight }
+        let memory = allMemory.filter { passages[$0.key] != nil || $0.value.weight >= Self.memorySourceShare * allTotal }
+        let memoryTotal = memory.values.reduce(0) { $0 + $1.weight }
         let channels = Double((passages.isEmpty ? 0 : 1) + (memoryTotal > 0 ? 1 : 0))
         guard channels > 0 else { return [] }
         var out: [KnowledgeSource] = []

@@ -75,13 +75,21 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(cited[0].version, 1)
         XCTAssertEqual(cited[0].source, "path:\(docs.path)")
         XCTAssertEqual(cited.reduce(0) { $0 + $1.weight }, 1, accuracy: 1e-9)
+        // The evidence is the line that answers, cited by path and line.
+        let evidence = try XCTUnwrap(flights.evidence?.first)
+        XCTAssertEqual(evidence.citation, "travel.md:2")
+        XCTAssertEqual([evidence.lineStart, evidence.lineEnd], [2, 2])
+        XCTAssertTrue(evidence.text.contains("Mirela Kovacs"), evidence.text)
+        XCTAssertEqual(evidence.source, "path:\(docs.path)")
         // The passages are in the prompt: many more prompt tokens than the question alone.
         let alone = try chat(daemon, "Who approves flights to Vienna?", extra: ["knowledge": false])
         XCTAssertNil(alone.sources, "knowledge off: nothing recalled, nothing cited")
+        XCTAssertNil(alone.evidence)
         XCTAssertGreaterThan(flights.usage.promptTokens, alone.usage.promptTokens + 40)
         // A general question recalls nothing: the main brain answers it as it would alone.
         let general = try chat(daemon, "What is it?")
         XCTAssertEqual(general.sources, [])
+        XCTAssertEqual(general.evidence, [], "no evidence: the answer is the model's alone")
         XCTAssertEqual(general.usage.promptTokens, try chat(daemon, "What is it?", extra: ["knowledge": false]).usage.promptTokens)
         // So does one that shares a word or two with the documents but asks about something else.
         let unrelated = "How long does the train from Paris to Rome take?"
@@ -91,11 +99,15 @@ final class KnowledgeAPITests: XCTestCase {
         // The OpenAI endpoint cites too; streamed native replies carry the sources on the last line.
         let openAI = try daemon.client.send("POST", "/v1/chat/completions", body: json([
             "messages": [["role": "user", "content": "What does the canteen serve on Fridays?"]], "max_tokens": 4]))
-        XCTAssertEqual(try JSONDecoder().decode(OpenAIChatResponse.self, from: openAI.body).sources?.map(\.path), ["canteen.txt"])
+        let openAIReply = try JSONDecoder().decode(OpenAIChatResponse.self, from: openAI.body)
+        XCTAssertEqual(openAIReply.sources?.map(\.path), ["canteen.txt"])
+        XCTAssertEqual(openAIReply.evidence?.first?.citation, "canteen.txt:1")
         let streamed = try daemon.client.send("POST", "/v1/chat", body: json([
             "messages": [["role": "user", "content": "When is the coffee machine maintained?"]], "max_tokens": 4, "stream": true]))
         let last = try XCTUnwrap(String(decoding: streamed.body, as: UTF8.self).split(separator: "\n").last)
-        XCTAssertEqual(try JSONDecoder().decode(StreamLine.self, from: Data(last.utf8)).result?.sources?.map(\.path), ["canteen.txt"])
+        let lastLine = try JSONDecoder().decode(StreamLine.self, from: Data(last.utf8))
+        XCTAssertEqual(lastLine.result?.sources?.map(\.path), ["canteen.txt"])
+        XCTAssertEqual(lastLine.result?.evidence?.first?.citation, "canteen.txt:2")
 
         // The CLI prints the sources under the answer. Asked without a temperature, an answer
         // from recalled passages takes the most likely words: it quotes the policy, every time.
@@ -103,6 +115,7 @@ final class KnowledgeAPITests: XCTestCase {
         let (code, out, err) = try runProgram(cli, ["ask", "--socket", daemon.socket, "--max-tokens", "40", "Who approves flights?"])
         XCTAssertEqual(code, 0, err)
         XCTAssertTrue(out.contains("Sources:") && out.contains("travel.md"), out)
+        XCTAssertTrue(out.contains("Evidence:\n  travel.md:2\n    │ Flights are only approved by the finance director, Mirela Kovacs"), out)
         XCTAssertTrue(out.contains("Mirela Kovacs"), out)
         XCTAssertEqual(try runProgram(cli, ["ask", "--socket", daemon.socket, "--max-tokens", "40", "Who approves flights?"]).1, out)
         let (learnCode, learnOut, learnErr) = try runProgram(cli, ["learn", "status", "--json", "--socket", daemon.socket])
@@ -153,5 +166,32 @@ final class KnowledgeAPITests: XCTestCase {
         _ = try waitFor("the damaged document learned again") { try learning(repaired).memoryEntries == remaining ? true : nil }
         XCTAssertTrue(repaired.logText.contains("checksum mismatch"), repaired.logText)
         XCTAssertEqual(repaired.terminate(), 0)
+    }
+
+    /// Passages first: every document of a drive is answerable as soon as it is extracted,
+    /// while the token memory is still learning them behind; the answer cites the line.
+    func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
+        let daemon = try DaemonProcess()
+        try daemon.waitUntilReady()
+        let docs = daemon.directory.appendingPathComponent("drive")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        let count = 40
+        let filler = String(repeating: canteen + "\n" + travel + "\n", count: 3)
+        for n in 1...count {
+            let text = "# Project \(n)\n\nThe code name of project \(n) is Zebra\(n * 7919).\n\n\(filler)"
+            try Data(text.utf8).write(to: docs.appendingPathComponent(String(format: "project-%03d.md", n)))
+        }
+        let reply = try daemon.client.send("POST", "/v1/ingest", body: json(["path": docs.path]))
+        XCTAssertEqual(reply.status, 202)
+        let learned = try waitFor("every document's passages", timeout: 120) { () -> StatusResponse.Learning? in
+            let l = try learning(daemon)
+            return l.documentsLearned == count ? l : nil
+        }
+        XCTAssertLessThan(learned.memoryDocuments ?? 0, count, "the memory learns behind the passages")
+        let answer = try chat(daemon, "What is the code name of project \(count)?")
+        XCTAssertEqual(answer.sources?.first?.path, String(format: "project-%03d.md", count))
+        XCTAssertEqual(answer.evidence?.first?.citation, String(format: "project-%03d.md:3", count))
+        XCTAssertEqual(answer.evidence?.first?.headings, ["Project \(count)"])
+        XCTAssertEqual(daemon.terminate(), 0)
     }
 }

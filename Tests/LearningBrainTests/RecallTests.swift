@@ -117,6 +117,8 @@ final class RecallTests: XCTestCase {
                 国内出差优先乘坐高铁二等座。
                 """),
             ("canteen.txt", "The canteen serves fish soup on Fridays.\n"),
+            ("manual.txt", "Operating the cluster\n\nStart it with the green button.\n\nStop it with the red button.\n\n"
+                + "Press F5 to reload the cluster configuration.\n"),
         ])
         defer { try? FileManager.default.removeItem(at: directory) }
 
@@ -128,6 +130,9 @@ final class RecallTests: XCTestCase {
         XCTAssertEqual(evidence.first?.lines, 3...3)
         XCTAssertEqual(evidence.first?.citation, "pg/release-15-17.txt:3")
         XCTAssertTrue(evidence.first?.text.contains("Heikki Linnakangas") ?? false)
+        // Lines are the document's own, across blank lines and headings inside a passage.
+        let manual = try Recall(question: "Which key reloads the cluster configuration?", index: store, limit: 3)
+        XCTAssertEqual(manual.evidence(answer: "").first?.citation, "manual.txt:7")
         XCTAssertFalse(evidence.contains { $0.text.contains("Noah Misch") }, "the other bullet supports nothing")
 
         let chinese = try Recall(question: "国际航班乘坐商务舱需要谁批准？", index: store, limit: 3)
