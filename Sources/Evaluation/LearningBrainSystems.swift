@@ -39,8 +39,13 @@ public final class KNNSystem: EvalSystem {
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
-        for d in documents {
-            let number = Int64(documentIDs.count + 1)
+        try learn(documents, numbers: documents.indices.map { Int64(documentIDs.count + $0 + 1) })
+    }
+
+    /// Learns documents under the given numbers (the hybrid's: its store's document ids, so both
+    /// channels name a document alike, as in the daemon).
+    func learn(_ documents: [FreshDocsCorpus.Document], numbers: [Int64]) throws {
+        for (d, number) in zip(documents, numbers) {
             documentIDs[d.id] = number
             documentNames[number] = d.id
             try knn.learn(document: number, tokens: tokenizer.encode(d.text))
@@ -58,6 +63,9 @@ public final class KNNSystem: EvalSystem {
         neighbours.forEach(record)
         return mixed
     }
+
+    /// The corpus id of a learned document's number.
+    func name(of number: Int64) -> String? { documentNames[number] }
 
     func record(_ neighbours: [TokenMemory.Neighbor]) {
         guard let trace = retrievalTrace, trace.isRecording else { return }
@@ -80,7 +88,15 @@ public final class KNNSystem: EvalSystem {
 
     /// Greedy decoding with the mixture at every step (the engine's generator, the memory as its predictor).
     public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
-        knn.onGenerationStep = { [unowned self] neighbours, _ in record(neighbours) }
+        try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd) { _, _ in }
+    }
+
+    /// `generate`, telling `step` each step's neighbours and the memory's weight.
+    func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, step: @escaping ([TokenMemory.Neighbor], Double) -> Void) throws -> [Int32] {
+        knn.onGenerationStep = { [unowned self] neighbours, weight in
+            record(neighbours)
+            step(neighbours, weight)
+        }
         defer { knn.onGenerationStep = nil }
         return try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: knn)
     }
@@ -114,8 +130,7 @@ public final class HybridSystem: EvalSystem {
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
-        try passages.learn(documents)
-        try memory.learn(documents)
+        try memory.learn(documents, numbers: try passages.learn(documents))
     }
 
     public var forgetting: ((_ ids: [String]) throws -> Void)? {
@@ -147,17 +162,17 @@ public final class HybridSystem: EvalSystem {
         try memory.generate(prompt: knowledgePrompt(prompt).prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd)
     }
 
-    /// The reply with the memory joined; the evidence picked from the recalled passages against
-    /// the question and the reply (as the daemon does); the recalled documents as sources.
+    /// The reply with the memory joined; the evidence and the sources as the daemon gives them
+    /// (`KnowledgeUse`: the recalled passages' lines against the question and the reply; the
+    /// recalled documents and those the memory drew on enough).
     public func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
         let (prompt, recall) = try knowledgePrompt(chatPrompt)
-        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true)
-        let evidence = recall.evidence(answer: tokenizer.decode(tokens)).map { e in
+        let use = KnowledgeUse(recall: recall, memory: nil)
+        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true) { use.tally($0, weight: $1) }
+        let evidence = use.evidence(answer: tokenizer.decode(tokens)).map { e in
             ([e.citation, e.header].filter { !$0.isEmpty } + [e.text]).joined(separator: "\n")
         }
-        var sources: [String] = []
-        for p in recall.passages where !sources.contains(p.path) { sources.append(p.path) }
-        return OpenAnswer(tokens: tokens, evidence: evidence, sources: sources,
+        return OpenAnswer(tokens: tokens, evidence: evidence, sources: use.cited().compactMap { memory.name(of: $0.documentId) },
                           passages: recall.passages.map { ($0.path, $0.header + "\n" + $0.text) })
     }
 
@@ -196,14 +211,17 @@ final class PassageStore {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    func learn(_ documents: [FreshDocsCorpus.Document]) throws {
-        for d in documents {
+    /// Learns documents; returns their store ids.
+    @discardableResult
+    func learn(_ documents: [FreshDocsCorpus.Document]) throws -> [Int64] {
+        try documents.map { d in
             let reading = Store.FileReading(source: source, path: d.id, size: Int64(d.text.utf8.count), mtime: 0, format: "text",
                                             rawSHA256: SHA256.hex(Data(d.text.utf8)), outcome: .success(d.text))
             guard case let .added(document) = try store.register(reading),
                   try store.learn(document: document.id, passages: DocumentPassageBuilder.standard.records(of: d.text, tokenizer: tokenizer))
             else { throw CorpusError("\(d.id) could not be learned (a duplicate document id?)") }
             ids[d.id] = document.id
+            return document.id
         }
     }
 

@@ -160,23 +160,15 @@ protocol Retriever: AnyObject {
     func top(text: String, tokens: [Int32], count: Int) throws -> [Int]
 }
 
-/// Okapi BM25 (k1 1.2, b 0.75) over lower-cased words. With a relevance floor (the hybrid, as the
-/// daemon recalls), a chunk is returned only if it holds at least that share of the query's
-/// content words (`PassageRelevance`); the baselines have none.
+/// Okapi BM25 (k1 1.2, b 0.75) over lower-cased words (the baselines; the hybrid recalls with
+/// the daemon's own code over SQLite FTS5).
 final class BM25Retriever: Retriever {
     let k1 = 1.2, b = 0.75
-    let relevanceFloor: Double?
     /// Term counts per chunk: the postings are rebuilt from them when chunks are forgotten.
     private var chunkTerms: [[String: Int]] = []
-    /// Each chunk's words as the relevance floor compares them (`PassageRelevance.stems`).
-    private var chunkStems: [Set<String>] = []
     private var postings: [String: [(chunk: Int, tf: Int)]] = [:]
     private var lengths: [Int] = []
     private var averageLength = 1.0
-
-    init(relevanceFloor: Double? = nil) {
-        self.relevanceFloor = relevanceFloor
-    }
 
     static func terms(_ text: String) -> [String] { QueryWords.words(in: text) }
 
@@ -187,7 +179,6 @@ final class BM25Retriever: Retriever {
             for w in words { counts[w, default: 0] += 1 }
             for (w, c) in counts { postings[w, default: []].append((chunkTerms.count, c)) }
             chunkTerms.append(counts)
-            chunkStems.append(PassageRelevance.stems(counts.keys))
             lengths.append(words.count)
         }
         averageLength = max(1, Double(lengths.reduce(0, +)) / Double(max(1, lengths.count)))
@@ -195,7 +186,6 @@ final class BM25Retriever: Retriever {
 
     func retain(_ keep: [Int]) {
         let kept = keep.map { (chunkTerms[$0], lengths[$0]) }
-        chunkStems = keep.map { chunkStems[$0] }
         chunkTerms = []
         postings = [:]
         lengths = []
@@ -218,17 +208,7 @@ final class BM25Retriever: Retriever {
                 scores[chunk, default: 0] += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * Double(lengths[chunk]) / averageLength))
             }
         }
-        let ranked = scores.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.lazy.map(\.key)
-        guard let floor = relevanceFloor else { return Array(ranked.prefix(count)) }
-        let query = QueryWords.content(of: text)
-        return Array(ranked.filter { self.share(of: query, chunk: $0) >= floor }.prefix(count))
-    }
-
-    /// `PassageRelevance.share` of a chunk for these content words.
-    func share(of query: [String], chunk: Int) -> Double {
-        var containing: [String: Int] = [:]
-        for word in query { containing[word] = postings[word]?.count ?? 0 }
-        return PassageRelevance.share(of: query, holding: chunkStems[chunk], containing: containing, passages: lengths.count)
+        return Array(scores.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(count).map(\.key))
     }
 }
 
@@ -272,14 +252,10 @@ final class HiddenStateRetriever: Retriever {
 
 /// BM25 over whole texts, for tests and tools: the index of the best text for a query.
 public struct BM25Probe {
-    let relevanceFloor: Double?
-    /// With `relevanceFloor`, only a text holding that share of the query (`PassageRelevance`) is found.
-    public init(relevanceFloor: Double? = nil) {
-        self.relevanceFloor = relevanceFloor
-    }
+    public init() {}
 
     public func best(for query: String, in texts: [String]) throws -> Int? {
-        let r = BM25Retriever(relevanceFloor: relevanceFloor)
+        let r = BM25Retriever()
         try r.add(texts, tokens: [])
         return try r.top(text: query, tokens: [], count: 1).first
     }

@@ -209,76 +209,30 @@ extension Recall {
     }
 }
 
-/// What the learning brain gave one answer: the passages recalled before generating, and the
-/// token memory's part, gathered step by step on the compute thread while generating.
-final class KnowledgeUse: @unchecked Sendable {
-    let recall: Recall
-    let memory: TokenMemoryService?
-    private let lock = NSLock()
-    /// Per document: the memory weight its entries carried (λ times their votes), and the
-    /// generated tokens they shaped (a quarter of the step's votes or more).
-    private var memoryWeights: [Int64: (weight: Double, tokens: Int)] = [:]
-
-    init(recall: Recall, memory: TokenMemoryService?) {
-        self.recall = recall
-        self.memory = memory
+extension KnowledgeUse {
+    /// The learning brain's part of one answer, with the daemon's token memory (when it holds documents).
+    convenience init(recall: Recall, memory: TokenMemoryService?) {
+        self.init(recall: recall, memory: memory.flatMap { $0.holdsDocuments ? $0.knn : nil })
     }
 
-    /// The memory as the generation's predictor (nil when it holds nothing), reporting to this answer.
-    func predictor() -> NextTokenPredictor? {
-        guard let memory, memory.holdsDocuments else { return nil }
-        memory.knn.onGenerationStep = { [self] neighbours, weight in
-            guard weight > 0, !neighbours.isEmpty else { return }
-            // Each neighbour's part of the step is its vote in the memory's distribution.
-            var share: [Int64: Double] = [:]
-            for (n, vote) in zip(neighbours, KNNLanguageModel.votes(neighbours)) { share[n.document, default: 0] += vote }
-            lock.withLock {
-                for (document, part) in share {
-                    memoryWeights[document, default: (0, 0)].weight += weight * part
-                    if part >= 0.25 { memoryWeights[document, default: (0, 0)].tokens += 1 }
-                }
-            }
-        }
-        return memory.knn
-    }
-
-    func generationEnded() { memory?.knn.onGenerationStep = nil }
-
-    /// A document the token memory alone drew on is cited only when its entries carried at
-    /// least this share of the memory's weight in the answer: a few stray votes (1–3% each)
-    /// named ten documents beside the one the answer came from.
-    static let memorySourceShare = 0.25
-
-    /// The documents cited: every document a recalled passage came from, and those whose
-    /// memory share passes `memorySourceShare`; each channel's shares (passages, and memory
-    /// among the cited documents) averaged over the channels that contributed, so the weights
-    /// sum to 1; most weight first.
+    /// The documents cited, as the wire names them.
     func sources(store: Store) -> [KnowledgeSource] {
-        let passages = recall.shares
-        let allMemory = lock.withLock { memoryWeights }
-        let allTotal = allMemory.values.reduce(0) { $0 + $1.weight }
-        let memory = allMemory.filter { passages[$0.key] != nil || $0.value.weight >= Self.memorySourceShare * allTotal }
-        let memoryTotal = memory.values.reduce(0) { $0 + $1.weight }
-        let channels = Double((passages.isEmpty ? 0 : 1) + (memoryTotal > 0 ? 1 : 0))
-        guard channels > 0 else { return [] }
-        var out: [KnowledgeSource] = []
-        for id in Set(passages.keys).union(memory.keys) {
-            let weight = ((passages[id]?.share ?? 0) + (memoryTotal > 0 ? (memory[id]?.weight ?? 0) / memoryTotal : 0)) / channels
-            if let hit = recall.passages.first(where: { $0.documentId == id }) {
-                out.append(KnowledgeSource(documentId: id, path: hit.path, version: hit.version, sourceId: hit.sourceId,
-                                           source: hit.sourceLabel ?? hit.sourceKey, weight: weight,
-                                           passages: passages[id]?.passages ?? 0, memoryTokens: memory[id]?.tokens ?? 0))
-            } else if let d = try? store.document(id: id), let s = try? store.source(id: d.sourceId) {
-                out.append(KnowledgeSource(documentId: id, path: d.path, version: d.version, sourceId: s.id, source: s.label ?? s.key,
-                                           weight: weight, passages: 0, memoryTokens: memory[id]?.tokens ?? 0))
+        cited().compactMap { c in
+            if let hit = c.passage {
+                return KnowledgeSource(documentId: c.documentId, path: hit.path, version: hit.version, sourceId: hit.sourceId,
+                                       source: hit.sourceLabel ?? hit.sourceKey, weight: c.weight, passages: c.passages,
+                                       memoryTokens: c.memoryTokens)
             }
+            guard let d = try? store.document(id: c.documentId), let s = try? store.source(id: d.sourceId) else { return nil }
+            return KnowledgeSource(documentId: c.documentId, path: d.path, version: d.version, sourceId: s.id, source: s.label ?? s.key,
+                                   weight: c.weight, passages: 0, memoryTokens: c.memoryTokens)
         }
-        return out.sorted { $0.weight != $1.weight ? $0.weight > $1.weight : $0.documentId < $1.documentId }
     }
 
-    /// The lines of the recalled passages that best support `answer`, with their citations.
+    /// The evidence lines, as the wire names them.
     func evidence(answer: String) -> [EvidenceLine] {
-        recall.evidence(answer: answer).map { e in
+        let lines: [EvidenceLines] = evidence(answer: answer)
+        return lines.map { e in
             let hit = recall.passages.first { $0.documentId == e.documentId }
             return EvidenceLine(documentId: e.documentId, path: e.path, source: hit.map { $0.sourceLabel ?? $0.sourceKey } ?? "",
                                 citation: e.citation, lineStart: e.lines?.lowerBound, lineEnd: e.lines?.upperBound, page: e.page,

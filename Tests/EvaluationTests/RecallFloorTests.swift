@@ -15,15 +15,4 @@ final class RecallFloorTests: XCTestCase {
         XCTAssertGreaterThan(fit.learned.p50, fit.floor, "learned text finds its passages")
         XCTAssertGreaterThan(fit.verbatim.p50, fit.floor, "questions quoting a document find it")
     }
-
-    /// BM25 finds a text for any shared word; with the floor, a question that only shares
-    /// common words with the texts finds none, and a question about one still finds it.
-    func testTheFloorKeepsPassagesThatShareOnlyCommonWordsOut() throws {
-        let texts = ["employees take the train below six hours", "the canteen serves fish soup on fridays",
-                     "hotel costs up to 140 euros in vienna"]
-        let unrelated = "How long does the train from Paris to Rome take?"
-        XCTAssertEqual(try BM25Probe().best(for: unrelated, in: texts), 0)
-        XCTAssertNil(try BM25Probe(relevanceFloor: PassageRelevance.floor).best(for: unrelated, in: texts))
-        XCTAssertEqual(try BM25Probe(relevanceFloor: PassageRelevance.floor).best(for: "What does the canteen serve on Fridays?", in: texts), 1)
-    }
 }

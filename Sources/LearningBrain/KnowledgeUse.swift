@@ -1,0 +1,83 @@
+import Foundation
+import MainBrain
+import Store
+
+/// What the learning brain gave one answer: the passages recalled before generating, and the
+/// token memory's part, tallied step by step while generating; from them the documents to cite
+/// and the evidence. The daemon and FreshDocs's `hybrid` use it alike.
+public final class KnowledgeUse: @unchecked Sendable {
+    public let recall: Recall
+    /// The memory joined to the generation (nil: none, or it holds nothing).
+    public let memory: KNNLanguageModel?
+    private let lock = NSLock()
+    /// Per document: the memory weight its entries carried (λ times their votes), and the
+    /// generated tokens they shaped (a quarter of the step's votes or more).
+    private var memoryWeights: [Int64: (weight: Double, tokens: Int)] = [:]
+
+    public init(recall: Recall, memory: KNNLanguageModel?) {
+        self.recall = recall
+        self.memory = memory
+    }
+
+    /// The memory as the generation's predictor, reporting to this answer (nil without one).
+    public func predictor() -> NextTokenPredictor? {
+        guard let memory else { return nil }
+        memory.onGenerationStep = { [self] neighbours, weight in tally(neighbours, weight: weight) }
+        return memory
+    }
+
+    /// One generation step's neighbours and the memory's weight in it.
+    public func tally(_ neighbours: [TokenMemory.Neighbor], weight: Double) {
+        guard weight > 0, !neighbours.isEmpty else { return }
+        // Each neighbour's part of the step is its vote in the memory's distribution.
+        var share: [Int64: Double] = [:]
+        for (n, vote) in zip(neighbours, KNNLanguageModel.votes(neighbours)) { share[n.document, default: 0] += vote }
+        lock.withLock {
+            for (document, part) in share {
+                memoryWeights[document, default: (0, 0)].weight += weight * part
+                if part >= 0.25 { memoryWeights[document, default: (0, 0)].tokens += 1 }
+            }
+        }
+    }
+
+    public func generationEnded() { memory?.onGenerationStep = nil }
+
+    /// A document the token memory alone drew on is cited only when its entries carried at
+    /// least this share of the memory's weight in the answer: a few stray votes (1–3% each)
+    /// named ten documents beside the one the answer came from.
+    public static let memorySourceShare = 0.25
+
+    /// A document an answer drew on.
+    public struct Cited: Sendable, Equatable {
+        public var documentId: Int64
+        /// Its share of the answer's knowledge (the weights of one answer sum to 1).
+        public var weight: Double
+        public var passages: Int
+        public var memoryTokens: Int
+        /// A recalled passage of it (names its path, version and source), when one was recalled.
+        public var passage: PassageHit?
+    }
+
+    /// The documents cited: every document a recalled passage came from, and those whose
+    /// memory share passes `memorySourceShare`; each channel's shares (passages, and memory
+    /// among the cited documents) averaged over the channels that contributed, so the weights
+    /// sum to 1; most weight first.
+    public func cited() -> [Cited] {
+        let passages = recall.shares
+        let allMemory = lock.withLock { memoryWeights }
+        let allTotal = allMemory.values.reduce(0) { $0 + $1.weight }
+        let memory = allMemory.filter { passages[$0.key] != nil || $0.value.weight >= Self.memorySourceShare * allTotal }
+        let memoryTotal = memory.values.reduce(0) { $0 + $1.weight }
+        let channels = Double((passages.isEmpty ? 0 : 1) + (memoryTotal > 0 ? 1 : 0))
+        guard channels > 0 else { return [] }
+        return Set(passages.keys).union(memory.keys).map { id in
+            Cited(documentId: id,
+                  weight: ((passages[id]?.share ?? 0) + (memoryTotal > 0 ? (memory[id]?.weight ?? 0) / memoryTotal : 0)) / channels,
+                  passages: passages[id]?.passages ?? 0, memoryTokens: memory[id]?.tokens ?? 0,
+                  passage: recall.passages.first { $0.documentId == id })
+        }.sorted { $0.weight != $1.weight ? $0.weight > $1.weight : $0.documentId < $1.documentId }
+    }
+
+    /// The lines of the recalled passages that best support `answer`.
+    public func evidence(answer: String) -> [EvidenceLines] { recall.evidence(answer: answer) }
+}
