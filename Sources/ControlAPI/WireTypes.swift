@@ -196,7 +196,7 @@ public struct GenerateResponse: Codable, Sendable, Equatable {
     public var stopReason: String
     public var model: String
     public var usage: GenerationUsage
-    /// The documents the learning brain recalled for this answer, most weight first; empty when
+    /// The documents the learning brain recalled for this answer, best first (recalled passages' documents by their best passage, then the memory's by weight); empty when
     /// nothing matched, absent when the request turned knowledge off.
     public var sources: [KnowledgeSource]?
     /// The lines of the recalled passages that best support the answer; empty when nothing

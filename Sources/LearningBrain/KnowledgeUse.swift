@@ -61,7 +61,10 @@ public final class KnowledgeUse: @unchecked Sendable {
     /// The documents cited: every document a recalled passage came from, and those whose
     /// memory share passes `memorySourceShare`; each channel's shares (passages, and memory
     /// among the cited documents) averaged over the channels that contributed, so the weights
-    /// sum to 1; most weight first.
+    /// sum to 1. Best first: the documents of recalled passages in the order of their best
+    /// passage, then the memory's by weight (the memory also votes for the boilerplate an answer
+    /// shares with other documents, so its weight alone put the answering document second in 1
+    /// question of 10 on FreshDocs).
     public func cited() -> [Cited] {
         let passages = recall.shares
         let allMemory = lock.withLock { memoryWeights }
@@ -70,12 +73,18 @@ public final class KnowledgeUse: @unchecked Sendable {
         let memoryTotal = memory.values.reduce(0) { $0 + $1.weight }
         let channels = Double((passages.isEmpty ? 0 : 1) + (memoryTotal > 0 ? 1 : 0))
         guard channels > 0 else { return [] }
+        var rank: [Int64: Int] = [:]
+        for (i, p) in recall.passages.enumerated() where rank[p.documentId] == nil { rank[p.documentId] = i }
         return Set(passages.keys).union(memory.keys).map { id in
             Cited(documentId: id,
                   weight: ((passages[id]?.share ?? 0) + (memoryTotal > 0 ? (memory[id]?.weight ?? 0) / memoryTotal : 0)) / channels,
                   passages: passages[id]?.passages ?? 0, memoryTokens: memory[id]?.tokens ?? 0,
                   passage: recall.passages.first { $0.documentId == id })
-        }.sorted { $0.weight != $1.weight ? $0.weight > $1.weight : $0.documentId < $1.documentId }
+        }.sorted { a, b in
+            let ra = rank[a.documentId] ?? Int.max, rb = rank[b.documentId] ?? Int.max
+            if ra != rb { return ra < rb }
+            return a.weight != b.weight ? a.weight > b.weight : a.documentId < b.documentId
+        }
     }
 
     /// The lines of the recalled passages that best support `answer`.

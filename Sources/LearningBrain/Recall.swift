@@ -69,23 +69,9 @@ public struct Recall: Sendable {
         return out
     }
 
-    /// The passages as the prompt names them: by the document's path and the headings they sit
-    /// under, without their outline numbers ("E.4. Release 15.17" → "Release 15.17"): the default
-    /// 135M model copied "E.4.2"-like numbers into answers that asked for a version.
+    /// The passages as the prompt names them: by the document's path and the headings they sit under.
     public var recalled: [KnowledgeContext.Recalled] {
-        passages.map { p in
-            let headings = p.header.isEmpty ? [] : p.header.components(separatedBy: DocumentPassageBuilder.headerSeparator).map(Self.unnumbered)
-            return .init(title: headings.isEmpty ? p.path : "\(p.path) (\(headings.joined(separator: DocumentPassageBuilder.headerSeparator)))",
-                         text: p.text)
-        }
-    }
-
-    /// A heading without its outline number ("E.4.2. Changes" → "Changes").
-    static func unnumbered(_ heading: String) -> String {
-        let number = heading.prefix { $0.isNumber || $0 == "." || ($0.isUppercase && $0.isASCII) }
-        guard number.contains("."), heading.dropFirst(number.count).first?.isWhitespace == true else { return heading }
-        let rest = heading.dropFirst(number.count).trimmingCharacters(in: .whitespaces)
-        return rest.isEmpty ? heading : rest
+        passages.map { .init(title: $0.header.isEmpty ? $0.path : "\($0.path) (\($0.header))", text: $0.text) }
     }
 
     /// Keeps the best `count` passages (to fit a context).

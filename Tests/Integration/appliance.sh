@@ -147,7 +147,10 @@ usb_to_usable=$(elapsed "$t0")
 echo "USB add to the first document usable: ${usb_to_usable} s"
 ask() { guest timeout 60 twinbrain ask --json "$DRIVE_QUESTION"; }
 answer=$(ask) || fail "twinbrain ask"
-echo "$answer" | grep -q "$DRIVE_ANSWER" || fail "the answer does not use the drive: $answer"
+# The reply's own text (the last "text" key: keys are sorted, the evidence's come first) names the answer,
+# and the evidence cites the line that holds it.
+echo "$answer" | grep -o '"text":"[^"]*"' | tail -n 1 | grep -q "$DRIVE_ANSWER" || fail "the answer does not use the drive: $answer"
+echo "$answer" | grep -q "\"citation\":\"handbook/$DRIVE_DOCUMENT:3\"" || fail "the evidence does not cite the line: $answer"
 echo "$answer" | grep -q "$DRIVE_DOCUMENT" || fail "the answer does not cite the document: $answer"
 echo "answered from the drive, with its source"
 

@@ -45,7 +45,10 @@ mark MOUNTED "$source ID_BUS=$bus $(findmnt -n -o OPTIONS "$MEDIA")"
 wait_for 900 "the stick's document learned" learned
 mark LEARNED "$DRIVE_DOCUMENT"
 answer=$(timeout 900 twinbrain ask --json "$DRIVE_QUESTION") || fail "twinbrain ask"
-echo "$answer" | grep -q "$DRIVE_ANSWER" || fail "the answer does not use the stick: $answer"
+# The reply's own text (the last "text" key: keys are sorted, the evidence's come first) names the answer,
+# and the evidence cites the line that holds it.
+echo "$answer" | grep -o '"text":"[^"]*"' | tail -n 1 | grep -q "$DRIVE_ANSWER" || fail "the answer does not use the stick: $answer"
+echo "$answer" | grep -q "\"citation\":\"handbook/$DRIVE_DOCUMENT:3\"" || fail "the evidence does not cite the line: $answer"
 echo "$answer" | grep -q "$DRIVE_DOCUMENT" || fail "the answer does not cite the document: $answer"
 mark ANSWERED "$(echo "$answer" | tr '\n' ' ' | cut -c1-300)"
 
