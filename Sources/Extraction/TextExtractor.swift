@@ -86,6 +86,8 @@ enum PDFText {
             throw ExtractionError.malformed("pdftotext failed (status \(p.terminationStatus))\(why.isEmpty ? "" : ": " + why)")
         }
         guard let s = String(data: text, encoding: .utf8) else { throw ExtractionError.malformed("pdftotext gave invalid UTF-8") }
-        return s.replacingOccurrences(of: "\u{0C}", with: "\n")
+        // pdftotext ends every page with a form feed: kept, it tells the learning brain's
+        // passages (and the evidence they give) which page a line is on.
+        return s
     }
 }

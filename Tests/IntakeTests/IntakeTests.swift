@@ -214,6 +214,10 @@ final class IntakeTests: XCTestCase {
         }
         XCTAssertEqual(try extract(Self.minimalPDF("Hello from the box"), format: "pdf").get().trimmingCharacters(in: .whitespacesAndNewlines),
                        "Hello from the box")
+        // Pages stay apart (a form feed between them), so passages and evidence can name the page.
+        let twoPages = try extract(Self.minimalPDF("Travel policy", "Flights need approval"), format: "pdf").get()
+        XCTAssertEqual(twoPages.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: "\u{0C}")
+                           .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }, ["Travel policy", "Flights need approval"])
         guard case .failure(.malformed(let m)) = try extract(Data("%PDF-1.4\ngarbage without objects".utf8), format: "pdf") else {
             return XCTFail("a broken PDF must be malformed")
         }
@@ -221,16 +225,18 @@ final class IntakeTests: XCTestCase {
         guard case .failure(.malformed) = try extract(Data("plain text".utf8), format: "pdf") else { return XCTFail() }
     }
 
-    /// A one-page PDF with one line of Helvetica text and a correct cross-reference table.
-    static func minimalPDF(_ text: String) -> Data {
-        let stream = "BT /F1 18 Tf 72 720 Td (\(text)) Tj ET"
-        let objects = [
+    /// A PDF with one line of Helvetica text per page and a correct cross-reference table.
+    static func minimalPDF(_ pages: String...) -> Data {
+        var objects = [
             "<< /Type /Catalog /Pages 2 0 R >>",
-            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-            "<< /Length \(stream.utf8.count) >>\nstream\n\(stream)\nendstream",
+            "<< /Type /Pages /Kids [\(pages.indices.map { "\(4 + 2 * $0) 0 R" }.joined(separator: " "))] /Count \(pages.count) >>",
             "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         ]
+        for (i, text) in pages.enumerated() {
+            let stream = "BT /F1 18 Tf 72 720 Td (\(text)) Tj ET"
+            objects.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents \(5 + 2 * i) 0 R /Resources << /Font << /F1 3 0 R >> >> >>")
+            objects.append("<< /Length \(stream.utf8.count) >>\nstream\n\(stream)\nendstream")
+        }
         var pdf = "%PDF-1.4\n"
         var offsets: [Int] = []
         for (i, o) in objects.enumerated() {

@@ -117,6 +117,7 @@ final class RecallTests: XCTestCase {
                 国内出差优先乘坐高铁二等座。
                 """),
             ("canteen.txt", "The canteen serves fish soup on Fridays.\n"),
+            ("guide.pdf", "Shop guide\n\nOpening hours are nine to five.\n\u{0C}Returns are accepted within 30 days of purchase.\n\u{0C}"),
             ("manual.txt", "Operating the cluster\n\nStart it with the green button.\n\nStop it with the red button.\n\n"
                 + "Press F5 to reload the cluster configuration.\n"),
         ])
@@ -133,6 +134,9 @@ final class RecallTests: XCTestCase {
         // Lines are the document's own, across blank lines and headings inside a passage.
         let manual = try Recall(question: "Which key reloads the cluster configuration?", index: store, limit: 3)
         XCTAssertEqual(manual.evidence(answer: "").first?.citation, "manual.txt:7")
+        // A PDF's pages (form feeds, as pdftotext writes them) are cited with the line.
+        let returns = try Recall(question: "Within how many days are purchases returned?", index: store, limit: 3)
+        XCTAssertEqual(returns.evidence(answer: "30 days").first?.citation, "guide.pdf p. 2:4")
         XCTAssertFalse(evidence.contains { $0.text.contains("Noah Misch") }, "the other bullet supports nothing")
 
         let chinese = try Recall(question: "国际航班乘坐商务舱需要谁批准？", index: store, limit: 3)
