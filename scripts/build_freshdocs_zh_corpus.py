@@ -6,6 +6,8 @@ committed. Usage: build_freshdocs_zh_corpus.py OUT_DIR [--seed N]
   docs/zh/N.M.txt   the sections N.M of chapters 1 and 2 (GNU/Linux tutorial, package management), one document each,
                     as plain text: headings "1.1.3. root 账户", paragraphs unwrapped, list items as "- ".
   heldout.txt       a fixed fifth of the sections
+  general/          the first sections of chapter 12 (programming): Chinese text of the same kind that the documents
+                    do not hold, for retention and for checking that passage recall stays closed on it
   items.jsonl       made as the English items are (make_freshdocs_items.py), from the learned sections only:
                     verbatim   a real sentence with a command (name(N)) or a path masked; prompt = the section named
                                + up to 120 preceding characters; 3 distractors of the same type from other sections.
@@ -14,6 +16,7 @@ committed. Usage: build_freshdocs_zh_corpus.py OUT_DIR [--seed N]
 import argparse, json, pathlib, random, re, shutil, subprocess, sys, tempfile, gzip
 
 CHAPTERS = ("1", "2")
+GENERAL_CHAPTER, GENERAL_SECTIONS = "12", 6
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 HEADING = re.compile(r"^(\d+(?:\.\d+)+)\.\s+(\S.*)$")
 COMMAND = re.compile(r"\b([a-z][a-z0-9+_-]{1,30})\((\d)\)")
@@ -51,12 +54,12 @@ def unwrap(lines):
     flush()
     return out
 
-def sections(text):
+def sections(text, chapters=CHAPTERS):
     """(number, title, lines) of the level-2 sections of the chosen chapters."""
     lines = text.replace("\xa0", " ").split("\n")
-    starts = [i for i, l in enumerate(lines) if re.match(r"^第 \d+ 章", l)]
-    body_start = next(i for i in starts if lines[i].startswith(f"第 {CHAPTERS[0]} 章"))
-    end = next(i for i in starts if i > body_start and not any(lines[i].startswith(f"第 {c} 章") for c in CHAPTERS))
+    starts = [i for i, l in enumerate(lines) if re.match(r"^第 \d+ 章", l)] + [len(lines)]
+    body_start = next(i for i in starts if lines[i].startswith(f"第 {chapters[0]} 章"))
+    end = next(i for i in starts if i > body_start and (i == len(lines) or not any(lines[i].startswith(f"第 {c} 章") for c in chapters)))
     out, current = [], None
     for line in lines[body_start:end]:
         m = HEADING.match(line)
@@ -80,6 +83,7 @@ def main():
     if out.exists():
         shutil.rmtree(out)
     (out / "docs/zh").mkdir(parents=True)
+    (out / "general").mkdir()
     with tempfile.TemporaryDirectory() as tmp:
         if subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
             subprocess.run(["apt-get", "update", "-qq"], check=True)
@@ -93,6 +97,8 @@ def main():
         doc_id = f"docs/zh/{number}.txt"
         docs[doc_id] = "\n".join(unwrap(lines)) + "\n"
         (out / doc_id).write_text(docs[doc_id], encoding="utf-8")
+    for number, title, lines in sections(text, (GENERAL_CHAPTER,))[:GENERAL_SECTIONS]:
+        (out / "general" / f"{number}.txt").write_text("\n".join(unwrap(lines)) + "\n", encoding="utf-8")
     if len(docs) < 8:
         sys.exit(f"only {len(docs)} sections found in {deb.name}: the package's text layout changed")
     ids = sorted(docs, key=lambda d: [int(x) for x in pathlib.Path(d).stem.split(".")])

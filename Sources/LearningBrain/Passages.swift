@@ -104,6 +104,18 @@ public enum QueryWords {
         return out
     }
 
+    /// Each CJK bigram of a text and the bigrams beside it in the text (`PassageRelevance.share`).
+    public static func neighbours(in text: String) -> [String: Set<String>] {
+        let terms = words(in: text)
+        var out: [String: Set<String>] = [:]
+        for (i, t) in terms.enumerated() where SearchTerms.isCJKTerm(t) && t.count == 2 {
+            // Bigrams of one run overlap by a character: "国际" "际航".
+            if i > 0, terms[i - 1].count == 2, terms[i - 1].last == t.first { out[t, default: []].insert(terms[i - 1]) }
+            if i + 1 < terms.count, terms[i + 1].count == 2, terms[i + 1].first == t.last { out[t, default: []].insert(terms[i + 1]) }
+        }
+        return out
+    }
+
     /// Every word of a text as the passage index splits it (`SearchTerms`), repeats included.
     public static func words(in text: String) -> [String] { SearchTerms.terms(in: text) }
 
@@ -147,13 +159,24 @@ public enum PassageRelevance {
 
     /// The share (0…1) of `query`'s words (content words, distinct) that a passage holds in some
     /// form (`stems`: of its words); 0 for an empty query. `containing` gives each word's count of
-    /// passages holding it as written (absent: 0).
-    public static func share(of query: [String], holding stems: Set<String>, containing: [String: Int], passages: Int) -> Double {
+    /// passages holding it as written (absent: 0); a CJK bigram no passage holds counts for
+    /// nothing (mostly it spans two words: "节讲" of 哪一节讲到). With `neighbours` (the bigrams
+    /// next to each in the query), a CJK bigram counts as held only beside another held one, so
+    /// three or more characters in a row must match: a lone two-character match is mostly a
+    /// common word ("系统", "文件") that general text shares with any passage.
+    public static func share(of query: [String], holding stems: Set<String>, containing: [String: Int], passages: Int,
+                             neighbours: [String: Set<String>]? = nil) -> Double {
         var held = 0.0, total = 0.0
         for word in query {
-            let w = weight(containing: containing[word] ?? 0, passages: passages)
+            let n = containing[word] ?? 0
+            if n == 0 && SearchTerms.isCJKTerm(word) { continue }
+            let w = weight(containing: n, passages: passages)
             total += w
-            if stems.contains(stem(word)) { held += w }
+            guard stems.contains(stem(word)) else { continue }
+            if let neighbours, SearchTerms.isCJKTerm(word), word.count == 2, !(neighbours[word] ?? []).contains(where: stems.contains) {
+                continue
+            }
+            held += w
         }
         return total > 0 ? held / total : 0
     }

@@ -20,6 +20,8 @@ public struct Recall: Sendable {
     public var passages: [PassageHit] = []
     /// The question's content words and their passage counts (evidence weighs by them too).
     public private(set) var words: [String] = []
+    /// Each CJK bigram of the question and those beside it (`PassageRelevance.share`).
+    public private(set) var neighbours: [String: Set<String>] = [:]
     public private(set) var frequencies: (passages: Int, containing: [String: Int]) = (0, [:])
 
     /// A relevant passage joins only if its BM25 score is at least this share of the best
@@ -36,6 +38,7 @@ public struct Recall: Sendable {
         guard limit > 0 else { return }
         let found = try Self.candidates(for: question, index: index, limit: limit)
         words = found.words
+        neighbours = QueryWords.neighbours(in: question)
         frequencies = found.frequencies
         let relevant = found.hits.filter { $0.share >= PassageRelevance.floor }.map(\.hit)
         guard let best = relevant.first?.score, best > 0 else { return }
@@ -50,9 +53,10 @@ public struct Recall: Sendable {
         let hits = try index.searchPassages(terms: words, limit: max(limit, candidates))
         guard !hits.isEmpty else { return (words, (0, [:]), []) }
         let frequencies = try index.passageFrequencies(terms: words)
+        let neighbours = QueryWords.neighbours(in: question)
         return (words, frequencies, hits.map { hit in
             (hit, PassageRelevance.share(of: words, holding: PassageRelevance.stems(QueryWords.words(in: searchText(hit))),
-                                         containing: frequencies.containing, passages: frequencies.passages))
+                                         containing: frequencies.containing, passages: frequencies.passages, neighbours: neighbours))
         })
     }
 
@@ -83,7 +87,7 @@ public struct Recall: Sendable {
 
     /// The lines of the recalled passages that best support an answer (`EvidencePicker`).
     public func evidence(answer: String) -> [EvidenceLines] {
-        EvidencePicker.pick(question: words, answer: answer, passages: passages, frequencies: frequencies)
+        EvidencePicker.pick(question: words, neighbours: neighbours, answer: answer, passages: passages, frequencies: frequencies)
     }
 }
 
@@ -118,11 +122,14 @@ public enum EvidencePicker {
     /// A line below this score supports nothing (it shares only common words with the question).
     public static let minimumScore = 0.2
 
-    public static func pick(question: [String], answer: String, passages: [PassageHit],
+    public static func pick(question: [String], neighbours: [String: Set<String>], answer: String, passages: [PassageHit],
                             frequencies: (passages: Int, containing: [String: Int])) -> [EvidenceLines] {
         guard !passages.isEmpty else { return [] }
         let questionSet = Set(question)
         let answerWords = QueryWords.content(of: answer).filter { !questionSet.contains($0) }
+        let answerNeighbours = QueryWords.neighbours(in: answer)
+        // The index was asked about the question's terms only: the answer's weigh as rare ones.
+        let answerContaining = Dictionary(answerWords.map { ($0, frequencies.containing[$0] ?? 1) }, uniquingKeysWith: { a, _ in a })
         struct Line { let passage: Int; let index: Int; let number: Int?; let text: String; let score: Double }
         var lines: [Line] = []
         for (p, hit) in passages.enumerated() {
@@ -131,9 +138,10 @@ public enum EvidencePicker {
             let offset = rows.count == (hit.lines?.count ?? rows.count) + 1 ? -1 : 0
             for (i, row) in rows.enumerated() where !row.trimmingCharacters(in: .whitespaces).isEmpty {
                 let stems = PassageRelevance.stems(QueryWords.words(in: row))
-                let q = PassageRelevance.share(of: question, holding: stems, containing: frequencies.containing, passages: frequencies.passages)
-                let a = answerWords.isEmpty ? 0 : PassageRelevance.share(of: answerWords, holding: stems,
-                                                                         containing: frequencies.containing, passages: frequencies.passages)
+                let q = PassageRelevance.share(of: question, holding: stems, containing: frequencies.containing,
+                                               passages: frequencies.passages, neighbours: neighbours)
+                let a = answerWords.isEmpty ? 0 : PassageRelevance.share(of: answerWords, holding: stems, containing: answerContaining,
+                                                                         passages: frequencies.passages, neighbours: answerNeighbours)
                 let number = hit.lines.map { $0.lowerBound + i + offset }
                 lines.append(Line(passage: p, index: i, number: number.flatMap { $0 >= hit.lines!.lowerBound ? $0 : nil }, text: row,
                                   score: q + 0.5 * a - 0.001 * Double(p)))

@@ -25,6 +25,8 @@ final class LearningService: @unchecked Sendable {
     private var current: String?
     /// Documents that failed to learn in this run (logged once; tried again after a restart).
     private var failed: Set<Int64> = []
+    /// Learned versions waiting for the token memory, oldest first (the learning thread's own).
+    private var backlog: [Document] = []
     private var thread: Thread?
 
     init(store: Store, logger: Logger) {
@@ -59,75 +61,75 @@ final class LearningService: @unchecked Sendable {
     var activity: String? { condition.withLock { current } }
 
     /// Passages first: every waiting document's passages are stored (milliseconds each) before
-    /// the token memory learns the next one (seconds), so a plugged drive answers from all of its
-    /// documents while the memory learns behind. A kill loses only the memory's backlog, which
-    /// the next start finds missing and learns again.
+    /// the token memory learns the next one, and between the pieces of the one it is learning
+    /// (seconds each), so a plugged drive answers from all of its documents while the memory
+    /// learns behind. A kill loses only the memory's backlog, which the next start finds missing
+    /// and learns again.
     private func loop() {
-        if let tokenizer = condition.withLock({ self.tokenizer }) { recutOldPassages(tokenizer: tokenizer) }
-        var backlog: [(Document, [Int32])] = []
+        guard let tokenizer = condition.withLock({ self.tokenizer }) else { return }
+        recutOldPassages(tokenizer: tokenizer)
         for id in condition.withLock({ relearn }) {
-            guard let tokenizer = condition.withLock({ self.tokenizer }) else { return }
             do {
-                guard let d = try store.document(id: id), d.state == .learned else { continue }
-                backlog.append((d, tokenizer.encode(try text(of: d))))
+                if let d = try store.document(id: id), d.state == .learned { backlog.append(d) }
             } catch {
                 logger.error("cannot read document \(id) to learn its token memory again: \(error)")
             }
         }
         letGoOfUnlearned()
-        while true {
-            let (tokenizer, stop, skip) = condition.withLock { (self.tokenizer, stopping, failed) }
-            guard !stop, let tokenizer else { return }
+        while !condition.withLock({ stopping }) {
+            if learnWaitingPassages(tokenizer: tokenizer) {
+                letGoOfUnlearned()
+            } else if !backlog.isEmpty {
+                memorise(backlog.removeFirst(), tokenizer: tokenizer)
+                if backlog.isEmpty { letGoOfUnlearned() }
+            } else {
+                // Intake wakes us after each registration; the poll is only a safety net.
+                condition.withLock { if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 2)) } }
+            }
+        }
+    }
+
+    /// Learns the passages of every document waiting for them (their memory joins the backlog);
+    /// true when it learned any.
+    @discardableResult
+    private func learnWaitingPassages(tokenizer: Tokenizer) -> Bool {
+        var any = false
+        while !condition.withLock({ stopping }) {
+            let skip = condition.withLock { failed }
             let waiting: [Document]
             do {
                 waiting = try store.documentsToLearn(limit: 16 + skip.count).filter { !skip.contains($0.id) }
             } catch {
                 logger.error("cannot read the documents waiting to be learned: \(error)")
-                waiting = []
+                return any
             }
-            if !waiting.isEmpty {
-                var learned = 0
-                for document in waiting {
-                    if condition.withLock({ stopping }) { return }
-                    if let tokens = learn(document, tokenizer: tokenizer) {
-                        backlog.append((document, tokens))
-                        learned += 1
-                    }
-                }
-                if learned > 0 { letGoOfUnlearned() }
-                continue
+            if waiting.isEmpty { return any }
+            for document in waiting where learn(document, tokenizer: tokenizer) {
+                backlog.append(document)
+                any = true
             }
-            if !backlog.isEmpty {
-                let (document, tokens) = backlog.removeFirst()
-                memorise(document, tokens: tokens)
-                if backlog.isEmpty { letGoOfUnlearned() }
-                continue
-            }
-            // Intake wakes us after each registration; the poll is only a safety net.
-            condition.withLock { if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 2)) } }
         }
+        return any
     }
 
-    /// Learns a version's passages; returns its tokens when it was learned.
-    private func learn(_ document: Document, tokenizer: Tokenizer) -> [Int32]? {
+    /// Learns a version's passages; true when it was learned.
+    private func learn(_ document: Document, tokenizer: Tokenizer) -> Bool {
         condition.withLock { current = document.path }
         defer { condition.withLock { current = nil } }
         let start = Date()
         do {
             // No text: forgotten (or superseded and dropped) since it was listed; learn() refuses it below.
-            let text = try text(of: document)
-            let tokens = tokenizer.encode(text)
-            let passages = passageBuilder.records(of: text, tokenizer: tokenizer)
-            guard try store.learn(document: document.id, passages: passages) else { return nil }
+            let passages = passageBuilder.records(of: try text(of: document), tokenizer: tokenizer)
+            guard try store.learn(document: document.id, passages: passages) else { return false }
             Counter(label: "twinbrain_documents_learned_total").increment()
             Counter(label: "twinbrain_passages_learned_total").increment(by: passages.count)
             let ms = Int(Date().timeIntervalSince(start) * 1000)
             logger.info("learned \(document.path) (document \(document.id), version \(document.version)): \(passages.count) passages in \(ms) ms")
-            return tokens
+            return true
         } catch {
             condition.withLock { _ = failed.insert(document.id) }
             logger.error("cannot learn \(document.path) (document \(document.id)): \(error); it is tried again after a restart")
-            return nil
+            return false
         }
     }
 }
@@ -153,16 +155,23 @@ extension LearningService {
         try document.textSha256.flatMap { try store.text(sha256: $0) } ?? ""
     }
 
-    /// The token memory learns a learned version. A failure leaves the memory without the
-    /// document; the next start learns it again.
-    func memorise(_ document: Document, tokens: [Int32]) {
+    /// The token memory learns a learned version; between its pieces, waiting documents get
+    /// their passages. A failure leaves the memory without the document; the next start learns it again.
+    func memorise(_ document: Document, tokenizer: Tokenizer) {
         guard let memory = condition.withLock({ self.memory }) else { return }
+        let tokens: [Int32]
+        do { tokens = tokenizer.encode(try text(of: document)) } catch {
+            logger.error("cannot read \(document.path) (document \(document.id)) to memorise it: \(error)")
+            return
+        }
         condition.withLock { current = document.path }
         defer { condition.withLock { current = nil } }
         let start = Date()
         do {
             try memory.learn(document: document.id, tokens: tokens, shouldStop: { [weak self] in
                 guard let self, !condition.withLock({ self.stopping }) else { return true }
+                learnWaitingPassages(tokenizer: tokenizer)
+                condition.withLock { self.current = document.path }  // learning passages named its own document
                 return (try? store.document(id: document.id))??.state != .learned
             })
             let seconds = String(format: "%.2f", Date().timeIntervalSince(start))

@@ -192,6 +192,28 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(answer.sources?.first?.path, String(format: "project-%03d.md", count))
         XCTAssertEqual(answer.evidence?.first?.citation, String(format: "project-%03d.md:3", count))
         XCTAssertEqual(answer.evidence?.first?.headings, ["Project \(count)"])
+
+        // A long document's memory takes many pieces; a document extracted meanwhile gets its
+        // passages between two of them, not after the whole.
+        _ = try waitFor("the memory caught up", timeout: 300) { try learning(daemon).memoryDocuments == count ? true : nil }
+        let long = daemon.directory.appendingPathComponent("long")
+        try FileManager.default.createDirectory(at: long, withIntermediateDirectories: true)
+        try Data(String(repeating: filler, count: 12).utf8).write(to: long.appendingPathComponent("long.md"))
+        XCTAssertEqual(try daemon.client.send("POST", "/v1/ingest", body: json(["path": long.path])).status, 202)
+        _ = try waitFor("the long document's memory under way", timeout: 60) { () -> Bool? in
+            let l = try learning(daemon)
+            return l.documentsLearned == count + 1 && l.current == "long.md" ? true : nil
+        }
+        let late = daemon.directory.appendingPathComponent("late")
+        try FileManager.default.createDirectory(at: late, withIntermediateDirectories: true)
+        try Data("The late memo says the meeting moved to room Quokka-17.\n".utf8).write(to: late.appendingPathComponent("late.md"))
+        XCTAssertEqual(try daemon.client.send("POST", "/v1/ingest", body: json(["path": late.path])).status, 202)
+        let interleaved = try waitFor("the late document's passages", timeout: 60) { () -> StatusResponse.Learning? in
+            let l = try learning(daemon)
+            return l.documentsLearned == count + 2 ? l : nil
+        }
+        XCTAssertEqual(interleaved.memoryDocuments, count, "the long document's memory is still being learned")
+        XCTAssertEqual(try chat(daemon, "Which room did the meeting move to?").sources?.first?.path, "late.md")
         XCTAssertEqual(daemon.terminate(), 0)
     }
 }

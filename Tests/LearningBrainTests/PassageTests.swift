@@ -41,7 +41,13 @@ final class PassageTests: XCTestCase {
         XCTAssertLessThan(share(["vienna", "submarine"], ["vienna"]), share(["vienna", "train"], ["vienna"]))
         XCTAssertEqual(share(["approves", "flights", "policies", "serve"], ["approved", "flight", "policy", "serves"]), 1)
         XCTAssertEqual(share(["class", "process"], ["clas", "proces"]), 0)
-        XCTAssertEqual(share(["火车"], ["火车"]), 1)
+        XCTAssertEqual(PassageRelevance.share(of: ["火车"], holding: ["火车"], containing: ["火车": 1], passages: 4, neighbours: [:]), 0,
+                       "a two-character match counts only beside another")
+        XCTAssertEqual(PassageRelevance.share(of: ["火车", "车票"], holding: ["火车", "车票"], containing: ["火车": 1, "车票": 1], passages: 4,
+                                              neighbours: QueryWords.neighbours(in: "火车票")), 1)
+        XCTAssertEqual(PassageRelevance.share(of: ["火车", "航班"], holding: ["火车", "航班"], containing: ["火车": 1, "航班": 1], passages: 4,
+                                              neighbours: QueryWords.neighbours(in: "火车 航班")), 0)
+        XCTAssertEqual(share(["vienna", "谁批"], ["vienna"]), 1, "a CJK bigram no passage holds counts for nothing")
     }
 
     func testKnowledgeGoesBeforeTheQuestion() {

@@ -147,6 +147,8 @@ final class RecallTests: XCTestCase {
         XCTAssertEqual(zhEvidence.first?.header, "差旅政策")
 
         XCTAssertTrue(try Recall(question: "How long does the train from Paris to Rome take?", index: store, limit: 3).passages.isEmpty)
+        // Chinese text sharing only two-character words with a passage recalls nothing.
+        XCTAssertTrue(try Recall(question: "国内新闻和高铁时刻表在哪里看？", index: store, limit: 3).passages.isEmpty)
         XCTAssertTrue(try Recall(question: "What is it?", index: store, limit: 3).evidence(answer: "anything").isEmpty)
     }
 }
