@@ -30,7 +30,7 @@ public struct Recall: Sendable {
     /// Passages put before a question (the daemon's `knowledge_passages` default).
     public static let defaultLimit = 3
     /// BM25 candidates read before the floors: the floors are applied to these, then `limit` kept.
-    static let candidates = 16
+    static let candidateCount = 16
 
     public init() {}
 
@@ -38,7 +38,7 @@ public struct Recall: Sendable {
         guard limit > 0 else { return }
         let found = try Self.candidates(for: question, index: index, limit: limit)
         words = found.words
-        neighbours = QueryWords.neighbours(in: question)
+        neighbours = found.neighbours
         frequencies = found.frequencies
         let relevant = found.hits.filter { $0.share >= PassageRelevance.floor }.map(\.hit)
         guard let best = relevant.first?.score, best > 0 else { return }
@@ -48,13 +48,13 @@ public struct Recall: Sendable {
     /// The BM25 candidates for a question with the share of it each holds (on its header and
     /// text), best BM25 first: what the floors are applied to (and what `make recall-floor` fits on).
     public static func candidates(for question: String, index: PassageIndex, limit: Int = defaultLimit) throws
-        -> (words: [String], frequencies: (passages: Int, containing: [String: Int]), hits: [(hit: PassageHit, share: Double)]) {
-        let words = QueryWords.content(of: question)
-        let hits = try index.searchPassages(terms: words, limit: max(limit, candidates))
-        guard !hits.isEmpty else { return (words, (0, [:]), []) }
+        -> (words: [String], neighbours: [String: Set<String>], frequencies: (passages: Int, containing: [String: Int]),
+            hits: [(hit: PassageHit, share: Double)]) {
+        let words = QueryWords.content(of: question), neighbours = QueryWords.neighbours(in: question)
+        let hits = try index.searchPassages(terms: words, limit: max(limit, candidateCount))
+        guard !hits.isEmpty else { return (words, neighbours, (0, [:]), []) }
         let frequencies = try index.passageFrequencies(terms: words)
-        let neighbours = QueryWords.neighbours(in: question)
-        return (words, frequencies, hits.map { hit in
+        return (words, neighbours, frequencies, hits.map { hit in
             (hit, PassageRelevance.share(of: words, holding: PassageRelevance.stems(QueryWords.words(in: searchText(hit))),
                                          containing: frequencies.containing, passages: frequencies.passages, neighbours: neighbours))
         })
@@ -154,7 +154,8 @@ public enum EvidencePicker {
         for l in chosen {
             picked[l.passage, default: []].insert(l.index)
             let rows = passages[l.passage].text.split(separator: "\n", omittingEmptySubsequences: false)
-            if l.index > 0, rows[l.index].hasPrefix(" "), DocumentStructure.listIndent(String(rows[l.index - 1])) != nil {
+            if l.index > 0, DocumentStructure.leadingSpaces(String(rows[l.index])) > 0,
+               DocumentStructure.listIndent(String(rows[l.index - 1])) != nil {
                 picked[l.passage]!.insert(l.index - 1)
             }
         }
