@@ -3,8 +3,8 @@ import LearningBrain
 import MainBrain
 
 /// In-context retrieval baselines (the protocol's bm25-rag and vector-rag): the learned
-/// documents are cut into chunks of 128 tokens every 64 (`PassageChunker.standard`, as the
-/// daemon's passage recall does); retrieved chunks are prepended to the
+/// documents are cut into chunks of 128 tokens every 64 (`PassageChunker.standard`, the
+/// classic RAG cut; the box cuts along structure); retrieved chunks are prepended to the
 /// context and never scored.
 public final class RAGSystem: EvalSystem {
     public let id: String

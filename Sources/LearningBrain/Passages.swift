@@ -1,23 +1,8 @@
 import Foundation
-import MainBrain
 
-/// A stretch of a learned document, as recalled for a question.
-public struct Passage: Sendable, Equatable {
-    /// Where the passage starts in the document, in tokens.
-    public var tokenOffset: Int
-    public var tokens: [Int32]
-    public var text: String
-
-    public init(tokenOffset: Int, tokens: [Int32], text: String) {
-        self.tokenOffset = tokenOffset
-        self.tokens = tokens
-        self.text = text
-    }
-}
-
-/// Cuts documents into overlapping passages of main-brain tokens: `length` tokens every
-/// `stride`, the last one reaching the end. The daemon's passage recall and the evaluated RAG
-/// baselines cut alike, so what FreshDocs measures is what the box does.
+/// Cuts documents into overlapping windows of main-brain tokens: `length` tokens every
+/// `stride`, the last one reaching the end: the evaluated RAG baselines' chunks (the box cuts
+/// along the document's structure: `DocumentPassageBuilder`).
 public struct PassageChunker: Sendable {
     public static let standard = PassageChunker(length: 128, stride: 64)
     public let length: Int
@@ -39,16 +24,10 @@ public struct PassageChunker: Sendable {
         } while start + stride < count
         return out
     }
-
-    public func passages(_ tokens: [Int32], tokenizer: Tokenizer) -> [Passage] {
-        ranges(count: tokens.count).map { r in
-            Passage(tokenOffset: r.lowerBound, tokens: Array(tokens[r]), text: tokenizer.decode(Array(tokens[r])))
-        }
-    }
 }
 
 /// Puts recalled passages before the question: the last user message becomes an instruction
-/// to answer from the numbered excerpts (each named by its document), the excerpts, and the
+/// to answer from the numbered excerpts (each named by its document and headings), the excerpts, and the
 /// question. Measured with the default 135M model on a small policy set: excerpts in the user
 /// turn were answered from, excerpts in a system message were not (it repeated itself), and
 /// adding "if they do not contain the answer, say so" made it refuse answerable questions, so
