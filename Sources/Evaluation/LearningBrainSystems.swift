@@ -169,7 +169,7 @@ public final class HybridSystem: EvalSystem {
         let (prompt, recall) = try knowledgePrompt(chatPrompt)
         let use = KnowledgeUse(recall: recall, memory: nil)
         let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true) { use.tally($0, weight: $1) }
-        let evidence = use.evidence(answer: tokenizer.decode(tokens)).map { e in
+        let evidence = recall.evidence(answer: tokenizer.decode(tokens)).map { e in
             ([e.citation, e.header].filter { !$0.isEmpty } + [e.text]).joined(separator: "\n")
         }
         return OpenAnswer(tokens: tokens, evidence: evidence, sources: use.cited().compactMap { memory.name(of: $0.documentId) },

@@ -4,7 +4,7 @@ import Store
 
 /// What the learning brain gave one answer: the passages recalled before generating, and the
 /// token memory's part, tallied step by step while generating; from them the documents to cite
-/// and the evidence. The daemon and FreshDocs's `hybrid` use it alike.
+/// (`recall.evidence` gives the lines). The daemon and FreshDocs's `hybrid` use it alike.
 public final class KnowledgeUse: @unchecked Sendable {
     public let recall: Recall
     /// The memory joined to the generation (nil: none, or it holds nothing).
@@ -86,7 +86,4 @@ public final class KnowledgeUse: @unchecked Sendable {
             return a.weight != b.weight ? a.weight > b.weight : a.documentId < b.documentId
         }
     }
-
-    /// The lines of the recalled passages that best support `answer`.
-    public func evidence(answer: String) -> [EvidenceLines] { recall.evidence(answer: answer) }
 }

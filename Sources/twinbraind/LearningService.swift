@@ -240,8 +240,7 @@ extension KnowledgeUse {
 
     /// The evidence lines, as the wire names them.
     func evidence(answer: String) -> [EvidenceLine] {
-        let lines: [EvidenceLines] = evidence(answer: answer)
-        return lines.map { e in
+        recall.evidence(answer: answer).map { e in
             let hit = recall.passages.first { $0.documentId == e.documentId }
             return EvidenceLine(documentId: e.documentId, path: e.path, source: hit.map { $0.sourceLabel ?? $0.sourceKey } ?? "",
                                 citation: e.citation, lineStart: e.lines?.lowerBound, lineEnd: e.lines?.upperBound, page: e.page,
