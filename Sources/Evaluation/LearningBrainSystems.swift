@@ -141,8 +141,9 @@ public final class HybridSystem: EvalSystem {
     }
 
     /// The daemon's recall for a question or a stretch of text (recorded in the trace).
-    func recall(_ text: String, limit: Int = Recall.defaultLimit) throws -> Recall {
-        let r = try Recall(question: text, index: passages.store, limit: limit)
+    func recall(_ text: String, continuing: Bool = false, limit: Int = Recall.defaultLimit) throws -> Recall {
+        let r = try continuing ? Recall(continuing: text, index: passages.store, limit: limit)
+            : Recall(question: text, index: passages.store, limit: limit)
         for p in r.passages { retrievalTrace?.record("\(p.path)@\(p.lines.map { "\($0.lowerBound)" } ?? "?")") }
         return r
     }
@@ -182,7 +183,7 @@ public final class HybridSystem: EvalSystem {
     func knowledgePrompt(_ prompt: [Int32]) throws -> (prompt: [Int32], recall: Recall) {
         let rendered = tokenizer.decode(prompt, renderSpecial: true)
         guard let message = chatTemplate?.lastUserMessage(inRendered: rendered) else {
-            let recall = try recall(rendered)
+            let recall = try recall(rendered, continuing: true)
             return ((KnowledgeContext.prefixText(recall.recalled).map { tokenizer.encode($0) } ?? []) + prompt, recall)
         }
         let question = String(rendered[message])
@@ -227,5 +228,43 @@ final class PassageStore {
 
     func forget(_ documents: [String]) throws {
         _ = try store.forget(documents: documents.compactMap { ids[$0] })
+    }
+}
+
+/// What recall finds over a corpus's learned documents, candidate by candidate (`twinbrain-eval
+/// recall`): to see why a question recalls what it does. Passages only (no token memory).
+public final class RecallProbe {
+    public struct Candidate {
+        /// "path:first–last".
+        public let passage: String
+        public let path: String
+        public let header: String
+        public let bm25: Double
+        /// The share of the question's content words the passage holds (`PassageRelevance`).
+        public let share: Double
+        public let recalled: Bool
+    }
+
+    let passages: PassageStore
+
+    public init(corpus: FreshDocsCorpus, tokenizer: Tokenizer) throws {
+        passages = try PassageStore(tokenizer: tokenizer)
+        try passages.learn(corpus.learned)
+    }
+
+    /// The question's content words, every BM25 candidate best first, and the passages recall
+    /// keeps as shipped (`continuing`: a plain prompt's recall, which may keep passages that are
+    /// no candidates: those after the prompt's end).
+    public func probe(_ text: String, continuing: Bool) throws -> (words: [String], candidates: [Candidate], recalled: [String]) {
+        let limit = Recall.defaultLimit
+        let recall = try continuing ? Recall(continuing: text, index: passages.store, limit: limit)
+            : Recall(question: text, index: passages.store, limit: limit)
+        let chosen = Set(recall.passages.map(\.passageId))
+        let found = try Recall.candidates(for: text, index: passages.store, limit: limit)
+        let name = { (h: PassageHit) in "\(h.path):\(h.lines.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "?")" }
+        return (found.words, found.hits.map {
+            Candidate(passage: name($0.hit), path: $0.hit.path, header: $0.hit.header, bm25: $0.hit.score, share: $0.share,
+                      recalled: chosen.contains($0.hit.passageId))
+        }, recall.passages.map(name))
     }
 }

@@ -72,7 +72,7 @@ public enum QueryWords {
         var seen = Set<String>(), out: [String] = []
         for word in words(in: question) {
             if SearchTerms.isCJKTerm(word) {
-                guard !word.contains(where: stopCharacters.contains) else { continue }
+                guard !word.contains(where: stopCharacters.contains), !stopBigrams.contains(word) else { continue }
             } else {
                 guard word.count > 1, !stopWords.contains(word) else { continue }
             }
@@ -104,6 +104,9 @@ public enum QueryWords {
         "他", "她", "它", "们", "这", "那", "在", "和", "与", "或", "把", "被", "给", "让", "个", "之", "其", "及", "并",
         "而", "也", "都", "就", "还", "又", "很", "吗", "几", "多", "少", "如", "何", "为", "要", "需", "应", "该",
     ]
+
+    /// Chinese function words of two content characters ("according to", "about", "can", "because").
+    static let stopBigrams: Set<String> = ["根据", "关于", "对于", "按照", "可以", "能够", "以及", "因为", "所以", "但是", "通过", "已经", "或者"]
 
     static let stopWords: Set<String> = [
         "a", "about", "above", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because",

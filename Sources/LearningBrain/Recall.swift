@@ -8,6 +8,8 @@ public protocol PassageIndex {
     func searchPassages(terms: [String], limit: Int) throws -> [PassageHit]
     /// How many passages there are, and how many hold each term (absent: none).
     func passageFrequencies(terms: [String]) throws -> (passages: Int, containing: [String: Int])
+    /// The passage after this one in its document, nil at its end.
+    func passage(after hit: PassageHit) throws -> PassageHit?
 }
 
 extension Store: PassageIndex {}
@@ -43,6 +45,37 @@ public struct Recall: Sendable {
         let relevant = found.hits.filter { $0.share >= PassageRelevance.floor }.map(\.hit)
         guard let best = relevant.first?.score, best > 0 else { return }
         passages = Array(relevant.filter { $0.score >= Self.relativeFloor * best }.prefix(limit))
+    }
+
+    /// Recall for a text to be continued (a plain prompt): what comes next is what follows the
+    /// prompt's last words in a learned document, so the passage holding the prompt's end
+    /// (`tail`, cleared by the floors like a question) and the passage after it come first, then
+    /// those recalled for the whole prompt. Recall for the whole prompt alone finds where most
+    /// of the prompt is, and a continuation often sits in the passage after that.
+    public init(continuing prompt: String, index: PassageIndex, limit: Int) throws {
+        self = try Recall(question: prompt, index: index, limit: limit)
+        let tail = Self.tail(of: prompt)
+        guard limit > 0, tail.count < prompt.count, let anchor = try Recall(question: String(tail), index: index, limit: 1).passages.first
+        else { return }
+        var ahead = [anchor]
+        if limit > 1, let next = try index.passage(after: anchor) { ahead.append(next) }
+        let kept = Set(ahead.map(\.passageId))
+        passages = Array((ahead + passages.filter { !kept.contains($0.passageId) }).prefix(limit))
+    }
+
+    /// Content words a prompt's end must hold to locate it in a document.
+    static let tailWords = 4
+
+    /// The prompt's last lines, as few as hold `tailWords` content words (the whole prompt when it
+    /// holds fewer).
+    static func tail(of prompt: String) -> Substring {
+        var start = prompt.endIndex
+        while let newline = prompt[..<start].dropLast().lastIndex(of: "\n") {
+            start = prompt.index(after: newline)
+            if QueryWords.content(of: String(prompt[start...]), limit: tailWords).count >= tailWords { return prompt[start...] }
+            start = newline
+        }
+        return prompt[...]
     }
 
     /// The BM25 candidates for a question with the share of it each holds (on its header and

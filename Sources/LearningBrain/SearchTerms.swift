@@ -1,7 +1,7 @@
 import Foundation
 
 /// The words passages are indexed and searched by. Lower-cased runs of letters, digits and
-/// '_'; inside a run, Chinese, Japanese and Korean characters (written without spaces between
+/// '_' (not of '_' alone); inside a run, Chinese, Japanese and Korean characters (written without spaces between
 /// words) become overlapping character bigrams, as Lucene's CJK analyzer does: "国际航班" →
 /// 国际 际航 航班, a lone character stays itself, and mixed text ("root账户") splits at the
 /// script change. The passage index stores its text as these terms joined by spaces, so
@@ -11,7 +11,9 @@ public enum SearchTerms {
         var out: [String] = []
         var word = "", cjk: [Character] = []
         func endWord() {
-            if !word.isEmpty { out.append(word); word = "" }
+            // A run of underscores alone ("____", a blank to fill in) is no word.
+            if word.contains(where: { $0 != "_" }) { out.append(word) }
+            word = ""
         }
         func endCJK() {
             if cjk.count == 1 { out.append(String(cjk[0])) }

@@ -134,21 +134,36 @@ extension Store {
         // Each term is one quoted FTS5 string: nothing in it is read as query syntax.
         let match = terms.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " OR ")
         return try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT p.id, p.document_id, d.source_id, d.path, d.version, s.label, s.key, p.token_offset, p.text,
-                       -bm25(passages_fts) AS score, p.header, p.line_start, p.line_end, p.page
-                FROM passages_fts
-                JOIN passages p ON p.id = passages_fts.rowid
-                JOIN documents d ON d.id = p.document_id
-                JOIN sources s ON s.id = d.source_id
-                WHERE passages_fts MATCH ?
+            try Self.hits(db, score: "-bm25(passages_fts)", from: "passages_fts JOIN passages p ON p.id = passages_fts.rowid", where: """
+                passages_fts MATCH ?
                 ORDER BY bm25(passages_fts), p.id
                 LIMIT ?
-                """, arguments: [match, limit]).map { r in
-                PassageHit(passageId: r[0], documentId: r[1], sourceId: r[2], path: r[3], version: r[4], sourceLabel: r[5],
-                           sourceKey: r[6], tokenOffset: r[7], text: r[8], header: r[10], lines: lineRange(r[11], r[12]), page: r[13],
-                           score: r[9])
-            }
+                """, arguments: [match, limit])
+        }
+    }
+
+    /// The passage after this one in its document (passages are stored in document order), with
+    /// the given passage's score; nil at the document's end.
+    public func passage(after hit: PassageHit) throws -> PassageHit? {
+        try pool.read { db in
+            try Self.hits(db, score: "?", from: "passages p", where: "p.document_id = ? AND p.id > ? ORDER BY p.id LIMIT 1",
+                          arguments: [hit.score, hit.documentId, hit.passageId]).first
+        }
+    }
+
+    private static func hits(_ db: Database, score: String, from: String, where condition: String,
+                             arguments: StatementArguments) throws -> [PassageHit] {
+        try Row.fetchAll(db, sql: """
+            SELECT p.id, p.document_id, d.source_id, d.path, d.version, s.label, s.key, p.token_offset, p.text,
+                   \(score) AS score, p.header, p.line_start, p.line_end, p.page
+            FROM \(from)
+            JOIN documents d ON d.id = p.document_id
+            JOIN sources s ON s.id = d.source_id
+            WHERE \(condition)
+            """, arguments: arguments).map { r in
+            PassageHit(passageId: r[0], documentId: r[1], sourceId: r[2], path: r[3], version: r[4], sourceLabel: r[5],
+                       sourceKey: r[6], tokenOffset: r[7], text: r[8], header: r[10], lines: lineRange(r[11], r[12]), page: r[13],
+                       score: r[9])
         }
     }
 

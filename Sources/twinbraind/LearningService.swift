@@ -197,11 +197,6 @@ extension LearningService {
 }
 
 extension Recall {
-    /// Passages recalled from the store for a question (`Recall` in LearningBrain: the same code FreshDocs's hybrid runs).
-    init(question: String, store: Store, limit: Int) throws {
-        try self.init(question: question, index: store, limit: limit)
-    }
-
     /// The conversation with the recalled passages in its last user turn (the history as sent).
     func messages(_ messages: [ChatMessageBody]) -> [ChatMessageBody] {
         guard let last = messages.lastIndex(where: { $0.role == "user" }),

@@ -193,10 +193,12 @@ extension API {
 
     // MARK: - Joint inference
 
-    /// Passages recalled for a question, or nil when the request turned knowledge off.
-    func recall(_ question: String, knowledge: Bool?) throws -> Recall? {
+    /// Passages recalled for a question or for a plain prompt to continue (`Recall` in
+    /// LearningBrain: the code FreshDocs's hybrid runs), or nil when the request turned knowledge off.
+    func recall(_ text: String, continuing: Bool = false, knowledge: Bool?) throws -> Recall? {
         guard knowledge ?? true else { return nil }
-        return try Recall(question: question, store: state.store, limit: state.configuration.knowledgePassages)
+        let limit = state.configuration.knowledgePassages
+        return try continuing ? Recall(continuing: text, index: state.store, limit: limit) : Recall(question: text, index: state.store, limit: limit)
     }
 
     /// The chat prompt with the passages recalled for the last user message (fewer when the
@@ -216,7 +218,7 @@ extension API {
         -> (prompt: [Int32], knowledge: KnowledgeUse?)
     {
         let tokenizer = scheduler.generator.tokenizer
-        guard let recall = try recall(prompt, knowledge: knowledge) else { return (tokenizer.encode(prompt), nil) }
+        guard let recall = try recall(prompt, continuing: true, knowledge: knowledge) else { return (tokenizer.encode(prompt), nil) }
         return try fitting(recall) { tokenizer.encode($0.prompt(prompt)) }
     }
 

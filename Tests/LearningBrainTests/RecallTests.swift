@@ -9,6 +9,7 @@ final class RecallTests: XCTestCase {
         XCTAssertEqual(SearchTerms.terms(in: "国际航班"), ["国际", "际航", "航班"])
         XCTAssertEqual(SearchTerms.terms(in: "root账户 Tom_Lane 15.17"), ["root", "账户", "tom_lane", "15", "17"])
         XCTAssertEqual(SearchTerms.terms(in: "谁？"), ["谁"])
+        XCTAssertEqual(SearchTerms.terms(in: "use ____ or pg_dump"), ["use", "or", "pg_dump"])
         XCTAssertEqual(SearchTerms.terms(in: "カタカナ한국어"), ["カタ", "タカ", "カナ", "ナ한", "한국", "국어"])
         XCTAssertEqual(SearchTerms.indexText("Debian 软件包"), "debian 软件 件包")
         // Question characters drop the bigrams that hold them; content bigrams stay.
@@ -150,5 +151,48 @@ final class RecallTests: XCTestCase {
         // Chinese text sharing only two-character words with a passage recalls nothing.
         XCTAssertTrue(try Recall(question: "国内新闻和高铁时刻表在哪里看？", index: store, limit: 3).passages.isEmpty)
         XCTAssertTrue(try Recall(question: "What is it?", index: store, limit: 3).evidence(answer: "anything").isEmpty)
+    }
+
+    /// A plain prompt to continue: recall for the whole prompt finds where most of it is, but
+    /// what comes next sits in the passage holding the prompt's last line, or the one after.
+    func testAContinuationRecallsWhatFollowsThePromptsEnd() throws {
+        let notes = """
+            E.10. Release 15.11
+            E.10.2. Changes
+            - Prevent possible catalog corruption when a system catalog is vacuumed concurrently with an update (Noah Misch)
+              Without this, a concurrent update could be lost, leaving the catalog entry in an inconsistent state on disk, \
+            which later queries would read as a missing or duplicated row until the table was rebuilt by hand.
+            - Fix data corruption when relation truncation fails (Thomas Munro)
+              The filesystem calls needed to perform relation truncation could fail, leaving inconsistent state on disk, \
+            for example effectively reviving deleted data; such failures now cause a panic and a replay from the log.
+            - Prevent checkpoints from starting during relation truncation (Robert Haas)
+              This avoids a race condition wherein the modified file might not get fsync'd before completing the checkpoint, \
+            creating a risk of data corruption if the operating system crashes soon after the checkpoint has finished.
+            - Use rename() not link()/unlink() to rename files (Nathan Bossart)
+              The previous coding was intended to assure that the operation could not accidentally overwrite an existing file, \
+            but a failure could leave two links to the same file in existence, confusing the operations that follow it.
+            """
+        let (store, directory) = try makeStore([("pg/release-15-11.txt", notes), ("canteen.txt", "The canteen serves fish soup on Fridays.\n")])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let prompt = """
+            such failures are rare enough that it seems an acceptable solution, leaving inconsistent state on disk.
+            - Prevent checkpoints from starting during relation truncation (Robert Haas)
+              This avoids a race condition wherein the modified file might not get fsync'd before completing the checkpoint.
+            - Use rename() not link()/unlink() to rename files (
+            """
+        let asQuestion = try Recall(question: prompt, index: store, limit: 1)
+        XCTAssertFalse(asQuestion.passages.contains { $0.text.contains("Nathan Bossart") }, "the test needs the bulk elsewhere")
+        let continuing = try Recall(continuing: prompt, index: store, limit: 3)
+        XCTAssertTrue(continuing.passages.first?.text.contains("Nathan Bossart") ?? false, "\(continuing.passages.map(\.text))")
+        XCTAssertEqual(Set(continuing.passages.map(\.path)), ["pg/release-15-11.txt"])
+        XCTAssertLessThanOrEqual(continuing.passages.count, 3)
+        // The passage after the one holding the prompt's end joins: a prompt ending a passage continues in the next.
+        let ending = "- Fix data corruption when relation truncation fails (Thomas Munro)\n"
+            + "  The filesystem calls needed to perform relation truncation could fail, leaving inconsistent state on disk.\n"
+        let next = try Recall(continuing: ending, index: store, limit: 2)
+        XCTAssertEqual(next.passages.count, 2)
+        XCTAssertEqual(next.passages.map(\.passageId), next.passages.map(\.passageId).sorted())
+        // A prompt sharing nothing with the documents recalls nothing, continuing or not.
+        XCTAssertTrue(try Recall(continuing: "Write a poem about\nthe autumn sea and the wind over the dunes.\n", index: store, limit: 3).passages.isEmpty)
     }
 }
