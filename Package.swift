@@ -34,7 +34,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
+        // Dot products of GGUF-format rows with quantised activations (AVX2 and portable), the worker pool.
+        .target(name: "CQuant", path: "Sources/CQuant"),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CQuant"], swiftSettings: kernelSettings),
         .target(name: "MainBrain", dependencies: ["Kernels"], swiftSettings: engineSettings),
         // The FreshDocs evaluation: corpus format, tasks, baseline systems.
         .target(name: "Evaluation", dependencies: ["MainBrain", "Kernels", "LearningBrain", "Store"], swiftSettings: engineSettings),

@@ -38,7 +38,7 @@ struct Bench: ParsableCommand {
         let path = try options.resolvedModelPath()
         let start = Date()
         let gguf = try GGUFFile(path: path)
-        let model = try Model(gguf: gguf)
+        let model = try Model(gguf: gguf, arithmetic: options.arithmetic)
         let tokenizer = try Tokenizer(gguf: gguf)
         let loadSeconds = Date().timeIntervalSince(start)
 
@@ -120,7 +120,7 @@ struct Bench: ParsableCommand {
             printJSON(["threads": threads, "pp128_tok_s": median(pp128), "pp512_tok_s": median(pp512),
                        "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss])
         } else {
-            print("model \(path) threads \(threads)")
+            print("model \(path) threads \(threads), kernels \(model.kernels.path), arithmetic \(options.arithmetic.rawValue)")
             for (name, v) in [("pp128", pp128), ("pp512", pp512), ("tg128", tg128)] {
                 print(String(format: "%@  %8.1f tok/s  (min %.1f, max %.1f)", name, median(v), v.min()!, v.max()!))
             }

@@ -27,6 +27,9 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(help: "Matrix arithmetic: exact (f32, as the reference outputs) or quantized (activations quantised as llama.cpp does).")
+    var arithmetic: ProductArithmetic = .exact
+
     func resolvedModelPath() throws -> String {
         if let model { return model }
         guard let path = DefaultModel.path() else {
@@ -43,7 +46,7 @@ struct ModelOptions: ParsableArguments {
         applyThreads()
         let path = try resolvedModelPath()
         let gguf = try GGUFFile(path: path)
-        return (try Model(gguf: gguf), try Tokenizer(gguf: gguf))
+        return (try Model(gguf: gguf, arithmetic: arithmetic), try Tokenizer(gguf: gguf))
     }
 
     func loadTokenizer() throws -> Tokenizer {
@@ -94,3 +97,5 @@ func progressLine(_ label: String, _ done: Int, _ total: Int) {
 enum ProgressClock {
     nonisolated(unsafe) static var started: [String: Date] = [:]
 }
+
+extension ProductArithmetic: ExpressibleByArgument {}

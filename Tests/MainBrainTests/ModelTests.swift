@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Kernels
 import MainBrain
 
 final class ModelTests: XCTestCase {
@@ -72,7 +73,8 @@ final class ModelTests: XCTestCase {
 
     /// Prefill in one batch, in several batches, and token by token give the same logits.
     func testIncrementalDecodingMatchesPrefill() throws {
-        let (model, tokenizer) = try Fixtures.model()
+        for arithmetic in [ProductArithmetic.exact, .quantized] {
+        let (model, tokenizer) = try Fixtures.model(arithmetic)
         let ids = tokenizer.encode("The quick brown fox jumps over the lazy dog because it wants to.")
         let all = try model.forward(ids, cache: model.makeCache(capacity: 64), logits: .all)
         let cache = model.makeCache(capacity: 64)
@@ -80,9 +82,10 @@ final class ModelTests: XCTestCase {
         for (i, id) in ids.enumerated().dropFirst(5) {
             let step = try model.forward([id], cache: cache, logits: .last)
             let maxDelta = zip(step.row(0), all.row(i)).map { abs($0 - $1) }.max()!
-            XCTAssertLessThan(maxDelta, 2e-3, "position \(i)")
+            XCTAssertLessThan(maxDelta, 2e-3, "\(arithmetic) position \(i)")
         }
         XCTAssertEqual(cache.count, ids.count)
+        }
     }
 
     /// Taps see every position in the same pass; the last residual, normed and projected by the
@@ -125,7 +128,8 @@ final class ModelTests: XCTestCase {
     /// Branches evaluated together equal each branch evaluated alone after the prefix, also when
     /// they are split into several batches.
     func testBranchesSeeOnlyThePrefixAndThemselves() throws {
-        let (model, tokenizer) = try Fixtures.model()
+        for arithmetic in [ProductArithmetic.exact, .quantized] {
+        let (model, tokenizer) = try Fixtures.model(arithmetic)
         let prefix = tokenizer.encode("Question: which animal barks?\nAnswer:")
         let branches = [" the dog", " a cat that meows loudly", " cows"].map { tokenizer.encode($0) }
         for batch in [512, 8] {
@@ -139,8 +143,9 @@ final class ModelTests: XCTestCase {
                 let alone = try model.forward(prefix + b, cache: model.makeCache(capacity: 128), logits: .from(prefix.count))
                 XCTAssertEqual(logits.rows, b.count)
                 let worst = zip(logits.values, alone.values).map { abs($0 - $1) }.max()!
-                XCTAssertLessThan(worst, 2e-3, "batch \(batch)")
+                XCTAssertLessThan(worst, 2e-3, "\(arithmetic) batch \(batch)")
             }
+        }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Kernels
 import MainBrain
 
 /// Paths and shared objects for the tests.
@@ -24,17 +25,17 @@ enum Fixtures {
         throw XCTSkip("needs the default model: run `make model`")
     }
 
-    nonisolated(unsafe) private static var loaded: (Model, Tokenizer)?
+    nonisolated(unsafe) private static var loaded: [ProductArithmetic: (Model, Tokenizer)] = [:]
     private static let lock = NSLock()
 
-    /// The default model, loaded once for the whole test run.
-    static func model() throws -> (Model, Tokenizer) {
+    /// The default model, loaded once per arithmetic for the whole test run.
+    static func model(_ arithmetic: ProductArithmetic = .exact) throws -> (Model, Tokenizer) {
         let path = try modelPath()
         return try lock.withLock {
-            if let loaded { return loaded }
+            if let pair = loaded[arithmetic] { return pair }
             let gguf = try GGUFFile(path: path)
-            let pair = (try Model(gguf: gguf), try Tokenizer(gguf: gguf))
-            loaded = pair
+            let pair = (try Model(gguf: gguf, arithmetic: arithmetic), try Tokenizer(gguf: gguf))
+            loaded[arithmetic] = pair
             return pair
         }
     }

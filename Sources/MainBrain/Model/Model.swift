@@ -26,30 +26,39 @@ public struct Logits: Sendable {
     public func row(_ i: Int) -> ArraySlice<Float> { values[i * vocab..<(i + 1) * vocab] }
 }
 
-/// A frozen llama-family transformer in f32 over OpenBLAS.
+/// A frozen llama-family transformer: weights as the GGUF file stores them.
 ///
-/// Loading goes GGUFFile → ModelConfig → Weights; `forward` evaluates tokens against a
-/// `KVCache`. One forward runs at a time per model (the daemon's scheduler owns it).
+/// Loading goes GGUFFile → ModelConfig → Weights (the matrices stay in the mapping, in their
+/// formats); `forward` evaluates tokens against a `KVCache`. Matrix products run on the
+/// model's worker threads (`QuantizedProducts`: f32 by default, or with activations quantised
+/// as llama.cpp does); attention runs row by row in f32, the same for a decoded token and a
+/// prefilled one. One forward runs at a time per model (the daemon's scheduler owns it).
 public final class Model: @unchecked Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
     let weights: Weights
     let rope: RoPETable
+    let products: QuantizedProducts
     /// Longest run of tokens evaluated in one batch (bounds the scratch memory).
     public var batchSize = 512
 
-    public init(gguf: GGUFFile) throws {
+    /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
+    /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
+    /// CPU kernels on the file (activations quantised per block).
+    public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact) throws {
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
         weights = try Weights(gguf: gguf, config: config)
         rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
-        // Every weight now lives in f32 buffers; the mapping's pages are no longer needed.
-        gguf.file.dropPages()
+        products = QuantizedProducts(pool: ComputePool(threads: threads ?? BLASThreads.current), arithmetic: arithmetic)
     }
 
     public convenience init(path: String) throws {
         try self.init(gguf: GGUFFile(path: path))
     }
+
+    /// The kernels the matrix products run ("avx2" or "portable") and their threads.
+    public var kernels: (path: String, threads: Int) { (QuantKernels.path, products.pool.threads) }
 
     public func makeCache(capacity: Int? = nil) -> KVCache {
         KVCache(config: config, capacity: capacity)
@@ -147,34 +156,39 @@ public final class Model: @unchecked Sendable {
         let t = tokens.count, d = c.dim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
         let qkvWidth = d + 2 * kvd
         let p0 = cache.count
-        let s = p0 + t  // keys visible to the last row
-        let groupSize = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
 
         let x = FloatBuffer(count: t * d)            // residual stream [T, D]
         let xn = FloatBuffer(count: t * d)           // normed input [T, D]
         let qkv = FloatBuffer(count: t * qkvWidth)   // [T, D + 2·kvD]
         let attn = FloatBuffer(count: t * d)         // attention output [T, D]
-        let scores = FloatBuffer(count: t * s)       // one head's [T, S]
-        let gateUp = FloatBuffer(count: t * 2 * f)   // [T, 2F]
+        let gateUp = FloatBuffer(count: t * 2 * f)   // [T, 2F]: gate, then up
         let cosTable = FloatBuffer(count: t * c.ropeDims / 2)
         let sinTable = FloatBuffer(count: t * c.ropeDims / 2)
 
         for (i, token) in tokens.enumerated() {
-            (x.pointer + i * d).update(from: weights.tokenEmbedding.pointer + Int(token) * d, count: d)
+            weights.tokenEmbedding.dequantizeRow(Int(token), into: x.pointer + i * d)
             rope.fill(position: layout?.positions[i] ?? p0 + i, cos: cosTable.pointer + i * c.ropeDims / 2, sin: sinTable.pointer + i * c.ropeDims / 2)
         }
+        // The keys each row sees: the cache and the batch up to itself, or with a layout the
+        // prefix and its own branch (`BranchLayout`).
+        let visible: Visibility = layout.map { l in
+            Visibility(seen: Array(repeating: Int32(p0), count: t), from: l.branchStart.map { Int32(p0 + $0) },
+                       to: (0..<t).map { Int32(p0 + $0 + 1) })
+        } ?? Visibility(seen: (0..<t).map { Int32(p0 + $0 + 1) })
         let wants = tap?.points ?? []
         func report(_ point: TapPoint, _ buffer: FloatBuffer) {
             guard let tap, wants.contains(point) else { return }
-            tap.receive(point, positions: p0..<s, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
+            tap.receive(point, positions: p0..<p0 + t, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
         }
 
         for l in 0..<c.layers {
             let w = weights.layers[l]
             // Attention block.
             rmsNorm(xn.pointer, x.pointer, w.attnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
-            matmul(qkv.pointer, xn.pointer, w.wqkv.pointer, rows: t, outFeatures: qkvWidth, inFeatures: d)
+            products.multiply(xn.pointer, rows: t, [.init(w.wq, out: qkv.pointer, ldo: qkvWidth),
+                                                    .init(w.wk, out: qkv.pointer + d, ldo: qkvWidth),
+                                                    .init(w.wv, out: qkv.pointer + d + kvd, ldo: qkvWidth)])
             for i in 0..<t {
                 let row = qkv.pointer + i * qkvWidth
                 if let b = w.bqkv { for j in 0..<qkvWidth { row[j] += b.pointer[j] } }
@@ -184,43 +198,21 @@ public final class Model: @unchecked Sendable {
                 cache.keyPointer(layer: l, position: p0 + i).update(from: row + d, count: kvd)
                 cache.valuePointer(layer: l, position: p0 + i).update(from: row + d + kvd, count: kvd)
             }
-            let keys = cache.keyPointer(layer: l, position: 0)
-            let values = cache.valuePointer(layer: l, position: 0)
-            for h in 0..<c.heads {
-                let g = h / groupSize
-                // scores[T, S] = scale · Q_h[T, hd] · K_g[S, hd]ᵀ
-                gemm(transA: false, transB: true, m: t, n: s, k: hd, alpha: scale,
-                     qkv.pointer + h * hd, lda: qkvWidth, keys + g * hd, ldb: kvd, scores.pointer, ldc: s)
-                for i in 0..<t {
-                    // Causal: row i sees keys 0…p0+i.
-                    let row = scores.pointer + i * s
-                    let visible = p0 + i + 1
-                    if let layout, layout.branchStart[i] > 0 {
-                        // Other branches' keys sit between the prefix and this branch.
-                        (row + p0).update(repeating: -.infinity, count: layout.branchStart[i])
-                        softmaxInPlace(row, count: visible)
-                        (row + p0).update(repeating: 0, count: layout.branchStart[i])
-                    } else {
-                        softmaxInPlace(row, count: visible)
-                    }
-                    if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
-                }
-                // attn[T, hd] (columns of head h) = scores[T, S] · V_g[S, hd]
-                gemm(transA: false, transB: false, m: t, n: hd, k: s,
-                     scores.pointer, lda: s, values + g * hd, ldb: kvd, attn.pointer + h * hd, ldc: d)
-            }
-            matmul(x.pointer, attn.pointer, w.wo.pointer, rows: t, outFeatures: d, inFeatures: d, accumulate: true)
+            products.attention(qkv.pointer, qStride: qkvWidth, rows: t, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
+                               keys: cache.keyPointer(layer: l, position: 0), values: cache.valuePointer(layer: l, position: 0),
+                               kvStride: kvd, visible: visible, scale: scale, out: attn.pointer, outStride: d)
+            products.multiply(attn.pointer, rows: t, [.init(w.wo, out: x.pointer, accumulate: true)])
 
             // Feed-forward block (SwiGLU).
             rmsNorm(xn.pointer, x.pointer, w.ffnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
             report(.ffnInput(layer: l), xn)
-            matmul(gateUp.pointer, xn.pointer, w.wGateUp.pointer, rows: t, outFeatures: 2 * f, inFeatures: d)
+            products.multiply(xn.pointer, rows: t, [.init(w.wGate, out: gateUp.pointer, ldo: 2 * f),
+                                                   .init(w.wUp, out: gateUp.pointer + f, ldo: 2 * f)])
             for i in 0..<t {
                 let row = gateUp.pointer + i * 2 * f
                 siluMul(row, row + f, count: f)
             }
-            matmul(x.pointer, gateUp.pointer, ldx: 2 * f, w.wDown.pointer, rows: t, outFeatures: d, inFeatures: f,
-                   accumulate: true)
+            products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: x.pointer, accumulate: true)])
             report(.residual(layer: l), x)
         }
         cache.advance(by: t)
@@ -230,7 +222,7 @@ public final class Model: @unchecked Sendable {
         rmsNorm(xn.pointer, x.pointer + logitRows.lowerBound * d, weights.outputNorm.pointer, rows: r, dim: d, eps: c.rmsEps)
         var result = [Float](repeating: 0, count: r * c.vocabSize)
         result.withUnsafeMutableBufferPointer { buf in
-            matmul(buf.baseAddress!, xn.pointer, weights.output.pointer, rows: r, outFeatures: c.vocabSize, inFeatures: d)
+            products.multiply(xn.pointer, rows: r, [.init(weights.output, out: buf.baseAddress!)])
         }
         return result
     }

@@ -7,6 +7,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case badValue(key: String, value: String)
     case missingTensor(String)
     case tensorShape(name: String, expected: [Int], found: [Int])
+    case tensorType(name: String, type: String)
     case contextFull(limit: Int, requested: Int)
     case tokenOutOfRange(id: Int32, vocab: Int)
     case emptyInput
@@ -19,6 +20,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .badValue(k, v): return "model metadata '\(k)' has an unusable value \(v)"
         case let .missingTensor(n): return "model file lacks the tensor '\(n)'"
         case let .tensorShape(n, e, f): return "tensor '\(n)' has shape \(f), expected \(e)"
+        case let .tensorType(n, t): return "tensor '\(n)' is stored as \(t), which the engine cannot multiply at this shape"
         case let .contextFull(limit, requested):
             return "context is full: \(requested) tokens requested, the limit is \(limit); shorten the input or raise the context size"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (0..<\(vocab))"
