@@ -12,18 +12,6 @@ public final class ComputePool: @unchecked Sendable {
     }
 
     deinit { cq_pool_destroy(pool) }
-
-    /// Runs `body(worker, workers)` on every worker (the caller is worker 0) and returns when all are done.
-    public func run(_ body: (Int, Int) -> Void) {
-        withoutActuallyEscaping(body) { body in
-            var box = body
-            withUnsafeMutablePointer(to: &box) { ctx in
-                cq_pool_run(pool, { ctx, worker, workers in
-                    ctx!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(worker), Int(workers))
-                }, ctx)
-            }
-        }
-    }
 }
 
 /// The kernels this process runs: "avx2" or "portable".
