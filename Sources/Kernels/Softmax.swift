@@ -1,31 +1,6 @@
 import Foundation
 
-// Numerically stable softmax and the SwiGLU activation.
-
-/// In place over one row of n: subtract the max, exponentiate, normalise.
-/// Returns the sum before normalising (log-sum-exp = max + log(sum)).
-@discardableResult
-public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) -> (max: Float, sum: Float) {
-    var m = -Float.infinity
-    for i in 0..<n where x[i] > m { m = x[i] }
-    if m == -Float.infinity { return (m, 0) }
-    var sum: Float = 0
-    var i = 0
-    let mv = Vec8(repeating: m)
-    var acc = Vec8()
-    while i + 8 <= n {
-        let p = UnsafeMutableRawPointer(x + i)
-        let e = exp8(p.loadUnaligned(as: Vec8.self) - mv)
-        p.storeBytes(of: e, as: Vec8.self)
-        acc += e
-        i += 8
-    }
-    sum = acc.sum()
-    while i < n { x[i] = expApprox(x[i] - m); sum += x[i]; i += 1 }
-    let inv = 1 / sum
-    for j in 0..<n { x[j] *= inv }
-    return (m, sum)
-}
+// The SwiGLU activation and a stable log-sum-exp (attention's softmax is in CQuant's cq_attention).
 
 /// SwiGLU: gate[i] = silu(gate[i]) · up[i] over n values, silu(g) = g / (1 + e^-g).
 public func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {

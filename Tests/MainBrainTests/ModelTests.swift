@@ -49,6 +49,15 @@ final class ModelTests: XCTestCase {
         var b = tinyLlama()
         b.metadata.removeAll { $0.0 == "llama.block_count" }
         XCTAssertThrowsError(try load(b)) { e in XCTAssertEqual(e as? ModelError, .missingKey("llama.block_count")) }
+        // Rows of 8 stored as Q8_0 (blocks of 32): the matrices are read in place by whole-block
+        // rows, and the reader refuses such a file before the model looks at it.
+        b = tinyLlama()
+        let embedding = b.tensors.firstIndex { $0.name == "token_embd.weight" }!
+        b.tensors[embedding].type = 8
+        b.tensors[embedding].data = [UInt8](repeating: 0, count: 8 * 16 / 32 * 34)
+        XCTAssertThrowsError(try load(b)) { e in
+            XCTAssertTrue("\(e)".contains("token_embd.weight") && "\(e)".contains("impossible dimensions"), "\(e)")
+        }
         b = tinyLlama()
         b.metadata.append(("llama.attention.head_count_kv", .u32(3)))  // 2 heads cannot share 3 kv heads
         XCTAssertThrowsError(try load(b)) { e in

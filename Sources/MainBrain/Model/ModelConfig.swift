@@ -20,7 +20,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .badValue(k, v): return "model metadata '\(k)' has an unusable value \(v)"
         case let .missingTensor(n): return "model file lacks the tensor '\(n)'"
         case let .tensorShape(n, e, f): return "tensor '\(n)' has shape \(f), expected \(e)"
-        case let .tensorType(n, t): return "tensor '\(n)' is stored as \(t), which the engine cannot multiply at this shape"
+        case let .tensorType(n, t):
+            return "tensor '\(n)' is stored as \(t) in rows the engine cannot multiply (runs F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K "
+                + "in whole blocks); requantise the file with llama.cpp's llama-quantize, e.g. to Q4_K_M or Q8_0"
         case let .contextFull(limit, requested):
             return "context is full: \(requested) tokens requested, the limit is \(limit); shorten the input or raise the context size"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (0..<\(vocab))"
