@@ -43,16 +43,29 @@ def peer(model: str, threads: int, runs: int) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128, "load_s": load, "peak_rss_mib": rss}
 
-def ours(eval_bin: str, model: str, threads: int, runs: int) -> dict:
-    out = subprocess.run([eval_bin, "bench", "--json", "--model", model, "--threads", str(threads), "--runs", str(runs),
-                          "--all-runs"], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+def ours(eval_bin: str, model: str, threads: int, runs: int, arithmetic: str | None) -> dict:
+    cmd = [eval_bin, "bench", "--json", "--model", model, "--threads", str(threads), "--runs", str(runs), "--all-runs"]
+    if arithmetic:
+        cmd += ["--arithmetic", arithmetic]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+def merged(rounds: list[dict]) -> dict:
+    """The rounds' per-run figures in one list each; load and RSS as medians."""
+    out = dict(rounds[0])
+    for key in ["pp128", "pp512", "tg128"]:
+        out[key] = [v for r in rounds for v in r[key]]
+    for key in ["load_s", "peak_rss_mib"]:
+        out[key] = statistics.median(r[key] for r in rounds)
+    return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--eval", default=".build/release/twinbrain-eval", help="twinbrain-eval binary")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternate the two engines this many times (the machine is shared: both see the same noise)")
+    ap.add_argument("--arithmetic", help="twinbrain's matrix arithmetic (default: the engine's)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out", default="bench-results/latest.json")
     ap.add_argument("--peer-child", type=int, help=argparse.SUPPRESS)
@@ -63,16 +76,20 @@ def main():
 
     rows = []
     for t in [int(x) for x in a.threads.split(",")]:
-        print(f"measuring twinbrain at {t} thread(s)…", file=sys.stderr, flush=True)
-        mine = ours(a.eval, a.model, t, a.runs)
-        print(f"measuring llama.cpp at {t} thread(s)…", file=sys.stderr, flush=True)
-        child = subprocess.run([sys.executable, __file__, "--model", a.model, "--runs", str(a.runs), "--peer-child", str(t)],
-                               check=True, capture_output=True, text=True).stdout
-        rows.append((t, mine, json.loads(child)))
+        mine, theirs = [], []
+        for r in range(a.rounds):
+            print(f"round {r + 1}/{a.rounds}: twinbrain at {t} thread(s)…", file=sys.stderr, flush=True)
+            mine.append(ours(a.eval, a.model, t, a.runs, a.arithmetic))
+            print(f"round {r + 1}/{a.rounds}: llama.cpp at {t} thread(s)…", file=sys.stderr, flush=True)
+            child = subprocess.run([sys.executable, __file__, "--model", a.model, "--runs", str(a.runs), "--peer-child", str(t)],
+                                   check=True, capture_output=True, text=True).stdout
+            theirs.append(json.loads(child))
+        rows.append((t, merged(mine), merged(theirs)))
 
     med = statistics.median
     def spread(v): return f"{min(v):.0f}–{max(v):.0f}"
-    print(f"\nmodel: {os.path.basename(a.model)}   machine: {platform.machine()}, {os.cpu_count()} cores   runs: {a.runs} (median, min–max)\n")
+    print(f"\nmodel: {os.path.basename(a.model)}   machine: {platform.machine()}, {os.cpu_count()} cores   "
+          f"runs: {a.rounds} rounds of {a.runs}, alternating (median, min–max)   arithmetic: {mine[0].get('arithmetic', '?')}\n")
     print(f"| threads | figure | twinbrain | llama.cpp | ratio |")
     print(f"|---|---|---|---|---|")
     for t, m, p in rows:
@@ -82,7 +99,7 @@ def main():
         print(f"| {t} | peak RSS MiB | {m['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} | {m['peak_rss_mib'] / p['peak_rss_mib']:.2f}× |")
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"model": a.model, "runs": a.runs, "date": time.strftime("%Y-%m-%d"),
+        json.dump({"model": a.model, "runs": a.runs, "rounds": a.rounds, "date": time.strftime("%Y-%m-%d"),
                    "results": [{"threads": t, "twinbrain": m, "llama_cpp": p} for t, m, p in rows]}, f, indent=1)
     print(f"\nraw figures: {a.out}", file=sys.stderr)
 

@@ -69,9 +69,18 @@ static inline void cq_scale_min_k4(int j, const uint8_t *q, uint8_t *scale, uint
 }
 
 typedef float (*cq_dot_fn)(int cols, const uint8_t *w, const uint8_t *xq);
+// Four weight rows (row_bytes apart) times one activation row; out[r] is what the one-row
+// kernel gives for row r, to the bit.
+typedef void (*cq_dot4_fn)(int cols, const uint8_t *w, size_t row_bytes, const uint8_t *xq, float *out);
+// The same four rows times two activation rows (xq_stride apart): out [2][4].
+typedef void (*cq_dot4x2_fn)(int cols, const uint8_t *w, size_t row_bytes, const uint8_t *xq, size_t xq_stride, float *out);
 
 // The AVX2 kernels for a type, or NULL (x86-64 with AVX2, FMA and F16C only).
 cq_dot_fn cq_avx2_dot(int type);
+cq_dot4_fn cq_avx2_dot4(int type);
+cq_dot4x2_fn cq_avx2_dot4x2(int type);
 int cq_cpu_has_avx2(void);
+// Non-zero when the AVX2 kernels run (the CPU has them and the portable ones are not forced).
+int cq_fast_kernels(void);
 
 #endif

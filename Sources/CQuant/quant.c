@@ -268,8 +268,10 @@ static atomic_int force_portable = 0;
 
 void cq_force_portable(int on) { atomic_store(&force_portable, on); }
 
+int cq_fast_kernels(void) { return !atomic_load_explicit(&force_portable, memory_order_relaxed) && cq_cpu_has_avx2(); }
+
 static cq_dot_fn dot_for(int type) {
-    if (!atomic_load_explicit(&force_portable, memory_order_relaxed) && cq_cpu_has_avx2()) {
+    if (cq_fast_kernels()) {
         cq_dot_fn f = cq_avx2_dot(type);
         if (f) return f;
     }
@@ -277,7 +279,7 @@ static cq_dot_fn dot_for(int type) {
 }
 
 const char *cq_kernel_path(void) {
-    return !atomic_load(&force_portable) && cq_cpu_has_avx2() ? "avx2" : "portable";
+    return cq_fast_kernels() ? "avx2" : "portable";
 }
 
 int cq_supported(int type) { return portable_dot(type) != 0; }
@@ -443,7 +445,9 @@ size_t cq_matmul_scratch_bytes(int cols, int rows) {
     return total;
 }
 
-enum { CHUNK_ROWS = 16, MAX_JOBS = 8 };
+// A worker takes 16 weight rows at a time and meets them with 8 activation rows at a time,
+// so both stay in L1 during prefill.
+enum { CHUNK_ROWS = 16, ACTIVATION_BLOCK = 8, MAX_JOBS = 8, MAX_WORKERS = 64 };
 
 typedef struct {
     const cq_matmul_job *jobs;
@@ -453,46 +457,76 @@ typedef struct {
     const uint8_t *xq[MAX_JOBS];   // the activation rows quantised for each job's type
     size_t xq_stride[MAX_JOBS];
     cq_dot_fn dot[MAX_JOBS];
+    cq_dot4_fn dot4[MAX_JOBS];     // NULL where the type has no four-row kernels
+    cq_dot4x2_fn dot4x2[MAX_JOBS];
     int first_chunk[MAX_JOBS + 1];
     // Exact f32 arithmetic instead: each weight row dequantised, times the f32 activations.
     const float *x;
     size_t ldx;
     cq_dot_fn f32_dot;
-    atomic_int next;
+    // Worker w owns chunks [w·total/W, (w+1)·total/W) and takes them in order, so it streams
+    // through memory; a worker done with its own takes from the others' (the machine is
+    // shared and noisy).
+    atomic_int cursor[MAX_WORKERS];
 } matmul_work;
 
-// Chunks of weight rows are handed out dynamically (the machine is shared and noisy). Each
-// weight row meets every activation row while it is in L1; every output is one call of the
-// same dot product, so a position's result does not depend on how many rows came with it.
+static inline void store(const cq_matmul_job *job, float *out, float v) { *out = job->accumulate ? *out + v : v; }
+
+// Weight rows [r0, r1) of job j times every activation row, quantised. Every output is the
+// same dot product (one row or four at once give the same bits), so a position's result does
+// not depend on how many rows came with it.
+static void quantized_chunk(matmul_work *m, int j, int r0, int r1) {
+    const cq_matmul_job *job = &m->jobs[j];
+    const uint8_t *weights = (const uint8_t *)job->weights;
+    size_t rb = job->row_bytes, xs = m->xq_stride[j];
+    for (int i0 = 0; i0 < m->rows; i0 += ACTIVATION_BLOCK) {
+        int i1 = i0 + ACTIVATION_BLOCK < m->rows ? i0 + ACTIVATION_BLOCK : m->rows;
+        int r = r0;
+        for (; m->dot4[j] && r + 4 <= r1; r += 4) {
+            int i = i0;
+            for (; i + 2 <= i1; i += 2) {
+                float v[8];
+                m->dot4x2[j](m->cols, weights + (size_t)r * rb, rb, m->xq[j] + (size_t)i * xs, xs, v);
+                for (int k = 0; k < 8; k++) store(job, job->out + (size_t)(i + k / 4) * job->ldo + r + k % 4, v[k]);
+            }
+            for (; i < i1; i++) {
+                float v[4];
+                m->dot4[j](m->cols, weights + (size_t)r * rb, rb, m->xq[j] + (size_t)i * xs, v);
+                for (int k = 0; k < 4; k++) store(job, job->out + (size_t)i * job->ldo + r + k, v[k]);
+            }
+        }
+        for (; r < r1; r++)
+            for (int i = i0; i < i1; i++)
+                store(job, job->out + (size_t)i * job->ldo + r, m->dot[j](m->cols, weights + (size_t)r * rb, m->xq[j] + (size_t)i * xs));
+    }
+}
+
+// The same in f32: each weight row dequantised into `row`, times the f32 activations.
+static void dequantized_chunk(matmul_work *m, int j, int r0, int r1, float *row) {
+    const cq_matmul_job *job = &m->jobs[j];
+    for (int r = r0; r < r1; r++) {
+        cq_dequantize(job->type, (const uint8_t *)job->weights + (size_t)r * job->row_bytes, row, (size_t)m->cols);
+        for (int i = 0; i < m->rows; i++)
+            store(job, job->out + (size_t)i * job->ldo + r,
+                  m->f32_dot(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx)));
+    }
+}
+
 static void matmul_worker(void *ctx, int worker, int workers) {
-    (void)worker; (void)workers;
     matmul_work *m = ctx;
     int total = m->first_chunk[m->njobs];
+    if (workers > MAX_WORKERS) workers = MAX_WORKERS;
     float *row = m->x ? malloc(sizeof(float) * (size_t)m->cols) : 0;
-    for (;;) {
-        int c = atomic_fetch_add_explicit(&m->next, 1, memory_order_relaxed);
-        if (c >= total) break;
-        int j = 0;
-        while (c >= m->first_chunk[j + 1]) j++;
-        const cq_matmul_job *job = &m->jobs[j];
-        int r0 = (c - m->first_chunk[j]) * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS < job->rows ? r0 + CHUNK_ROWS : job->rows;
-        const uint8_t *w = (const uint8_t *)job->weights + (size_t)r0 * job->row_bytes;
-        for (int r = r0; r < r1; r++, w += job->row_bytes) {
-            if (row) {
-                cq_dequantize(job->type, w, row, (size_t)m->cols);
-                float *out = job->out + r;
-                for (int i = 0; i < m->rows; i++, out += job->ldo) {
-                    float v = m->f32_dot(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx));
-                    *out = job->accumulate ? *out + v : v;
-                }
-                continue;
-            }
-            const uint8_t *xq = m->xq[j];
-            float *out = job->out + r;
-            for (int i = 0; i < m->rows; i++, xq += m->xq_stride[j], out += job->ldo) {
-                float v = m->dot[j](m->cols, w, xq);
-                *out = job->accumulate ? *out + v : v;
-            }
+    for (int k = 0; k < workers && worker < MAX_WORKERS; k++) {
+        int owner = (worker + k) % workers, end = (int)((long)total * (owner + 1) / workers);
+        for (;;) {
+            int c = atomic_fetch_add_explicit(&m->cursor[owner], 1, memory_order_relaxed);
+            if (c >= end) break;
+            int j = 0;
+            while (c >= m->first_chunk[j + 1]) j++;
+            int r0 = (c - m->first_chunk[j]) * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS < m->jobs[j].rows ? r0 + CHUNK_ROWS : m->jobs[j].rows;
+            if (row) dequantized_chunk(m, j, r0, r1, row);
+            else quantized_chunk(m, j, r0, r1);
         }
     }
     free(row);
@@ -524,9 +558,13 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
             m.xq[j] = formats[f];
             m.xq_stride[j] = stride;
             m.dot[j] = dot_for(m.jobs[j].type);
+            m.dot4[j] = cq_fast_kernels() ? cq_avx2_dot4(m.jobs[j].type) : 0;
+            m.dot4x2[j] = cq_fast_kernels() ? cq_avx2_dot4x2(m.jobs[j].type) : 0;
             m.first_chunk[j + 1] = m.first_chunk[j] + (m.jobs[j].rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
         }
-        atomic_init(&m.next, 0);
+        int workers = pool ? cq_pool_threads(pool) : 1;
+        if (workers > MAX_WORKERS) workers = MAX_WORKERS;
+        for (int w = 0; w < workers; w++) atomic_init(&m.cursor[w], (int)((long)m.first_chunk[n] * w / workers));
         if (pool) cq_pool_run(pool, matmul_worker, &m);
         else matmul_worker(&m, 0, 1);
     }

@@ -51,59 +51,170 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static float dot_q4_0(int cols, const uint8_t *w, const uint8_t *y) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < cols / 32; b++, w += 18, y += Q8_0_BYTES) {
-        __m256i q = _mm256_sub_epi8(nibbles(w + 2), _mm256_set1_epi8(8));
-        __m256i p = dot_signed(q, _mm256_loadu_si256((const __m256i *)(y + 2)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
-    }
-    return hsum(acc);
+// One block of each format: unpack_FMT gives the weight block's 32 integers (signed, or
+// unsigned for the formats with a minimum); pair_FMT adds d_w·d_y·Σ q_w·q_y to acc, and
+// gathers in `mins` the per-block offset terms of the formats with a minimum. Every kernel
+// below runs these same steps per output, so a row's result does not depend on the rows
+// computed with it.
+static inline __m256i unpack_q4_0(const uint8_t *w) { return _mm256_sub_epi8(nibbles(w + 2), _mm256_set1_epi8(8)); }
+static inline __m256i unpack_q4_1(const uint8_t *w) { return nibbles(w + 4); }
+static inline __m256i unpack_q5_0(const uint8_t *w) {
+    // q − 16 = nibble − 16 where the fifth bit is clear, the nibble itself where it is set.
+    __m256i high = _mm256_andnot_si256(bit_bytes(cq_load_u32(w + 2)), _mm256_set1_epi8((char)0xF0));
+    return _mm256_or_si256(nibbles(w + 6), high);
+}
+static inline __m256i unpack_q5_1(const uint8_t *w) {
+    return _mm256_or_si256(nibbles(w + 8), _mm256_and_si256(bit_bytes(cq_load_u32(w + 4)), _mm256_set1_epi8(0x10)));
+}
+static inline __m256i unpack_q8_0(const uint8_t *w) { return _mm256_loadu_si256((const __m256i *)(w + 2)); }
+
+static inline __m256 scaled(__m256 acc, const uint8_t *w, const uint8_t *y, __m256i p) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
+}
+static inline __m256 pair_signed(__m256 acc, float *mins, __m256i q, const uint8_t *w, const uint8_t *y) {
+    (void)mins;
+    return scaled(acc, w, y, dot_signed(q, _mm256_loadu_si256((const __m256i *)(y + 2))));
+}
+static inline __m256 pair_with_min(__m256 acc, float *mins, __m256i q, const uint8_t *w, const uint8_t *y) {
+    *mins += half(w + 2) * cq_load_f32(y + 2);
+    return scaled(acc, w, y, dot_unsigned(q, _mm256_loadu_si256((const __m256i *)(y + 6))));
 }
 
-static float dot_q4_1(int cols, const uint8_t *w, const uint8_t *y) {
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int b = 0; b < cols / 32; b++, w += 20, y += Q8_1_BYTES) {
-        __m256i p = dot_unsigned(nibbles(w + 4), _mm256_loadu_si256((const __m256i *)(y + 6)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
-        mins += half(w + 2) * cq_load_f32(y + 2);
+// dot_FMT: one row. dot4_FMT: four weight rows (row_bytes apart) against one activation row.
+// dot4x2_FMT: the same four against two activation rows (y_stride apart), each weight block
+// unpacked once for both; out: [2][4].
+#define BLOCK_DOTS(fmt, pair, wbytes, ybytes)                                                                 \
+    static float dot_##fmt(int cols, const uint8_t *w, const uint8_t *y) {                                   \
+        __m256 acc = _mm256_setzero_ps();                                                                     \
+        float mins = 0;                                                                                       \
+        for (int b = 0; b < cols / 32; b++, w += wbytes, y += ybytes) acc = pair(acc, &mins, unpack_##fmt(w), w, y); \
+        return hsum(acc) + mins;                                                                              \
+    }                                                                                                         \
+    static void dot4_##fmt(int cols, const uint8_t *w, size_t rb, const uint8_t *y, float *out) {            \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+        float mins[4] = {0, 0, 0, 0};                                                                         \
+        for (int b = 0; b < cols / 32; b++, w += wbytes, y += ybytes)                                         \
+            for (int r = 0; r < 4; r++) acc[r] = pair(acc[r], &mins[r], unpack_##fmt(w + r * rb), w + r * rb, y); \
+        for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]) + mins[r];                                          \
+    }                                                                                                         \
+    static void dot4x2_##fmt(int cols, const uint8_t *w, size_t rb, const uint8_t *y, size_t ys, float *out) { \
+        __m256 a[8];                                                                                          \
+        float mins[8] = {0};                                                                                  \
+        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();                                               \
+        for (int b = 0; b < cols / 32; b++, w += wbytes, y += ybytes)                                         \
+            for (int r = 0; r < 4; r++) {                                                                     \
+                __m256i q = unpack_##fmt(w + r * rb);                                                         \
+                a[r] = pair(a[r], &mins[r], q, w + r * rb, y);                                                \
+                a[4 + r] = pair(a[4 + r], &mins[4 + r], q, w + r * rb, y + ys);                               \
+            }                                                                                                 \
+        for (int k = 0; k < 8; k++) out[k] = hsum(a[k]) + mins[k];                                            \
     }
-    return hsum(acc) + mins;
+
+BLOCK_DOTS(q4_0, pair_signed, 18, Q8_0_BYTES)
+BLOCK_DOTS(q4_1, pair_with_min, 20, Q8_1_BYTES)
+BLOCK_DOTS(q5_0, pair_signed, 22, Q8_0_BYTES)
+BLOCK_DOTS(q5_1, pair_with_min, 24, Q8_1_BYTES)
+BLOCK_DOTS(q8_0, pair_signed, 34, Q8_0_BYTES)
+
+// The K-quants: each super-block's integer sums are the portable kernels' (exact), then the
+// same f32 epilogue per super-block.
+static inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
 }
 
-static float dot_q5_0(int cols, const uint8_t *w, const uint8_t *y) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < cols / 32; b++, w += 22, y += Q8_0_BYTES) {
-        // q − 16 = nibble − 16 where the fifth bit is clear, the nibble itself where it is set.
-        __m256i high = _mm256_andnot_si256(bit_bytes(cq_load_u32(w + 2)), _mm256_set1_epi8((char)0xF0));
-        __m256i q = _mm256_or_si256(nibbles(w + 6), high);
-        __m256i p = dot_signed(q, _mm256_loadu_si256((const __m256i *)(y + 2)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
-    }
-    return hsum(acc);
+// Σ over 8 sub-blocks of sc[s]·Σ q·y, for 32 unsigned q per sub-block given two at a time.
+static inline __m256i scaled_pair(__m256i lo, __m256i hi, const int8_t *y, uint8_t sc_lo, uint8_t sc_hi) {
+    __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
+    __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
+    return _mm256_add_epi32(_mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc_lo)), _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc_hi)));
 }
 
-static float dot_q5_1(int cols, const uint8_t *w, const uint8_t *y) {
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int b = 0; b < cols / 32; b++, w += 24, y += Q8_1_BYTES) {
-        __m256i high = _mm256_and_si256(bit_bytes(cq_load_u32(w + 4)), _mm256_set1_epi8(0x10));
-        __m256i q = _mm256_or_si256(nibbles(w + 8), high);
-        __m256i p = dot_unsigned(q, _mm256_loadu_si256((const __m256i *)(y + 6)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
-        mins += half(w + 2) * cq_load_f32(y + 2);
+static int k4_mins(const uint8_t *w, const uint8_t *y, uint8_t *sc) {
+    int16_t bsums[16];
+    memcpy(bsums, y + 260, sizeof bsums);
+    int mins = 0;
+    for (int s = 0; s < 8; s++) {
+        uint8_t m;
+        cq_scale_min_k4(s, w + 4, &sc[s], &m);
+        mins += m * (bsums[2 * s] + bsums[2 * s + 1]);
     }
-    return hsum(acc) + mins;
+    return mins;
 }
 
-static float dot_q8_0(int cols, const uint8_t *w, const uint8_t *y) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < cols / 32; b++, w += 34, y += Q8_0_BYTES) {
-        __m256i p = dot_signed(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_loadu_si256((const __m256i *)(y + 2)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * half(y)), _mm256_cvtepi32_ps(p), acc);
+static float dot_q4_k(int cols, const uint8_t *w, const uint8_t *y) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    float sum = 0;
+    for (int b = 0; b < cols / 256; b++, w += 144, y += Q8_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins(w, y, sc);
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * k));
+            acc = _mm256_add_epi32(acc, scaled_pair(_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low),
+                                                    q8 + 64 * k, sc[2 * k], sc[2 * k + 1]));
+        }
+        sum += cq_load_f32(y) * (half(w) * (float)hsum_i32(acc) - half(w + 2) * (float)mins);
     }
-    return hsum(acc);
+    return sum;
+}
+
+static float dot_q5_k(int cols, const uint8_t *w, const uint8_t *y) {
+    const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    float sum = 0;
+    for (int b = 0; b < cols / 256; b++, w += 176, y += Q8_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins(w, y, sc);
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * k));
+            // Bit s of each qh byte is the fifth bit of sub-block s.
+            __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
+            __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
+            acc = _mm256_add_epi32(acc, scaled_pair(_mm256_or_si256(_mm256_and_si256(q, low), h_lo),
+                                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi),
+                                                    q8 + 64 * k, sc[2 * k], sc[2 * k + 1]));
+        }
+        sum += cq_load_f32(y) * (half(w) * (float)hsum_i32(acc) - half(w + 2) * (float)mins);
+    }
+    return sum;
+}
+
+static float dot_q6_k(int cols, const uint8_t *w, const uint8_t *y) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    float sum = 0;
+    for (int b = 0; b < cols / 256; b++, w += 210, y += Q8_K_BYTES) {
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+            const int8_t *sc = (const int8_t *)(w + 192 + 8 * h);
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
+            };
+            for (int k = 0; k < 4; k++) {
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k));
+                // (q − 32)·y per pair of elements, in 16 lanes: elements 0–15 use scale 2k, 16–31 scale 2k+1.
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(m32, y8));
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scales));
+            }
+        }
+        sum += cq_load_f32(y) * half(w + 208) * (float)hsum_i32(acc);
+    }
+    return sum;
 }
 
 static float dot_f32(int cols, const uint8_t *w, const uint8_t *y) {
@@ -143,7 +254,32 @@ cq_dot_fn cq_avx2_dot(int type) {
     case CQ_Q5_0: return dot_q5_0;
     case CQ_Q5_1: return dot_q5_1;
     case CQ_Q8_0: return dot_q8_0;
-    default: return 0;  // the K-quants run the portable kernels for now
+    case CQ_Q4_K: return dot_q4_k;
+    case CQ_Q5_K: return dot_q5_k;
+    case CQ_Q6_K: return dot_q6_k;
+    default: return 0;
+    }
+}
+
+cq_dot4_fn cq_avx2_dot4(int type) {
+    switch (type) {
+    case CQ_Q4_0: return dot4_q4_0;
+    case CQ_Q4_1: return dot4_q4_1;
+    case CQ_Q5_0: return dot4_q5_0;
+    case CQ_Q5_1: return dot4_q5_1;
+    case CQ_Q8_0: return dot4_q8_0;
+    default: return 0;
+    }
+}
+
+cq_dot4x2_fn cq_avx2_dot4x2(int type) {
+    switch (type) {
+    case CQ_Q4_0: return dot4x2_q4_0;
+    case CQ_Q4_1: return dot4x2_q4_1;
+    case CQ_Q5_0: return dot4x2_q5_0;
+    case CQ_Q5_1: return dot4x2_q5_1;
+    case CQ_Q8_0: return dot4x2_q8_0;
+    default: return 0;
     }
 }
 
@@ -151,5 +287,7 @@ cq_dot_fn cq_avx2_dot(int type) {
 
 int cq_cpu_has_avx2(void) { return 0; }
 cq_dot_fn cq_avx2_dot(int type) { (void)type; return 0; }
+cq_dot4_fn cq_avx2_dot4(int type) { (void)type; return 0; }
+cq_dot4x2_fn cq_avx2_dot4x2(int type) { (void)type; return 0; }
 
 #endif

@@ -2,6 +2,7 @@
 //
 // F16 goes through a 64K-entry table: the baseline x86-64 target has no F16C
 // instruction, and a table lookup beats the soft-float conversion by far.
+import CQuant
 
 /// All 65,536 f16 bit patterns as f32, built once.
 public let halfToFloatTable: [Float] = (0...0xFFFF).map { halfToFloatExact(UInt16($0)) }
@@ -34,6 +35,11 @@ public func halfToFloat(_ h: UInt16) -> Float {
 @inline(__always)
 public func bfloat16ToFloat(_ b: UInt16) -> Float {
     Float(bitPattern: UInt32(b) << 16)
+}
+
+/// `count` floats rounded to f16 into `out` (F16C when the CPU has it): an f16 KV cache's rows.
+public func storeHalves(_ x: UnsafePointer<Float>, into out: UnsafeMutableRawPointer, count: Int) {
+    cq_store_half(x, out, count)
 }
 
 /// f32 -> f16 bits, round to nearest even (used by tests and by writers of f16 data).

@@ -115,12 +115,14 @@ struct Bench: ParsableCommand {
         let threads = BLASThreads.current
         if options.json && allRuns {
             printJSON(["threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128,
-                       "load_s": loadSeconds, "peak_rss_mib": rss])
+                       "load_s": loadSeconds, "peak_rss_mib": rss, "arithmetic": options.arithmetic.rawValue,
+                       "kv_cache": model.kvPrecision.rawValue, "kernels": model.kernels.path])
         } else if options.json {
             printJSON(["threads": threads, "pp128_tok_s": median(pp128), "pp512_tok_s": median(pp512),
-                       "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss])
+                       "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss,
+                       "arithmetic": options.arithmetic.rawValue, "kv_cache": model.kvPrecision.rawValue, "kernels": model.kernels.path])
         } else {
-            print("model \(path) threads \(threads), kernels \(model.kernels.path), arithmetic \(options.arithmetic.rawValue)")
+            print("model \(path) threads \(threads), kernels \(model.kernels.path), arithmetic \(options.arithmetic.rawValue), KV cache \(model.kvPrecision.rawValue)")
             for (name, v) in [("pp128", pp128), ("pp512", pp512), ("tg128", tg128)] {
                 print(String(format: "%@  %8.1f tok/s  (min %.1f, max %.1f)", name, median(v), v.min()!, v.max()!))
             }

@@ -73,8 +73,10 @@ final class QuantizedDotTests: XCTestCase {
     /// in the call (decode and prefill agree exactly), with row strides and accumulation.
     func testPoolProductsMatchRowDotsWhateverTheBatch() {
         let products = QuantizedProducts(pool: ComputePool(threads: 2))
+        // Odd batches and row counts reach every kernel: four weight rows by two activation
+        // rows, four by one, and one by one.
         for (type, cols, t) in [(GGMLType.q4_1, 256, 6), (.q8_0, 256, 6), (.q4_K, 256, 6), (.q6_K, 256, 6), (.f16, 256, 6),
-                                (.q5_0, 576, 14), (.q4_1, 576, 1)] {
+                                (.q5_0, 576, 14), (.q4_1, 576, 1), (.q4_0, 256, 5), (.q5_1, 256, 3), (.q8_0, 576, 11)] {
             let (a, wa) = randomMatrix(type, rows: 100, cols: cols, seed: 11)
             let (b, wb) = randomMatrix(type, rows: 37, cols: cols, seed: 12)
             defer { a.deallocate(); b.deallocate() }

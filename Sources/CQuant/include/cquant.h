@@ -41,9 +41,11 @@ const char *cq_kernel_path(void);
 /// Forces the portable kernels (1) or the fastest the CPU has (0); for tests and benchmarks.
 void cq_force_portable(int on);
 
-/// Worker threads that stay alive between calls (no per-token thread creation). A run hands
-/// `fn(ctx, worker, workers)` to every worker, the caller being worker 0, and returns when all
-/// are done. Idle workers spin briefly, then sleep.
+/// Worker threads that stay alive between calls (no per-token thread creation). A run calls
+/// `fn(ctx, worker, workers)` on the caller (worker 0) and on every worker that wakes while the
+/// run is open, and returns when the caller's call has and no worker is still inside. `fn`
+/// must share its work out through atomic counters, so that whoever runs does all of it: a
+/// worker may join late, not at all, or twice. Idle workers spin briefly, then sleep.
 typedef struct cq_pool cq_pool;
 cq_pool *cq_pool_create(int threads);
 void cq_pool_destroy(cq_pool *pool);
@@ -73,13 +75,18 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
 
 /// Attention for `rows` query rows, each head over the keys row i may see: positions
 /// [0, seen[i]) and then [extra_from[i], extra_to[i]) (a branch's own rows after a shared
-/// prefix; empty otherwise), in that order. f32 throughout; q: [rows, q_stride] with head h at
-/// h·head_dim, keys and values: [positions, kv_stride] with kv head g at g·head_dim, out:
-/// [rows, out_stride]. Every row is computed alone in the same order of summation, so a row's
-/// result does not depend on the rows evaluated with it (decode, prefill and branches agree).
+/// prefix; empty otherwise), in that order. q: [rows, q_stride] f32 with head h at h·head_dim;
+/// keys and values: [positions, kv_stride] elements, f32, or f16 when `kv_half` (then the
+/// queries and attention weights are rounded to f16 as llama.cpp's CPU path does), kv head g
+/// at g·head_dim; out: [rows, out_stride] f32. Every row is computed alone in the same order of
+/// summation, so a row's result does not depend on the rows evaluated with it (decode, prefill
+/// and branches agree).
 void cq_attention(cq_pool *pool, const float *q, size_t q_stride, int rows, int heads, int kv_heads, int head_dim,
-                  const float *keys, const float *values, size_t kv_stride, const int *seen, const int *extra_from,
+                  const void *keys, const void *values, int kv_half, size_t kv_stride, const int *seen, const int *extra_from,
                   const int *extra_to, float scale, float *out, size_t out_stride);
+
+/// `n` floats rounded to f16 (to nearest even), as an f16 KV cache stores them.
+void cq_store_half(const float *x, void *out, size_t n);
 
 #ifdef __cplusplus
 }

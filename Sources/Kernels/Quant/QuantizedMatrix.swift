@@ -172,13 +172,15 @@ public struct Visibility {
 
 extension QuantizedProducts {
     /// Attention on the pool, row by row in a fixed order (`cq_attention`): a row's result does
-    /// not depend on the rows that came with it.
+    /// not depend on the rows that came with it. Keys and values are f32, or f16 when
+    /// `halfPrecision` (queries and weights are then rounded to f16, as llama.cpp's CPU path does).
     public func attention(_ q: UnsafePointer<Float>, qStride: Int, rows: Int, heads: Int, kvHeads: Int, headDim: Int,
-                          keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvStride: Int, visible: Visibility,
+                          keys: UnsafeRawPointer, values: UnsafeRawPointer, halfPrecision: Bool, kvStride: Int, visible: Visibility,
                           scale: Float, out: UnsafeMutablePointer<Float>, outStride: Int) {
         visible.seen.withUnsafeBufferPointer { seen in
             func run(_ from: UnsafePointer<Int32>?, _ to: UnsafePointer<Int32>?) {
-                cq_attention(pool.pool, q, qStride, Int32(rows), Int32(heads), Int32(kvHeads), Int32(headDim), keys, values, kvStride,
+                cq_attention(pool.pool, q, qStride, Int32(rows), Int32(heads), Int32(kvHeads), Int32(headDim), keys, values,
+                             halfPrecision ? 1 : 0, kvStride,
                              seen.baseAddress, from, to, scale, out, outStride)
             }
             if let from = visible.from, let to = visible.to {

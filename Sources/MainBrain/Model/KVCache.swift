@@ -1,24 +1,47 @@
 import Kernels
 
+/// How a KV cache stores keys and values.
+public enum KVPrecision: String, Sendable, CaseIterable {
+    /// Half the memory; what llama.cpp keeps by default (attention then rounds queries and
+    /// weights to f16 as llama.cpp's CPU path does).
+    case f16
+    /// The f32 engine's (and the f32 reference outputs') cache.
+    case f32
+
+    public var bytes: Int { self == .f16 ? 2 : 4 }
+}
+
 /// Keys and values of every layer for the positions evaluated so far.
 ///
 /// Storage for the full capacity is reserved up front but only touched as positions
 /// fill, so an 8K-token cache costs memory only for what is used.
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
+    public let precision: KVPrecision
     let kvDim: Int
-    /// Per layer: [capacity, kvDim].
-    let keys: [FloatBuffer]
-    let values: [FloatBuffer]
+    /// Per layer: [capacity, kvDim] elements of `precision`.
+    private let keys: [UnsafeMutableRawPointer]
+    private let values: [UnsafeMutableRawPointer]
     /// Positions held; the next token goes to position `count`.
     public private(set) var count = 0
 
-    public init(config: ModelConfig, capacity: Int? = nil) {
+    public init(config: ModelConfig, capacity: Int? = nil, precision: KVPrecision = .f32) {
         let cap = min(capacity ?? config.contextLength, config.contextLength)
         self.capacity = cap
+        self.precision = precision
         kvDim = config.kvDim
-        keys = (0..<config.layers).map { _ in FloatBuffer(count: cap * config.kvDim) }
-        values = (0..<config.layers).map { _ in FloatBuffer(count: cap * config.kvDim) }
+        let bytes = max(1, cap * config.kvDim * precision.bytes)
+        keys = (0..<config.layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
+        values = (0..<config.layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
+    }
+
+    deinit {
+        for p in keys + values { p.deallocate() }
+    }
+
+    /// Bytes a cache of `positions` positions takes (keys and values of every layer).
+    public static func bytes(config: ModelConfig, positions: Int, precision: KVPrecision) -> Int {
+        2 * config.layers * positions * config.kvDim * precision.bytes
     }
 
     /// Forgets positions from `position` on (a shared prompt stays; candidates are replaced).
@@ -31,10 +54,19 @@ public final class KVCache: @unchecked Sendable {
 
     func advance(by n: Int) { count += n }
 
-    func keyPointer(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
-        keys[layer].pointer + position * kvDim
+    /// Stores one position's keys and values (kvDim floats each), rounded to the cache's precision.
+    func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        let offset = position * kvDim * precision.bytes
+        switch precision {
+        case .f32:
+            (keys[layer] + offset).assumingMemoryBound(to: Float.self).update(from: k, count: kvDim)
+            (values[layer] + offset).assumingMemoryBound(to: Float.self).update(from: v, count: kvDim)
+        case .f16:
+            storeHalves(k, into: keys[layer] + offset, count: kvDim)
+            storeHalves(v, into: values[layer] + offset, count: kvDim)
+        }
     }
-    func valuePointer(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
-        values[layer].pointer + position * kvDim
-    }
+
+    func keys(layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys[layer]) }
+    func values(layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(values[layer]) }
 }

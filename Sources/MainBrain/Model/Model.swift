@@ -39,13 +39,17 @@ public final class Model: @unchecked Sendable {
     let weights: Weights
     let rope: RoPETable
     let products: QuantizedProducts
+    /// How the caches `makeCache` makes store keys and values.
+    public let kvPrecision: KVPrecision
     /// Longest run of tokens evaluated in one batch (bounds the scratch memory).
     public var batchSize = 512
 
     /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
     /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
-    /// CPU kernels on the file (activations quantised per block).
-    public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact) throws {
+    /// CPU kernels on the file (activations quantised per block). `kvPrecision`: f32 for exact
+    /// arithmetic, f16 for quantized (llama.cpp's default), unless given.
+    public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact, kvPrecision: KVPrecision? = nil) throws {
+        self.kvPrecision = kvPrecision ?? (arithmetic == .quantized ? .f16 : .f32)
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
         weights = try Weights(gguf: gguf, config: config)
@@ -60,8 +64,9 @@ public final class Model: @unchecked Sendable {
     /// The kernels the matrix products run ("avx2" or "portable") and their threads.
     public var kernels: (path: String, threads: Int) { (QuantKernels.path, products.pool.threads) }
 
+    /// A cache of the model's precision (`kvPrecision`).
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(config: config, capacity: capacity)
+        KVCache(config: config, capacity: capacity, precision: kvPrecision)
     }
 
     /// Evaluates `tokens` at positions `cache.count…`, appends them to the cache, and
@@ -195,11 +200,10 @@ public final class Model: @unchecked Sendable {
                 let cosRow = cosTable.pointer + i * c.ropeDims / 2, sinRow = sinTable.pointer + i * c.ropeDims / 2
                 applyRoPE(row, heads: c.heads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
                 applyRoPE(row + d, heads: c.kvHeads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
-                cache.keyPointer(layer: l, position: p0 + i).update(from: row + d, count: kvd)
-                cache.valuePointer(layer: l, position: p0 + i).update(from: row + d + kvd, count: kvd)
+                cache.store(layer: l, position: p0 + i, keys: row + d, values: row + d + kvd)
             }
             products.attention(qkv.pointer, qStride: qkvWidth, rows: t, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
-                               keys: cache.keyPointer(layer: l, position: 0), values: cache.valuePointer(layer: l, position: 0),
+                               keys: cache.keys(layer: l), values: cache.values(layer: l), halfPrecision: cache.precision == .f16,
                                kvStride: kvd, visible: visible, scale: scale, out: attn.pointer, outStride: d)
             products.multiply(attn.pointer, rows: t, [.init(w.wo, out: x.pointer, accumulate: true)])
 
