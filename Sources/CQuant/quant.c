@@ -457,8 +457,8 @@ typedef struct {
     const uint8_t *xq[MAX_JOBS];   // the activation rows quantised for each job's type
     size_t xq_stride[MAX_JOBS];
     cq_dot_fn dot[MAX_JOBS];
-    cq_dot4_fn dot4[MAX_JOBS];     // NULL where the type has no four-row kernels
-    cq_dot4x2_fn dot4x2[MAX_JOBS];
+    cq_dot4_fn dot4[MAX_JOBS];     // four weight rows by one activation row, or NULL
+    cq_dot4x2_fn dot4x2[MAX_JOBS]; // four by two, or NULL
     int first_chunk[MAX_JOBS + 1];
     // Exact f32 arithmetic instead: each weight row dequantised, times the f32 activations.
     const float *x;
@@ -482,7 +482,7 @@ static void quantized_chunk(matmul_work *m, int j, int r0, int r1) {
     for (int i0 = 0; i0 < m->rows; i0 += ACTIVATION_BLOCK) {
         int i1 = i0 + ACTIVATION_BLOCK < m->rows ? i0 + ACTIVATION_BLOCK : m->rows;
         int r = r0;
-        for (; m->dot4[j] && r + 4 <= r1; r += 4) {
+        for (; m->dot4x2[j] && r + 4 <= r1; r += 4) {
             int i = i0;
             for (; i + 2 <= i1; i += 2) {
                 float v[8];
@@ -491,7 +491,8 @@ static void quantized_chunk(matmul_work *m, int j, int r0, int r1) {
             }
             for (; i < i1; i++) {
                 float v[4];
-                m->dot4[j](m->cols, weights + (size_t)r * rb, rb, m->xq[j] + (size_t)i * xs, v);
+                if (m->dot4[j]) m->dot4[j](m->cols, weights + (size_t)r * rb, rb, m->xq[j] + (size_t)i * xs, v);
+                else for (int k = 0; k < 4; k++) v[k] = m->dot[j](m->cols, weights + (size_t)(r + k) * rb, m->xq[j] + (size_t)i * xs);
                 for (int k = 0; k < 4; k++) store(job, job->out + (size_t)i * job->ldo + r + k, v[k]);
             }
         }
@@ -532,6 +533,29 @@ static void matmul_worker(void *ctx, int worker, int workers) {
     free(row);
 }
 
+typedef struct {
+    int format, cols, rows;
+    const float *x;
+    size_t ldx, stride;
+    uint8_t *out;
+    atomic_int next;
+} quantize_work;
+
+static void quantize_worker(void *ctx, int worker, int workers) {
+    (void)worker; (void)workers;
+    quantize_work *q = ctx;
+    for (int i; (i = atomic_fetch_add_explicit(&q->next, 1, memory_order_relaxed)) < q->rows;)
+        quantize_format(q->format, q->x + (size_t)i * q->ldx, q->cols, q->out + (size_t)i * q->stride);
+}
+
+// A prefill's activation rows are quantised on the pool; a decoded row on the caller.
+static void quantize_rows(cq_pool *pool, int format, const float *x, int rows, size_t ldx, int cols, uint8_t *out, size_t stride) {
+    quantize_work q = {.format = format, .cols = cols, .rows = rows, .x = x, .ldx = ldx, .stride = stride, .out = out};
+    atomic_init(&q.next, 0);
+    if (pool && rows >= 16) cq_pool_run(pool, quantize_worker, &q);
+    else quantize_worker(&q, 0, 1);
+}
+
 void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, const cq_matmul_job *jobs, int njobs, int exact,
                void *scratch) {
     for (int start = 0; start < njobs; start += MAX_JOBS) {
@@ -552,7 +576,7 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
             size_t stride = format_bytes(f, cols);
             if (!formats[f] && !exact) {
                 formats[f] = cursor;
-                for (int i = 0; i < rows; i++) quantize_format(f, x + (size_t)i * ldx, cols, cursor + (size_t)i * stride);
+                quantize_rows(pool, f, x, rows, ldx, cols, cursor, stride);
                 cursor += (stride * (size_t)rows + 63) & ~(size_t)63;
             }
             m.xq[j] = formats[f];

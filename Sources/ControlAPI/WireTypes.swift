@@ -247,12 +247,21 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         public var layers: Int
         public var contextLength: Int
         public var vocabSize: Int
-        public init(id: String, path: String, architecture: String, layers: Int, contextLength: Int, vocabSize: Int) {
+        /// The engine: its kernels ("avx2" or "portable"), worker threads, matrix arithmetic
+        /// ("quantized" or "exact") and KV cache precision ("f16" or "f32").
+        public var kernels: String?
+        public var threads: Int?
+        public var arithmetic: String?
+        public var kvCache: String?
+        public init(id: String, path: String, architecture: String, layers: Int, contextLength: Int, vocabSize: Int,
+                    kernels: String? = nil, threads: Int? = nil, arithmetic: String? = nil, kvCache: String? = nil) {
             self.id = id; self.path = path; self.architecture = architecture
             self.layers = layers; self.contextLength = contextLength; self.vocabSize = vocabSize
+            self.kernels = kernels; self.threads = threads; self.arithmetic = arithmetic; self.kvCache = kvCache
         }
         enum CodingKeys: String, CodingKey {
             case id, path, architecture, layers, contextLength = "context_length", vocabSize = "vocab_size"
+            case kernels, threads, arithmetic, kvCache = "kv_cache"
         }
     }
     public struct Queue: Codable, Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import LearningBrain
 import MainBrain
 import TOMLKit
@@ -9,8 +10,11 @@ struct DaemonConfiguration: Equatable {
     var socket = "/run/twinbrain/twinbraind.sock"
     var stateDirectory = "/var/lib/twinbrain"
     var model = "/usr/share/twinbrain/models/\(DefaultModel.fileName)"
-    /// BLAS threads; 0 means every core.
+    /// Compute threads (the engine's workers and BLAS); 0 means every core.
     var threads = 0
+    /// Matrix arithmetic: quantized (llama.cpp's, activations quantised per block, f16 KV
+    /// cache) or exact (f32, f32 KV cache: the reference outputs' arithmetic, slower).
+    var arithmetic = ProductArithmetic.quantized
     /// Largest context per request, in tokens (capped at the model's).
     var contextTokens = 4096
     /// Requests that may wait behind the running one; beyond this callers get 429.
@@ -42,6 +46,13 @@ struct DaemonConfiguration: Equatable {
         "model": { $0.model = try string($1, "model") },
         "threads": { $0.threads = try int($1, "threads", 0...256) },
         "context": { $0.contextTokens = try int($1, "context", 16...1_048_576) },
+        "arithmetic": {
+            let name = try string($1, "arithmetic")
+            guard let a = ProductArithmetic(rawValue: name) else {
+                throw Problem(description: "'arithmetic' is '\(name)', expected \"quantized\" or \"exact\"")
+            }
+            $0.arithmetic = a
+        },
         "queue_depth": { $0.queueDepth = try int($1, "queue_depth", 0...10_000) },
         "max_body_bytes": { $0.maxBodyBytes = try int($1, "max_body_bytes", 1024...(1 << 30)) },
         "default_max_tokens": { $0.defaultMaxTokens = try int($1, "default_max_tokens", 1...1_048_576) },
@@ -126,6 +137,7 @@ struct DaemonConfiguration: Equatable {
         model = "\(model)"
         threads = \(threads)
         context = \(contextTokens)
+        arithmetic = "\(arithmetic.rawValue)"
         queue_depth = \(queueDepth)
         max_body_bytes = \(maxBodyBytes)
         default_max_tokens = \(defaultMaxTokens)

@@ -57,7 +57,8 @@ final class DaemonState: @unchecked Sendable {
         let path = configuration.model
         try ModelIntegrity.check(path)
         let gguf = try GGUFFile(path: path)
-        let model = try Model(gguf: gguf)
+        let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil,
+                              arithmetic: configuration.arithmetic, contextTokens: configuration.contextTokens)
         let tokenizer = try Tokenizer(gguf: gguf)
         var template: ChatTemplate?
         var templateError: String?
@@ -83,7 +84,9 @@ final class DaemonState: @unchecked Sendable {
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
                                             layers: model.config.layers, contextLength: model.config.contextLength,
-                                            vocabSize: model.config.vocabSize)
+                                            vocabSize: model.config.vocabSize, kernels: model.kernels.path,
+                                            threads: model.kernels.threads, arithmetic: configuration.arithmetic.rawValue,
+                                            kvCache: model.kvPrecision.rawValue)
         lock.withLock {
             _scheduler = scheduler
             _modelInfo = info

@@ -30,7 +30,8 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Directory for the daemon's state.") var stateDir: String?
     @Option(help: "GGUF model file.") var model: String?
     @Option(help: "Configuration file (TOML).") var config: String?
-    @Option(help: "BLAS threads (0 = all cores).") var threads: Int?
+    @Option(help: "Compute threads (0 = all cores).") var threads: Int?
+    @Option(help: "Matrix arithmetic: quantized (llama.cpp's, f16 KV cache) or exact (f32, slower).") var arithmetic: String?
     @Option(name: .customLong("queue-depth"), help: "Requests that may wait behind the running one.") var queueDepth: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
@@ -61,6 +62,12 @@ struct Twinbraind: AsyncParsableCommand {
         if let stateDir { c.stateDirectory = stateDir }
         if let model { c.model = model }
         if let threads { c.threads = threads }
+        if let arithmetic {
+            guard let a = ProductArithmetic(rawValue: arithmetic) else {
+                throw DaemonConfiguration.Problem(description: "--arithmetic is '\(arithmetic)', expected quantized or exact")
+            }
+            c.arithmetic = a
+        }
         if let queueDepth { c.queueDepth = queueDepth }
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }
@@ -77,7 +84,15 @@ struct Twinbraind: AsyncParsableCommand {
         if printConfig { print(c.toml); return }
         if checkConfig {
             var problems = unknownKeys.map { "unknown key '\($0)' in \(file ?? "")" }
-            do { _ = try ModelConfig(gguf: GGUFFile(path: c.model)) } catch { problems.append("model \(c.model): \(error)") }
+            do {
+                let gguf = try GGUFFile(path: c.model)
+                let config = try ModelConfig(gguf: gguf)
+                let needed = MemoryRequirement(gguf: gguf, config: config, contextTokens: c.contextTokens,
+                                               kvPrecision: .matching(c.arithmetic), batch: Model.defaultBatchSize)
+                if let available = MachineMemory.available(), needed.total > available {
+                    throw ModelError.insufficientMemory(needed: needed, available: available)
+                }
+            } catch { problems.append("model \(c.model): \(error)") }
             if problems.isEmpty {
                 print("configuration OK (\(file ?? "defaults")); model \(c.model)")
                 return

@@ -80,6 +80,32 @@ final class ModelTests: XCTestCase {
         XCTAssertThrowsError(try model.forward([], cache: cache)) { e in XCTAssertEqual(e as? ModelError, .emptyInput) }
     }
 
+    /// A model the machine cannot hold is refused before loading, with what it needs and what
+    /// there is; the real model's requirement is its file, its cache and a bounded rest.
+    func testAModelTooLargeForTheMachineIsRefusedWithTheNumbers() throws {
+        let url = temporaryFile("tiny-llama.gguf")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try tinyLlama().write(to: url)
+        let gguf = try GGUFFile(path: url.path)
+        XCTAssertThrowsError(try Model(gguf: gguf, availableMemory: 100 << 20)) { e in
+            guard case let .insufficientMemory(needed, available) = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertEqual(available, 100 << 20)
+            XCTAssertGreaterThan(needed.total, available)
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("100 MiB available") && text.contains("KV cache for 32 tokens") && text.contains("smaller"), text)
+        }
+        XCTAssertNoThrow(try Model(gguf: gguf, availableMemory: 1 << 30))
+
+        let real = try GGUFFile(path: try Fixtures.modelPath())
+        let config = try ModelConfig(gguf: real)
+        let needed = MemoryRequirement(gguf: real, config: config, contextTokens: 4096, kvPrecision: .f16, batch: Model.defaultBatchSize)
+        XCTAssertEqual(needed.weights, real.file.bytes.count)
+        XCTAssertEqual(needed.kvCache, 2 * 30 * 4096 * 192 * 2, "30 layers of f16 keys and values, 192 wide")
+        XCTAssertLessThan(needed.working, 200 << 20)
+        XCTAssertEqual(MemoryRequirement(gguf: real, config: config, contextTokens: 1 << 20, kvPrecision: .f32, batch: 512).contextTokens,
+                       config.contextLength, "a cache is never longer than the model's context")
+    }
+
     /// Prefill in one batch, in several batches, and token by token give the same logits.
     func testIncrementalDecodingMatchesPrefill() throws {
         for arithmetic in [ProductArithmetic.exact, .quantized] {

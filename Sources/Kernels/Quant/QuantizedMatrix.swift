@@ -98,7 +98,7 @@ public final class QuantizedProducts: @unchecked Sendable {
     /// (f32 either way; only the order of summation differs).
     static let exactRowsPerDot = 4
     /// f32 elements of a dequantised weight tile (16 MiB: big enough for sgemm).
-    static let tileElements = 1 << 22
+    public static let tileElements = 1 << 22
     private var tile: UnsafeMutablePointer<Float>?
 
     private func multiplyByTiles(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int, _ target: Target) {

@@ -9,6 +9,12 @@ public enum KVPrecision: String, Sendable, CaseIterable {
     case f32
 
     public var bytes: Int { self == .f16 ? 2 : 4 }
+
+    /// The cache each arithmetic computes as: f16 with llama.cpp's quantized arithmetic, f32
+    /// with the f32 engine's.
+    public static func matching(_ arithmetic: ProductArithmetic) -> KVPrecision {
+        arithmetic == .quantized ? .f16 : .f32
+    }
 }
 
 /// Keys and values of every layer for the positions evaluated so far.

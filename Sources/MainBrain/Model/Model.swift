@@ -42,16 +42,25 @@ public final class Model: @unchecked Sendable {
     /// How the caches `makeCache` makes store keys and values.
     public let kvPrecision: KVPrecision
     /// Longest run of tokens evaluated in one batch (bounds the scratch memory).
-    public var batchSize = 512
+    public var batchSize = Model.defaultBatchSize
+    public static let defaultBatchSize = 512
 
     /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
     /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
     /// CPU kernels on the file (activations quantised per block). `kvPrecision`: f32 for exact
-    /// arithmetic, f16 for quantized (llama.cpp's default), unless given.
-    public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact, kvPrecision: KVPrecision? = nil) throws {
-        self.kvPrecision = kvPrecision ?? (arithmetic == .quantized ? .f16 : .f32)
+    /// arithmetic, f16 for quantized (llama.cpp's default), unless given. A model that cannot fit
+    /// in `availableMemory` (default: the machine's) with a cache of `contextTokens` (default: the
+    /// model's context) is refused before its weights are touched.
+    public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact, kvPrecision: KVPrecision? = nil,
+                contextTokens: Int? = nil, availableMemory: Int? = MachineMemory.available()) throws {
+        self.kvPrecision = kvPrecision ?? .matching(arithmetic)
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
+        let needed = MemoryRequirement(gguf: gguf, config: config, contextTokens: contextTokens ?? config.contextLength,
+                                       kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize)
+        if let availableMemory, needed.total > availableMemory {
+            throw ModelError.insufficientMemory(needed: needed, available: availableMemory)
+        }
         weights = try Weights(gguf: gguf, config: config)
         rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
         products = QuantizedProducts(pool: ComputePool(threads: threads ?? BLASThreads.current), arithmetic: arithmetic)

@@ -11,6 +11,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case contextFull(limit: Int, requested: Int)
     case tokenOutOfRange(id: Int32, vocab: Int)
     case emptyInput
+    case insufficientMemory(needed: MemoryRequirement, available: Int)
 
     public var description: String {
         switch self {
@@ -27,6 +28,10 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "context is full: \(requested) tokens requested, the limit is \(limit); shorten the input or raise the context size"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (0..<\(vocab))"
         case .emptyInput: return "no tokens to evaluate"
+        case let .insufficientMemory(needed, available):
+            return "the model needs about \(MemoryRequirement.mebibytes(needed.total)) of memory (\(needed)) and this machine has "
+                + "\(MemoryRequirement.mebibytes(available)) available; use a smaller model or a smaller quantisation of it (e.g. Q4_K_M), "
+                + "or lower the context size"
         }
     }
 }

@@ -17,6 +17,9 @@ extension Twinbrain {
                 print("twinbraind \(status.version): \(status.state) (\(status.activity))")
                 if let m = status.model {
                     print("model:   \(m.id) (\(m.architecture), \(m.layers) layers, context \(m.contextLength))")
+                    if let kernels = m.kernels, let threads = m.threads {
+                        print("engine:  \(kernels) kernels, \(threads) threads, \(m.arithmetic ?? "?") arithmetic, \(m.kvCache ?? "?") KV cache")
+                    }
                 }
                 print("uptime:  \(Self.duration(status.uptimeSeconds))   memory: \(Int(status.residentMemoryMiB)) MiB   threads: \(status.threads)")
                 print("queue:   \(status.queue.running) running, \(status.queue.waiting) waiting (room for \(status.queue.capacity))")
