@@ -7,7 +7,7 @@
 
 // Activation block layouts (ggml-common.h).
 #define Q8_0_BYTES 34   // d: f16, qs: [32]i8
-#define Q8_1_BYTES 38   // d: f16, s = d·Σqs: f32 (exact; ggml keeps f16), qs: [32]i8
+#define Q8_1_BYTES 38   // d: f16, s = d·Σqs rounded to f16 (as ggml's) held as f32, qs: [32]i8
 #define Q8_K_BYTES 292  // d: f32, qs: [256]i8, bsums: [16]i16 (sums of 16 qs each)
 
 static inline float cq_half_to_float(uint16_t h) {

@@ -13,7 +13,8 @@ static void quantize_q8_0(const float *x, int cols, uint8_t *out) {
     for (int b = 0; b < cols / 32; b++, x += 32, out += Q8_0_BYTES) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        // As ggml's x86 path: the inverse scale is 127/amax (not 1/d, which rounds differently).
+        float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
         uint16_t dh = cq_float_to_half(d);
         memcpy(out, &dh, 2);
         int8_t *qs = (int8_t *)(out + 2);
@@ -25,7 +26,7 @@ static void quantize_q8_1(const float *x, int cols, uint8_t *out) {
     for (int b = 0; b < cols / 32; b++, x += 32, out += Q8_1_BYTES) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
         int8_t *qs = (int8_t *)(out + 6);
         int sum = 0;
         for (int j = 0; j < 32; j++) {
@@ -33,8 +34,9 @@ static void quantize_q8_1(const float *x, int cols, uint8_t *out) {
             sum += qs[j];
         }
         uint16_t dh = cq_float_to_half(d);
-        // ggml keeps s in f16; f32 is exact here (11 by at most 13 significant bits).
-        float s = cq_half_to_float(dh) * (float)sum;
+        // ggml keeps s = d·Σq rounded to f16, with d before its own rounding: so does this
+        // (held in an f32 field).
+        float s = cq_half_to_float(cq_float_to_half(d * (float)sum));
         memcpy(out, &dh, 2);
         memcpy(out + 2, &s, 4);
     }

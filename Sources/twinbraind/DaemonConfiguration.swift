@@ -12,9 +12,11 @@ struct DaemonConfiguration: Equatable {
     var model = "/usr/share/twinbrain/models/\(DefaultModel.fileName)"
     /// Compute threads (the engine's workers and BLAS); 0 means every core.
     var threads = 0
-    /// Matrix arithmetic: quantized (llama.cpp's, activations quantised per block, f16 KV
-    /// cache) or exact (f32, f32 KV cache: the reference outputs' arithmetic, slower).
-    var arithmetic = ProductArithmetic.quantized
+    /// Matrix arithmetic: exact (f32, f32 KV cache: the reference outputs' arithmetic; faster
+    /// prefill) or quantized (llama.cpp's: activations quantised per block, f16 KV cache; 2.6×
+    /// the decode speed). Exact stays the default until the FreshDocs answers are measured
+    /// under quantized arithmetic (docs/performance.md).
+    var arithmetic = ProductArithmetic.exact
     /// Largest context per request, in tokens (capped at the model's).
     var contextTokens = 4096
     /// Requests that may wait behind the running one; beyond this callers get 429.

@@ -67,13 +67,60 @@ final class ParityTests: XCTestCase {
         XCTAssertEqual(result.perplexity, 18.3001, accuracy: 0.01)
     }
 
-    /// With activations quantised as llama.cpp's CPU kernels quantise them, the perplexity is
-    /// llama.cpp's own on the Q4_1 file (18.3459, measured with an f16 KV cache: ours is f32).
+    /// Quantized arithmetic against llama.cpp's own kernels on the Q4_1 file as stored (F16 KV;
+    /// `scripts/make_quantized_reference.py`). With 8-bit activations a result depends on the
+    /// order of summation: llama.cpp itself, fed the same text token by token instead of in
+    /// batches, keeps the same top-1 at only 96.5% of the positions (max |Δlogit| 4.6). So this
+    /// engine is held to that floor: its agreement with llama.cpp's batched run at least
+    /// llama.cpp's own less one point, its largest logit difference no larger than llama.cpp's own.
+    func testQuantizedArithmeticIsLlamaCppsOnTheFile() throws {
+        let (model, tokenizer) = try Fixtures.model(.quantized)
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        var agree = 0, compared = 0, worst: Float = 0, sameGreedy = 0
+        var floorAgree = 0, floorCompared = 0, floorWorst: Float = 0
+        for name in Self.names {
+            let ref = try Fixtures.json("logits-quantized/\(name).json")
+            let ids = [Int32](json: ref["ids"])
+            let logits = try model.forward(ids, cache: model.makeCache(capacity: ids.count), logits: .all)
+            for (p, entries) in (ref["topk"] as! [[[NSNumber]]]).enumerated() {
+                let row = logits.row(p)
+                if entries[0][1].floatValue - entries[1][1].floatValue >= 0.01 {
+                    compared += 1
+                    if Int(MainBrain.Sampler.argmax(row)) == entries[0][0].intValue { agree += 1 }
+                }
+                for e in entries { worst = max(worst, abs(row[row.startIndex + e[0].intValue] - e[1].floatValue)) }
+            }
+            let floor = ref["self"] as! [String: NSNumber]
+            floorAgree += floor["same_top1"]!.intValue
+            floorCompared += floor["compared"]!.intValue
+            floorWorst = max(floorWorst, floor["max_abs_delta"]!.floatValue)
+            var request = GenerationRequest(prompt: ids)
+            request.maxTokens = 24
+            request.sampling = .greedy
+            request.stopAtEndOfGeneration = false
+            if try generator.generate(request).ids == [Int32](json: ref["greedy"]) { sameGreedy += 1 }
+        }
+        print("quantized arithmetic against llama.cpp on the file: top-1 \(agree)/\(compared), max |Δlogit| \(worst), "
+              + "greedy continuations equal \(sameGreedy)/\(Self.names.count); llama.cpp against itself: top-1 \(floorAgree)/\(floorCompared), "
+              + "max |Δlogit| \(floorWorst)")
+        XCTAssertEqual(compared, floorCompared)
+        XCTAssertGreaterThanOrEqual(agree, floorAgree - compared / 100, "top-1 agreement with llama.cpp, against its own")
+        XCTAssertLessThanOrEqual(worst, floorWorst, "max |Δlogit| on llama.cpp's top 8, against its own")
+    }
+
+    /// With activations quantised as llama.cpp's CPU kernels quantise them, GPL-3's chunked
+    /// perplexity is llama.cpp's own on the Q4_1 file (llama-cpp-python 0.3.36, F16 KV, batches of
+    /// 512, as `scripts/make_quantized_reference.py` measured it), within the spread between
+    /// llama.cpp's own batched and token-by-token runs.
     func testQuantizedArithmeticPerplexityIsLlamaCppsOnTheFile() throws {
         let (model, tokenizer) = try Fixtures.model(.quantized)
+        let runs = try Fixtures.json("logits-quantized/perplexity.json")["runs"] as! [[String: NSNumber]]
+        func reference(batch: Int) -> Double { runs.first { $0["batch"]!.intValue == batch }!["perplexity"]!.doubleValue }
+        let batched = reference(batch: 512), single = reference(batch: 1)
         let ids = tokenizer.encode(try Fixtures.bytes("tokenize/05-gpl3-full.txt"), addBOS: false)
         let result = try Scorer(model: model).chunkedPerplexity(ids, chunk: 512)
-        XCTAssertEqual(result.perplexity, 18.3459, accuracy: 0.02)
+        print("GPL-3 perplexity, quantized arithmetic: \(result.perplexity); llama.cpp \(batched) (token by token \(single))")
+        XCTAssertEqual(result.perplexity, batched, accuracy: max(0.005, abs(batched - single)))
         XCTAssertGreaterThan(abs(result.perplexity - 18.3001), 0.03, "quantised arithmetic is not the f32 engine's")
     }
 }
