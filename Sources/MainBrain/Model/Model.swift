@@ -31,8 +31,9 @@ public struct Logits: Sendable {
 /// Loading goes GGUFFile → ModelConfig → Weights (the matrices stay in the mapping, in their
 /// formats); `forward` evaluates tokens against a `KVCache`. Matrix products run on the
 /// model's worker threads (`QuantizedProducts`: f32 by default, or with activations quantised
-/// as llama.cpp does); attention runs row by row in f32, the same for a decoded token and a
-/// prefilled one. One forward runs at a time per model (the daemon's scheduler owns it).
+/// as llama.cpp does, with an f16 KV cache); attention runs row by row, the same for a decoded
+/// token and a prefilled one. A model that does not fit in memory is refused before loading.
+/// One forward runs at a time per model (the daemon's scheduler owns it).
 public final class Model: @unchecked Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
