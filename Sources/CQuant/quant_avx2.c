@@ -136,7 +136,7 @@ static inline __m256i scaled_pair(__m256i lo, __m256i hi, const int8_t *y, uint8
 // activations of sub-block s), exact. The 12 packed bytes as three words w0 w1 w2: scales 0–3 are
 // w0's low six bits, mins 0–3 w1's; scales 4–7 are w2's low nibbles with w0's top two bits above
 // them, mins 4–7 w2's high nibbles with w1's top two bits.
-static inline int k4_mins(const uint8_t *w, const uint8_t *y, uint8_t *sc) {
+static inline int k4_scales_and_mins(const uint8_t *w, const uint8_t *y, uint8_t *sc) {
     uint32_t w0 = cq_load_u32(w + 4), w1 = cq_load_u32(w + 8), w2 = cq_load_u32(w + 12);
     uint32_t scales[2] = {w0 & 0x3f3f3f3f, (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4)};
     uint32_t mins[2] = {w1 & 0x3f3f3f3f, ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4)};
@@ -152,7 +152,7 @@ static inline int k4_mins(const uint8_t *w, const uint8_t *y, uint8_t *sc) {
 static inline float superblock_q4_k(const uint8_t *w, const uint8_t *y) {
     const __m256i low = _mm256_set1_epi8(0x0F);
     uint8_t sc[8];
-    int mins = k4_mins(w, y, sc);
+    int mins = k4_scales_and_mins(w, y, sc);
     const int8_t *q8 = (const int8_t *)(y + 4);
     __m256i acc = _mm256_setzero_si256();
     for (int k = 0; k < 4; k++) {
@@ -166,7 +166,7 @@ static inline float superblock_q4_k(const uint8_t *w, const uint8_t *y) {
 static inline float superblock_q5_k(const uint8_t *w, const uint8_t *y) {
     const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     uint8_t sc[8];
-    int mins = k4_mins(w, y, sc);
+    int mins = k4_scales_and_mins(w, y, sc);
     const int8_t *q8 = (const int8_t *)(y + 4);
     __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
     __m256i acc = _mm256_setzero_si256();

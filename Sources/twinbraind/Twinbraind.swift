@@ -87,11 +87,9 @@ struct Twinbraind: AsyncParsableCommand {
             do {
                 let gguf = try GGUFFile(path: c.model)
                 let config = try ModelConfig(gguf: gguf)
-                let needed = MemoryRequirement(gguf: gguf, config: config, contextTokens: c.contextTokens,
-                                               kvPrecision: .matching(c.arithmetic), batch: Model.defaultBatchSize)
-                if let available = MachineMemory.available(), needed.total > available {
-                    throw ModelError.insufficientMemory(needed: needed, available: available)
-                }
+                try MemoryRequirement(gguf: gguf, config: config, contextTokens: c.contextTokens,
+                                      kvPrecision: .matching(c.arithmetic), batch: Model.defaultBatchSize)
+                    .check(available: MachineMemory.available())
             } catch { problems.append("model \(c.model): \(error)") }
             if problems.isEmpty {
                 print("configuration OK (\(file ?? "defaults")); model \(c.model)")

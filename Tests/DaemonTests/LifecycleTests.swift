@@ -223,5 +223,9 @@ final class LifecycleTests: XCTestCase {
         let (badCode, _, badErr) = try runProgram(daemonBinary, ["--check-config", "--config", bad])
         XCTAssertNotEqual(badCode, 0)
         XCTAssertTrue(badErr.contains("'threads' must be an integer"), badErr)
+        try "arithmetic = \"fast\"\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let (arithmeticCode, _, arithmeticErr) = try runProgram(daemonBinary, ["--check-config", "--config", bad])
+        XCTAssertNotEqual(arithmeticCode, 0)
+        XCTAssertTrue(arithmeticErr.contains("'arithmetic' is 'fast', expected \"quantized\" or \"exact\""), arithmeticErr)
     }
 }

@@ -57,11 +57,8 @@ public final class Model: @unchecked Sendable {
         self.kvPrecision = kvPrecision ?? .matching(arithmetic)
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
-        let needed = MemoryRequirement(gguf: gguf, config: config, contextTokens: contextTokens ?? config.contextLength,
-                                       kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize)
-        if let availableMemory, needed.total > availableMemory {
-            throw ModelError.insufficientMemory(needed: needed, available: availableMemory)
-        }
+        try MemoryRequirement(gguf: gguf, config: config, contextTokens: contextTokens ?? config.contextLength,
+                              kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize).check(available: availableMemory)
         weights = try Weights(gguf: gguf, config: config)
         rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
         products = QuantizedProducts(pool: ComputePool(threads: threads ?? BLASThreads.current), arithmetic: arithmetic)

@@ -22,6 +22,11 @@ public struct MemoryRequirement: Sendable, Equatable, CustomStringConvertible {
         working = activations + 4 * config.vocabSize + 4 * QuantizedProducts.tileElements + Self.runtimeAllowance
     }
 
+    /// Throws `ModelError.insufficientMemory` when this is more than `available` (nil: unknown, allowed).
+    public func check(available: Int?) throws {
+        if let available, total > available { throw ModelError.insufficientMemory(needed: self, available: available) }
+    }
+
     public var description: String {
         "weights \(Self.mebibytes(weights)) + KV cache for \(contextTokens) tokens \(Self.mebibytes(kvCache)) + working memory \(Self.mebibytes(working))"
     }
