@@ -58,7 +58,7 @@ build: deps ## Build everything (release)
 
 run: deps model build ## Build, fetch the model, start twinbraind in the foreground (development mode)
 	@echo "twinbraind: development mode, socket .cache/run/twinbraind.sock, Ctrl-C stops it."
-	@echo "In another terminal:  .build/release/twinbrain ask \"What is the capital of France?\""
+	@echo "In another terminal:  .build/release/twinbrain ask \"What is the capital of Germany?\""
 	.build/release/twinbraind --dev
 
 test: deps model test-python ## Run every test (fetches the model; the parity and daemon tests need it)

@@ -79,6 +79,9 @@ typedef void (*cq_dot4x2_fn)(int cols, const uint8_t *w, size_t row_bytes, const
 cq_dot_fn cq_avx2_dot(int type);
 cq_dot4_fn cq_avx2_dot4(int type);
 cq_dot4x2_fn cq_avx2_dot4x2(int type);
+/// Dequantises `blocks` whole blocks, the same bits as the portable dequantiser; NULL where none.
+typedef void (*cq_dequantize_fn)(const uint8_t *src, float *dst, size_t blocks);
+cq_dequantize_fn cq_avx2_dequantize(int type);
 int cq_cpu_has_avx2(void);
 // Non-zero when the AVX2 kernels run (the CPU has them and the portable ones are not forced).
 int cq_fast_kernels(void);

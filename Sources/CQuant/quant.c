@@ -342,6 +342,11 @@ float cq_vec_dot(int type, int cols, const void *w, const void *xq) {
 void cq_dequantize(int type, const void *src, float *dst, size_t count) {
     const uint8_t *s = src;
     size_t blocks = count / (size_t)(cq_block_elements(type) ? cq_block_elements(type) : 1);
+    cq_dequantize_fn fast = cq_fast_kernels() ? cq_avx2_dequantize(type) : 0;
+    if (fast) {
+        fast(s, dst, blocks);
+        return;
+    }
     switch (type) {
     case CQ_F32: memcpy(dst, src, count * 4); return;
     case CQ_F16: for (size_t i = 0; i < count; i++) dst[i] = cq_half_to_float(cq_load_u16(s + 2 * i)); return;
@@ -437,6 +442,32 @@ void cq_dequantize(int type, const void *src, float *dst, size_t count) {
     default:
         return;
     }
+}
+
+typedef struct {
+    int type, rows, cols;
+    const uint8_t *src;
+    size_t row_bytes;
+    float *dst;
+    atomic_int next;
+} dequantize_work;
+
+static void dequantize_worker(void *ctx, int worker, int workers) {
+    (void)worker; (void)workers;
+    dequantize_work *d = ctx;
+    enum { ROWS_PER_TAKE = 8 };
+    for (int r; (r = atomic_fetch_add_explicit(&d->next, ROWS_PER_TAKE, memory_order_relaxed)) < d->rows;) {
+        int n = d->rows - r < ROWS_PER_TAKE ? d->rows - r : ROWS_PER_TAKE;
+        for (int k = 0; k < n; k++)
+            cq_dequantize(d->type, d->src + (size_t)(r + k) * d->row_bytes, d->dst + (size_t)(r + k) * d->cols, (size_t)d->cols);
+    }
+}
+
+void cq_dequantize_rows(cq_pool *pool, int type, const void *src, size_t row_bytes, int rows, int cols, float *dst) {
+    dequantize_work d = {.type = type, .rows = rows, .cols = cols, .src = src, .row_bytes = row_bytes, .dst = dst};
+    atomic_init(&d.next, 0);
+    if (pool) cq_pool_run(pool, dequantize_worker, &d);
+    else dequantize_worker(&d, 0, 1);
 }
 
 // MARK: - Matrix products over the pool

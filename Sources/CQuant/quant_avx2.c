@@ -116,81 +116,97 @@ BLOCK_DOTS(q5_0, pair_signed, 22, Q8_0_BYTES)
 BLOCK_DOTS(q5_1, pair_with_min, 24, Q8_1_BYTES)
 BLOCK_DOTS(q8_0, pair_signed, 34, Q8_0_BYTES)
 
-// The K-quants: each super-block's integer sums are the portable kernels' (exact), then the
-// same f32 epilogue per super-block.
-static inline int hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
-// Σ over 8 sub-blocks of sc[s]·Σ q·y, for 32 unsigned q per sub-block given two at a time.
-static inline __m256i scaled_pair(__m256i lo, __m256i hi, const int8_t *y, uint8_t sc_lo, uint8_t sc_hi) {
+// The K-quants: integer sums per super-block, kept as eight i32 lanes, then scaled into eight f32
+// lanes (d_w·d_y per super-block) that are summed across only at the end of the row, as
+// llama.cpp's AVX2 kernels do. The offset terms (Q4_K/Q5_K's minimums, Q6_K's −32) come from the
+// activations' sums of 16 (Q8_K's bsums), not from a second pass over the elements. A super-block
+// is unpacked once for every activation row it meets; each output runs the same steps whichever
+// kernel computes it.
+static inline __m256i scaled_pair(__m256i lo, __m256i hi, const int8_t *y, __m256i sc_lo, __m256i sc_hi) {
     __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
     __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
-    return _mm256_add_epi32(_mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc_lo)), _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc_hi)));
+    return _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo), _mm256_madd_epi16(p_hi, sc_hi));
 }
 
-// The eight 6-bit scales of a Q4_K/Q5_K super-block into sc[8], and Σ min_s·(sums of the
-// activations of sub-block s), exact. The 12 packed bytes as three words w0 w1 w2: scales 0–3 are
-// w0's low six bits, mins 0–3 w1's; scales 4–7 are w2's low nibbles with w0's top two bits above
-// them, mins 4–7 w2's high nibbles with w1's top two bits.
-static inline int k4_scales_and_mins(const uint8_t *w, const uint8_t *y, uint8_t *sc) {
+// A Q4_K/Q5_K super-block's header: d, dmin, the eight 6-bit scales, and the eight mins as 16
+// i16 lanes (each twice, beside the two sums of 16 of its sub-block). The 12 packed bytes as
+// three words w0 w1 w2: scales 0–3 are w0's low six bits, mins 0–3 w1's; scales 4–7 are w2's low
+// nibbles with w0's top two bits above them, mins 4–7 w2's high nibbles with w1's top two bits.
+typedef struct {
+    float d, dmin;
+    uint8_t sc[8], mn[8];
+    __m256i mins;
+} k4_header;
+
+static inline k4_header k4_header_of(const uint8_t *w) {
     uint32_t w0 = cq_load_u32(w + 4), w1 = cq_load_u32(w + 8), w2 = cq_load_u32(w + 12);
     uint32_t scales[2] = {w0 & 0x3f3f3f3f, (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4)};
     uint32_t mins[2] = {w1 & 0x3f3f3f3f, ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4)};
-    memcpy(sc, scales, 8);
-    // Each min twice, beside the two 16-element sums of its sub-block.
+    k4_header h = {.d = half(w), .dmin = half(w + 2)};
+    memcpy(h.sc, scales, 8);
+    memcpy(h.mn, mins, 8);
     __m128i m = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mins),
                                  _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
-    __m256i sums = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m), _mm256_loadu_si256((const __m256i *)(y + 260)));
-    return hsum_i32(sums);
+    h.mins = _mm256_cvtepu8_epi16(m);
+    return h;
 }
 
-// One super-block's contribution to a dot product (the same f32 epilogue as the portable kernels).
-static inline float superblock_q4_k(const uint8_t *w, const uint8_t *y) {
+static inline __m256i activation_sums(const uint8_t *y) { return _mm256_loadu_si256((const __m256i *)(y + 260)); }
+
+// acc += d_y·(d·dots − dmin·Σ min·bsum), lane by lane.
+static inline __m256 k4_epilogue(__m256 acc, const k4_header *h, const uint8_t *y, __m256i dots) {
+    float dy = cq_load_f32(y);
+    __m256i mins = _mm256_madd_epi16(h->mins, activation_sums(y));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h->d * dy), _mm256_cvtepi32_ps(dots), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(h->dmin * dy), _mm256_cvtepi32_ps(mins), acc);
+}
+
+// One super-block of weights against n activation rows (ys apart): acc[i·stride] += its share.
+static inline __attribute__((always_inline)) void superblock_q4_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
+                                                                  __m256 *acc, int stride) {
     const __m256i low = _mm256_set1_epi8(0x0F);
-    uint8_t sc[8];
-    int mins = k4_scales_and_mins(w, y, sc);
-    const int8_t *q8 = (const int8_t *)(y + 4);
-    __m256i acc = _mm256_setzero_si256();
+    k4_header h = k4_header_of(w);
+    __m256i dots[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int k = 0; k < 4; k++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * k));
-        acc = _mm256_add_epi32(acc, scaled_pair(_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low),
-                                                q8 + 64 * k, sc[2 * k], sc[2 * k + 1]));
+        __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+        __m256i s_lo = _mm256_set1_epi16(h.sc[2 * k]), s_hi = _mm256_set1_epi16(h.sc[2 * k + 1]);
+        for (int i = 0; i < n; i++)
+            dots[i] = _mm256_add_epi32(dots[i], scaled_pair(lo, hi, (const int8_t *)(y + i * ys + 4) + 64 * k, s_lo, s_hi));
     }
-    return cq_load_f32(y) * (half(w) * (float)hsum_i32(acc) - half(w + 2) * (float)mins);
+    for (int i = 0; i < n; i++) acc[i * stride] = k4_epilogue(acc[i * stride], &h, y + i * ys, dots[i]);
 }
 
-static inline float superblock_q5_k(const uint8_t *w, const uint8_t *y) {
+static inline __attribute__((always_inline)) void superblock_q5_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
+                                                                  __m256 *acc, int stride) {
     const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    uint8_t sc[8];
-    int mins = k4_scales_and_mins(w, y, sc);
-    const int8_t *q8 = (const int8_t *)(y + 4);
+    k4_header h = k4_header_of(w);
     __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
-    __m256i acc = _mm256_setzero_si256();
+    __m256i dots[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int k = 0; k < 4; k++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * k));
         // Bit s of each qh byte is the fifth bit of sub-block s.
         __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
         __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
-        acc = _mm256_add_epi32(acc, scaled_pair(_mm256_or_si256(_mm256_and_si256(q, low), h_lo),
-                                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi),
-                                                q8 + 64 * k, sc[2 * k], sc[2 * k + 1]));
+        __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low), h_lo);
+        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi);
+        __m256i s_lo = _mm256_set1_epi16(h.sc[2 * k]), s_hi = _mm256_set1_epi16(h.sc[2 * k + 1]);
+        for (int i = 0; i < n; i++)
+            dots[i] = _mm256_add_epi32(dots[i], scaled_pair(lo, hi, (const int8_t *)(y + i * ys + 4) + 64 * k, s_lo, s_hi));
     }
-    return cq_load_f32(y) * (half(w) * (float)hsum_i32(acc) - half(w + 2) * (float)mins);
+    for (int i = 0; i < n; i++) acc[i * stride] = k4_epilogue(acc[i * stride], &h, y + i * ys, dots[i]);
 }
 
-static inline float superblock_q6_k(const uint8_t *w, const uint8_t *y) {
-    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
-    const int8_t *q8 = (const int8_t *)(y + 4);
-    __m256i acc = _mm256_setzero_si256();
+// Q6_K: q in 0…63 against y, scale per 16 elements; the −32 offset is 32·Σ scale·bsum.
+static inline __attribute__((always_inline)) void superblock_q6_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
+                                                                  __m256 *acc, int stride) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    const int8_t *sc = (const int8_t *)(w + 192);
+    __m256i dots[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int h = 0; h < 2; h++) {
         __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
         __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
         __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-        const int8_t *sc = (const int8_t *)(w + 192 + 8 * h);
         __m256i q[4] = {
             _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
             _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
@@ -200,33 +216,37 @@ static inline float superblock_q6_k(const uint8_t *w, const uint8_t *y) {
                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
         };
         for (int k = 0; k < 4; k++) {
-            __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k));
-            // (q − 32)·y per pair of elements, in 16 lanes: elements 0–15 use scale 2k, 16–31 scale 2k+1.
-            __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(m32, y8));
-            __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scales));
+            // Elements 0–15 of the 32 use scale 2k of this half, 16–31 scale 2k+1 (one per 16 lanes).
+            __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
+            for (int i = 0; i < n; i++) {
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(y + i * ys + 4 + 128 * h + 32 * k));
+                dots[i] = _mm256_add_epi32(dots[i], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], y8), scales));
+            }
         }
     }
-    return cq_load_f32(y) * half(w + 208) * (float)hsum_i32(acc);
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+    float d = half(w + 208);
+    for (int i = 0; i < n; i++) {
+        const uint8_t *yi = y + i * ys;
+        __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, activation_sums(yi)), 5);
+        acc[i * stride] = _mm256_fmadd_ps(_mm256_set1_ps(d * cq_load_f32(yi)), _mm256_cvtepi32_ps(_mm256_sub_epi32(dots[i], offset)),
+                                          acc[i * stride]);
+    }
 }
 
-// One row, and four rows by two activation rows, as BLOCK_DOTS, over super-blocks of 256. No
-// four-by-one kernel: in decode it took 1.9× the CPU time of four one-row calls (measured on a
-// Qwen2.5-1.5B-shaped Q4_K_M); the four-by-two one saves about a tenth of a prefill's.
+// One row, and four rows by two activation rows (out: [2][4]), over super-blocks of 256.
 #define SUPERBLOCK_DOTS(fmt, wbytes)                                                                          \
     static float dot_##fmt(int cols, const uint8_t *w, const uint8_t *y) {                                   \
-        float sum = 0;                                                                                        \
-        for (int b = 0; b < cols / 256; b++, w += wbytes, y += Q8_K_BYTES) sum += superblock_##fmt(w, y);     \
-        return sum;                                                                                           \
+        __m256 acc = _mm256_setzero_ps();                                                                     \
+        for (int b = 0; b < cols / 256; b++, w += wbytes, y += Q8_K_BYTES) superblock_##fmt(w, y, 0, 1, &acc, 1); \
+        return hsum(acc);                                                                                     \
     }                                                                                                         \
     static void dot4x2_##fmt(int cols, const uint8_t *w, size_t rb, const uint8_t *y, size_t ys, float *out) { \
-        float sum[8] = {0};                                                                                   \
+        __m256 acc[8];                                                                                        \
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();                                             \
         for (int b = 0; b < cols / 256; b++, w += wbytes, y += Q8_K_BYTES)                                    \
-            for (int r = 0; r < 4; r++) {                                                                     \
-                sum[r] += superblock_##fmt(w + r * rb, y);                                                    \
-                sum[4 + r] += superblock_##fmt(w + r * rb, y + ys);                                           \
-            }                                                                                                 \
-        for (int k = 0; k < 8; k++) out[k] = sum[k];                                                          \
+            for (int r = 0; r < 4; r++) superblock_##fmt(w + r * rb, y, ys, 2, acc + r, 4);                   \
+        for (int k = 0; k < 8; k++) out[k] = hsum(acc[k]);                                                    \
     }
 
 SUPERBLOCK_DOTS(q4_k, 144)
@@ -257,6 +277,116 @@ static float dot_f16(int cols, const uint8_t *w, const uint8_t *y) {
     float s = hsum(acc);
     for (; j < cols; j++) s += half(w + 2 * j) * x[j];
     return s;
+}
+
+// MARK: - Dequantisers (the f32 engine's prefill tiles)
+
+// dst[0..32) = v·a + b for 32 bytes v (unsigned, or signed with `is_signed`), a for the first
+// 16 elements and a2 for the rest; the portable dequantiser's mul then add, so the same bits.
+static inline void scaled32(float *dst, __m256i v, int is_signed, __m256 a, __m256 a2, __m256 b) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        __m256i wide = is_signed ? _mm256_cvtepi8_epi32(parts[k]) : _mm256_cvtepu8_epi32(parts[k]);
+        _mm256_storeu_ps(dst + 8 * k, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(wide), k < 2 ? a : a2), b));
+    }
+}
+
+static void dequantize_f16(const uint8_t *s, float *dst, size_t blocks) {
+    for (size_t i = 0; i + 8 <= blocks; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+    for (size_t i = blocks / 8 * 8; i < blocks; i++) dst[i] = half(s + 2 * i);
+}
+
+static void dequantize_q4_0(const uint8_t *s, float *dst, size_t blocks) {
+    for (size_t b = 0; b < blocks; b++, s += 18, dst += 32) {
+        __m256 d = _mm256_set1_ps(half(s));
+        scaled32(dst, unpack_q4_0(s), 1, d, d, _mm256_setzero_ps());
+    }
+}
+
+static void dequantize_q4_1(const uint8_t *s, float *dst, size_t blocks) {
+    for (size_t b = 0; b < blocks; b++, s += 20, dst += 32) {
+        __m256 d = _mm256_set1_ps(half(s));
+        scaled32(dst, unpack_q4_1(s), 0, d, d, _mm256_set1_ps(half(s + 2)));
+    }
+}
+
+static void dequantize_q8_0(const uint8_t *s, float *dst, size_t blocks) {
+    for (size_t b = 0; b < blocks; b++, s += 34, dst += 32) {
+        __m256 d = _mm256_set1_ps(half(s));
+        scaled32(dst, unpack_q8_0(s), 1, d, d, _mm256_setzero_ps());
+    }
+}
+
+// Sub-block s: a·q − c with a = d·scale_s, c = dmin·min_s, as the portable dequantiser.
+static inline void k4_sub_block(float *dst, __m256i q, const k4_header *h, int s) {
+    __m256 a = _mm256_set1_ps(h->d * h->sc[s]);
+    scaled32(dst, q, 0, a, a, _mm256_set1_ps(-(h->dmin * h->mn[s])));
+}
+
+static void dequantize_q4_k(const uint8_t *s, float *dst, size_t blocks) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (size_t b = 0; b < blocks; b++, s += 144, dst += 256) {
+        k4_header h = k4_header_of(s);
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(s + 16 + 32 * k));
+            k4_sub_block(dst + 64 * k, _mm256_and_si256(q, low), &h, 2 * k);
+            k4_sub_block(dst + 64 * k + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), low), &h, 2 * k + 1);
+        }
+    }
+}
+
+static void dequantize_q5_k(const uint8_t *s, float *dst, size_t blocks) {
+    const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (size_t b = 0; b < blocks; b++, s += 176, dst += 256) {
+        k4_header h = k4_header_of(s);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(s + 16));
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(s + 48 + 32 * k));
+            __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
+            __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
+            k4_sub_block(dst + 64 * k, _mm256_or_si256(_mm256_and_si256(q, low), h_lo), &h, 2 * k);
+            k4_sub_block(dst + 64 * k + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi), &h, 2 * k + 1);
+        }
+    }
+}
+
+// The portable dequantiser's (d·scale)·(q − 32).
+static void dequantize_q6_k(const uint8_t *s, float *dst, size_t blocks) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    for (size_t b = 0; b < blocks; b++, s += 210, dst += 256) {
+        float d = half(s + 208);
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(s + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(s + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(s + 128 + 32 * h));
+            const int8_t *sc = (const int8_t *)(s + 192 + 8 * h);
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
+            };
+            for (int k = 0; k < 4; k++)
+                scaled32(dst + 128 * h + 32 * k, _mm256_sub_epi8(q[k], m32), 1, _mm256_set1_ps(d * sc[2 * k]),
+                         _mm256_set1_ps(d * sc[2 * k + 1]), _mm256_setzero_ps());
+        }
+    }
+}
+
+cq_dequantize_fn cq_avx2_dequantize(int type) {
+    switch (type) {
+    case CQ_F16: return dequantize_f16;
+    case CQ_Q4_0: return dequantize_q4_0;
+    case CQ_Q4_1: return dequantize_q4_1;
+    case CQ_Q8_0: return dequantize_q8_0;
+    case CQ_Q4_K: return dequantize_q4_k;
+    case CQ_Q5_K: return dequantize_q5_k;
+    case CQ_Q6_K: return dequantize_q6_k;
+    default: return 0;
+    }
 }
 
 #pragma clang attribute pop
@@ -308,5 +438,6 @@ int cq_cpu_has_avx2(void) { return 0; }
 cq_dot_fn cq_avx2_dot(int type) { (void)type; return 0; }
 cq_dot4_fn cq_avx2_dot4(int type) { (void)type; return 0; }
 cq_dot4x2_fn cq_avx2_dot4x2(int type) { (void)type; return 0; }
+cq_dequantize_fn cq_avx2_dequantize(int type) { (void)type; return 0; }
 
 #endif

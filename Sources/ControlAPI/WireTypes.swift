@@ -248,7 +248,7 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         public var contextLength: Int
         public var vocabSize: Int
         /// The engine: its kernels ("avx2" or "portable"), worker threads, matrix arithmetic
-        /// ("quantized" or "exact") and KV cache precision ("f16" or "f32").
+        /// ("mixed", "quantized" or "exact") and KV cache precision ("f16" or "f32").
         public var kernels: String?
         public var threads: Int?
         public var arithmetic: String?

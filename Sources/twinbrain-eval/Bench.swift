@@ -25,6 +25,10 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("all-runs"), help: "With --json, give every run's figure as a list instead of the median.")
     var allRuns = false
 
+    @Option(name: .customLong("prompt"), help: ArgumentHelp(
+        "Also time a prompt of this many tokens (repeatable), e.g. 8, 16 and 32 to see where f32 prefill overtakes the quantised kernels."))
+    var extraPrompts: [Int] = []
+
     @Option(name: .customLong("memory-entries"), help: "Also decode through a token memory of this many entries (repeatable).")
     var memoryEntries: [Int] = []
 
@@ -68,6 +72,7 @@ struct Bench: ParsableCommand {
                 return Double(n) / seconds(since: t0)
             }.dropFirst().map { $0 }
         }
+        let extra = try extraPrompts.map { ("pp\($0)", try prefill($0)) }
         let pp128 = try prefill(128), pp512 = try prefill(512), tg128 = try decode(128)
         let rss = peakRSSMiB()
         if !memoryEntries.isEmpty {
@@ -114,16 +119,21 @@ struct Bench: ParsableCommand {
         }
         let threads = BLASThreads.current
         if options.json && allRuns {
-            printJSON(["threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128,
-                       "load_s": loadSeconds, "peak_rss_mib": rss, "arithmetic": options.arithmetic.rawValue,
-                       "kv_cache": model.kvPrecision.rawValue, "kernels": model.kernels.path])
+            var result: [String: Any] = ["threads": threads, "pp128": pp128, "pp512": pp512, "tg128": tg128,
+                                         "load_s": loadSeconds, "peak_rss_mib": rss, "arithmetic": options.arithmetic.rawValue,
+                                         "kv_cache": model.kvPrecision.rawValue, "kernels": model.kernels.path]
+            for (name, v) in extra { result[name] = v }
+            printJSON(result)
         } else if options.json {
-            printJSON(["threads": threads, "pp128_tok_s": median(pp128), "pp512_tok_s": median(pp512),
-                       "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss,
-                       "arithmetic": options.arithmetic.rawValue, "kv_cache": model.kvPrecision.rawValue, "kernels": model.kernels.path])
+            var result: [String: Any] = ["threads": threads, "pp128_tok_s": median(pp128), "pp512_tok_s": median(pp512),
+                                         "tg128_tok_s": median(tg128), "load_s": loadSeconds, "peak_rss_mib": rss,
+                                         "arithmetic": options.arithmetic.rawValue, "kv_cache": model.kvPrecision.rawValue,
+                                         "kernels": model.kernels.path]
+            for (name, v) in extra { result["\(name)_tok_s"] = median(v) }
+            printJSON(result)
         } else {
             print("model \(path) threads \(threads), kernels \(model.kernels.path), arithmetic \(options.arithmetic.rawValue), KV cache \(model.kvPrecision.rawValue)")
-            for (name, v) in [("pp128", pp128), ("pp512", pp512), ("tg128", tg128)] {
+            for (name, v) in extra + [("pp128", pp128), ("pp512", pp512), ("tg128", tg128)] {
                 print(String(format: "%@  %8.1f tok/s  (min %.1f, max %.1f)", name, median(v), v.min()!, v.max()!))
             }
             print(String(format: "load %.2f s, peak RSS %.0f MiB", loadSeconds, rss))

@@ -27,7 +27,7 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Print JSON.")
     var json = false
 
-    @Option(help: "Matrix arithmetic: exact (f32, as the reference outputs) or quantized (activations quantised as llama.cpp does).")
+    @Option(help: "Matrix arithmetic: exact (f32, as the reference outputs), quantized (activations quantised as llama.cpp does) or mixed (prompts f32, decoded tokens quantised: the daemon's default).")
     var arithmetic: ProductArithmetic = .exact
 
     func resolvedModelPath() throws -> String {

@@ -12,11 +12,10 @@ struct DaemonConfiguration: Equatable {
     var model = "/usr/share/twinbrain/models/\(DefaultModel.fileName)"
     /// Compute threads (the engine's workers and BLAS); 0 means every core.
     var threads = 0
-    /// Matrix arithmetic: exact (f32, f32 KV cache: the reference outputs' arithmetic; faster
-    /// prefill) or quantized (llama.cpp's: activations quantised per block, f16 KV cache; 2.6×
-    /// the decode speed). Exact stays the default until the FreshDocs answers are measured
-    /// under quantized arithmetic (docs/performance.md).
-    var arithmetic = ProductArithmetic.exact
+    /// Matrix arithmetic: mixed (prompts in f32 through sgemm, decoded tokens with quantised
+    /// activations, f16 KV cache: each at its fastest), exact (f32 throughout, f32 KV cache: the
+    /// reference outputs' arithmetic) or quantized (llama.cpp's throughout). docs/performance.md.
+    var arithmetic = ProductArithmetic.mixed
     /// Largest context per request, in tokens (capped at the model's).
     var contextTokens = 4096
     /// Requests that may wait behind the running one; beyond this callers get 429.
@@ -51,7 +50,7 @@ struct DaemonConfiguration: Equatable {
         "arithmetic": {
             let name = try string($1, "arithmetic")
             guard let a = ProductArithmetic(rawValue: name) else {
-                throw Problem(description: "'arithmetic' is '\(name)', expected \"quantized\" or \"exact\"")
+                throw Problem(description: "'arithmetic' is '\(name)', expected \"mixed\", \"quantized\" or \"exact\"")
             }
             $0.arithmetic = a
         },

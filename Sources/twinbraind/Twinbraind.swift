@@ -31,7 +31,7 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(help: "GGUF model file.") var model: String?
     @Option(help: "Configuration file (TOML).") var config: String?
     @Option(help: "Compute threads (0 = all cores).") var threads: Int?
-    @Option(help: "Matrix arithmetic: quantized (llama.cpp's, f16 KV cache) or exact (f32, slower).") var arithmetic: String?
+    @Option(help: "Matrix arithmetic: mixed (the default: prompts f32, decoded tokens quantised), quantized (llama.cpp's) or exact (f32, decodes slower).") var arithmetic: String?
     @Option(name: .customLong("queue-depth"), help: "Requests that may wait behind the running one.") var queueDepth: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
@@ -64,7 +64,7 @@ struct Twinbraind: AsyncParsableCommand {
         if let threads { c.threads = threads }
         if let arithmetic {
             guard let a = ProductArithmetic(rawValue: arithmetic) else {
-                throw DaemonConfiguration.Problem(description: "--arithmetic is '\(arithmetic)', expected quantized or exact")
+                throw DaemonConfiguration.Problem(description: "--arithmetic is '\(arithmetic)', expected mixed, quantized or exact")
             }
             c.arithmetic = a
         }

@@ -14,10 +14,10 @@ models = client.models.list()
 model = models.data[0].id
 assert model.startswith("SmolLM2"), model
 
-chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is the capital of France?"}],
+chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is the capital of Germany?"}],
                                       temperature=0, max_tokens=24)
 text = chat.choices[0].message.content
-assert "Paris" in text, text
+assert "Berlin" in text, text
 assert chat.usage.prompt_tokens > 0 and 0 < chat.usage.completion_tokens <= 24, chat.usage
 assert chat.choices[0].finish_reason in ("stop", "length")
 

@@ -69,6 +69,28 @@ final class QuantizedDotTests: XCTestCase {
         }
     }
 
+    /// The fast dequantisers (the f32 engine's prefill tiles) give the portable ones' values,
+    /// which are the Swift reference's, row by row and over the pool.
+    func testFastDequantisersMatchThePortableOnes() {
+        let rows = 6, cols = 512
+        for type in Self.types {
+            let (bytes, w) = randomMatrix(type, rows: rows, cols: cols, seed: UInt64(type.rawValue) + 11)
+            defer { bytes.deallocate() }
+            var reference = [Float](repeating: 0, count: rows * cols)
+            reference.withUnsafeMutableBufferPointer { type.dequantize(bytes, into: $0.baseAddress!, count: rows * cols) }
+            for portable in [true, false] {
+                QuantKernels.forcePortable(portable)
+                defer { QuantKernels.forcePortable(false) }
+                var got = [Float](repeating: .nan, count: rows * cols)
+                got.withUnsafeMutableBufferPointer { w.dequantizeRows(0..<rows, into: $0.baseAddress!) }
+                XCTAssertEqual(got, reference, "\(type.description), \(portable ? "portable" : QuantKernels.path)")
+                var pooled = [Float](repeating: .nan, count: rows * cols)
+                pooled.withUnsafeMutableBufferPointer { w.dequantizeRows(0..<rows, into: $0.baseAddress!, pool: ComputePool(threads: 2)) }
+                XCTAssertEqual(pooled, reference, "\(type.description) over the pool")
+            }
+        }
+    }
+
     /// The pool's products: each output is the row's dot product, whatever the number of rows
     /// in the call (decode and prefill agree exactly), with row strides and accumulation.
     func testPoolProductsMatchRowDotsWhateverTheBatch() {
@@ -101,6 +123,28 @@ final class QuantizedDotTests: XCTestCase {
                 XCTAssertEqual(batch[i * 137 + 42], wa.dot(row: 42, quantized: xq), "\(type.description)")
                 XCTAssertEqual(batch[i * 137 + 100 + 36], 1 + wb.dot(row: 36, quantized: xq), "\(type.description)")
             }
+        }
+    }
+
+    /// Mixed arithmetic: a decoded row is the quantised product, a prompt's rows the f32 one, to
+    /// the bit, on either side of the f32 engine's switch from row dots to sgemm tiles.
+    func testMixedArithmeticIsQuantizedForOneRowAndExactForMore() {
+        let pool = ComputePool(threads: 2)
+        let (bytes, w) = randomMatrix(.q4_K, rows: 64, cols: 512, seed: 5)
+        defer { bytes.deallocate() }
+        for t in [1, 2, 9, 40] {
+            let x = randomVector(t * 512, seed: 9)
+            func product(_ arithmetic: ProductArithmetic) -> [Float] {
+                var out = [Float](repeating: 0, count: t * 64)
+                let products = QuantizedProducts(pool: pool, arithmetic: arithmetic)
+                x.withUnsafeBufferPointer { x in
+                    out.withUnsafeMutableBufferPointer { products.multiply(x.baseAddress!, rows: t, [.init(w, out: $0.baseAddress!)]) }
+                }
+                return out
+            }
+            let mixed = product(.mixed), expected = product(t == 1 ? .quantized : .exact)
+            XCTAssertEqual(mixed, expected, "\(t) rows")
+            XCTAssertNotEqual(mixed, product(t == 1 ? .exact : .quantized), "\(t) rows: the arithmetics differ")
         }
     }
 }

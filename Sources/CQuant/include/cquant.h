@@ -36,6 +36,11 @@ float cq_vec_dot(int type, int cols, const void *w, const void *xq);
 /// Dequantises `count` elements (whole blocks) of `type`.
 void cq_dequantize(int type, const void *src, float *dst, size_t count);
 
+/// Dequantises `rows` rows of `cols` elements (`row_bytes` apart) into dst[rows][cols], the rows
+/// shared out over the pool's workers (declared below).
+struct cq_pool;
+void cq_dequantize_rows(struct cq_pool *pool, int type, const void *src, size_t row_bytes, int rows, int cols, float *dst);
+
 /// "avx2" or "portable": the kernels this process runs.
 const char *cq_kernel_path(void);
 /// Forces the portable kernels (1) or the fastest the CPU has (0); for tests and benchmarks.

@@ -46,8 +46,10 @@ public struct QuantizedMatrix: @unchecked Sendable {
     }
 
     /// Rows `range` as f32, [range.count, cols].
-    public func dequantizeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        cq_dequantize(Int32(type.rawValue), data + range.lowerBound * rowBytes, out, range.count * cols)
+    /// Rows `range` as f32 into out[range.count][cols], shared out over `pool`'s workers if given.
+    public func dequantizeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>, pool: ComputePool? = nil) {
+        cq_dequantize_rows(pool?.pool, Int32(type.rawValue), data + range.lowerBound * rowBytes, rowBytes, Int32(range.count),
+                           Int32(cols), out)
     }
 
     /// One row times activations quantised for this type (`quantizeActivations`).
@@ -71,13 +73,26 @@ public enum ProductArithmetic: String, Sendable {
     /// f32, times each weight row dequantised: what an f32 engine computes (the arithmetic of
     /// the llama.cpp reference outputs, ../shared/reference). Several times slower.
     case exact
+    /// A prompt (more than one row) in f32 as `.exact`, through dequantised tiles and sgemm, and
+    /// each decoded token quantised as `.quantized`: prompts and first tokens as the f32 engine
+    /// computes them (its perplexity is the lower), decoding at llama.cpp's speed.
+    case mixed
+
+    /// The arithmetic a product of `rows` activation rows is computed in.
+    public func products(ofRows rows: Int) -> ProductArithmetic {
+        switch self {
+        case .mixed: rows > 1 ? .exact : .quantized
+        default: self
+        }
+    }
 }
 
 /// Products of activations with quantised weights. `.quantized`: activations quantised as
 /// llama.cpp's CPU path quantises them, one dot product per output on the pool whether a call
 /// brings one row (decode) or many (prefill), so a position's result does not depend on its
 /// batch. `.exact`: f32, row dots on the pool for a few rows, dequantised weight tiles and
-/// sgemm for many. One per thread of use: it owns its scratch.
+/// sgemm for many. `.mixed`: `.exact` for a prompt, `.quantized` for a decoded token. One per
+/// thread of use: it owns its scratch.
 public final class QuantizedProducts: @unchecked Sendable {
     public let pool: ComputePool
     public let arithmetic: ProductArithmetic
@@ -95,8 +110,11 @@ public final class QuantizedProducts: @unchecked Sendable {
     }
 
     /// Exact products of more rows than this go through dequantised weight tiles and sgemm
-    /// (f32 either way; only the order of summation differs).
-    static let exactRowsPerDot = 4
+    /// (f32 either way; only the order of summation differs). Writing and re-reading a tile
+    /// costs the same whatever the rows, so below this each weight row is dequantised on its
+    /// own and dotted with the few (measured on the default Q4_1 and a 1.5B Q4_K_M: the tiles
+    /// overtake between 16 and 32 rows on both).
+    static let exactRowsPerDot = 16
     /// f32 elements of a dequantised weight tile (16 MiB: big enough for sgemm).
     public static let tileElements = 1 << 22
     private var tile: UnsafeMutablePointer<Float>?
@@ -109,9 +127,9 @@ public final class QuantizedProducts: @unchecked Sendable {
         var r0 = 0
         while r0 < w.rows {
             let n = min(tileRows, w.rows - r0)
-            // Dequantising costs a few percent of the sgemm over it: on this thread, so the
-            // pool's workers and OpenBLAS's never wait on each other.
-            w.dequantizeRows(r0..<r0 + n, into: tile)
+            // On the pool: on the caller alone it took two thirds of a 16-token prompt on a 1.5B
+            // Q4_K_M (OpenBLAS's threads and the pool's take turns, each yielding when idle).
+            w.dequantizeRows(r0..<r0 + n, into: tile, pool: pool)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(n), Int32(w.cols),
                         1, x, Int32(ldx), tile, Int32(w.cols), target.accumulate ? 1 : 0, target.out + r0, Int32(target.ldo))
             r0 += n
@@ -136,6 +154,7 @@ public final class QuantizedProducts: @unchecked Sendable {
     public func multiply(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int? = nil, _ targets: [Target]) {
         guard let cols = targets.first?.weights.cols, t > 0 else { return }
         precondition(targets.allSatisfy { $0.weights.cols == cols }, "targets of one product share their input width")
+        let arithmetic = arithmetic.products(ofRows: t)
         if arithmetic == .exact && t > Self.exactRowsPerDot {
             for target in targets { multiplyByTiles(x, rows: t, ldx: ldx ?? cols, target) }
             return

@@ -10,10 +10,10 @@ public enum KVPrecision: String, Sendable, CaseIterable {
 
     public var bytes: Int { self == .f16 ? 2 : 4 }
 
-    /// The cache each arithmetic computes as: f16 with llama.cpp's quantized arithmetic, f32
-    /// with the f32 engine's.
+    /// The cache each arithmetic computes as: f32 with the f32 engine's, else f16 (llama.cpp's
+    /// and, for `.mixed`, half the memory of a long context).
     public static func matching(_ arithmetic: ProductArithmetic) -> KVPrecision {
-        arithmetic == .quantized ? .f16 : .f32
+        arithmetic == .exact ? .f32 : .f16
     }
 }
 

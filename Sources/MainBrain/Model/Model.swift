@@ -30,8 +30,9 @@ public struct Logits: Sendable {
 ///
 /// Loading goes GGUFFile → ModelConfig → Weights (the matrices stay in the mapping, in their
 /// formats); `forward` evaluates tokens against a `KVCache`. Matrix products run on the
-/// model's worker threads (`QuantizedProducts`: f32 by default, or with activations quantised
-/// as llama.cpp does, with an f16 KV cache); attention runs row by row, the same for a decoded
+/// model's worker threads (`QuantizedProducts`: f32 by default, with activations quantised as
+/// llama.cpp does, or prompts f32 and decoded tokens quantised; the last two with an f16 KV
+/// cache); attention runs row by row, the same for a decoded
 /// token and a prefilled one. A model that does not fit in memory is refused before loading.
 /// One forward runs at a time per model (the daemon's scheduler owns it).
 public final class Model: @unchecked Sendable {
@@ -48,8 +49,9 @@ public final class Model: @unchecked Sendable {
 
     /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
     /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
-    /// CPU kernels on the file (activations quantised per block). `kvPrecision`: f32 for exact
-    /// arithmetic, f16 for quantized (llama.cpp's default), unless given. A model that cannot fit
+    /// CPU kernels on the file (activations quantised per block); `.mixed` a prompt as the f32
+    /// engine and each decoded token as llama.cpp (the daemon's). `kvPrecision`: f32 for exact
+    /// arithmetic, else f16 (llama.cpp's default), unless given. A model that cannot fit
     /// in `availableMemory` (default: the machine's) with a cache of `contextTokens` (default: the
     /// model's context) is refused before its weights are touched.
     public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact, kvPrecision: KVPrecision? = nil,
