@@ -45,7 +45,6 @@ public struct QuantizedMatrix: @unchecked Sendable {
         cq_dequantize(Int32(type.rawValue), data + r * rowBytes, out, cols)
     }
 
-    /// Rows `range` as f32, [range.count, cols].
     /// Rows `range` as f32 into out[range.count][cols], shared out over `pool`'s workers if given.
     public func dequantizeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>, pool: ComputePool? = nil) {
         cq_dequantize_rows(pool?.pool, Int32(type.rawValue), data + range.lowerBound * rowBytes, rowBytes, Int32(range.count),
@@ -127,8 +126,8 @@ public final class QuantizedProducts: @unchecked Sendable {
         var r0 = 0
         while r0 < w.rows {
             let n = min(tileRows, w.rows - r0)
-            // On the pool: on the caller alone it took two thirds of a 16-token prompt on a 1.5B
-            // Q4_K_M (OpenBLAS's threads and the pool's take turns, each yielding when idle).
+            // On the pool (OpenBLAS's threads and the pool's take turns, each yielding when idle):
+            // portable and on this thread alone, it was two thirds of a 16-token 1.5B prompt.
             w.dequantizeRows(r0..<r0 + n, into: tile, pool: pool)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(n), Int32(w.cols),
                         1, x, Int32(ldx), tile, Int32(w.cols), target.accumulate ? 1 : 0, target.out + r0, Int32(target.ldo))
