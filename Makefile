@@ -22,7 +22,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -137,6 +137,9 @@ eval-smoke: model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## A few minutes of Fresh
 	$(EVAL) freshdocs --model $(MODEL) --corpus $(EVAL_ZH_CORPUS) --systems $(ANSWER_SYSTEMS) --max-documents 3 --max-document-chars 1500 \
 	  --max-items 4 --tasks t9 --out $(CACHE)/eval-smoke/freshdocs-smoke-zh.json > /dev/null
 	python3 scripts/check_freshdocs_result.py $(CACHE)/eval-smoke/freshdocs-smoke-zh.json $(ANSWER_SYSTEMS)
+
+reader-data: ## Training data for the reader (issue #20): questions whose answers are spans of Debian changelogs
+	python3 scripts/make_reader_data.py $(CACHE)/reader-train
 
 gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in FittedKeyspaces.swift
 	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration

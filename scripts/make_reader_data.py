@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Training data for the learning brain's reader (issue #20): question / passage / answer triples
+made here, from public text the machine already has, never from the FreshDocs development items.
+
+Source (this first version): the Debian changelogs under /usr/share/doc/*/changelog.Debian.gz.
+Each package's newest entries become one document, written as the box would learn it; each entry
+with bullet points gives questions whose answer is a span of that document:
+  - release:  which version of PKG made this change: "<bullet, sometimes shortened>"?  → the version
+              (it sits in the entry's header line, as a release-notes answer sits in its heading)
+  - who:      who is credited with the change "<bullet>" in PKG VERSION?  → the name in parentheses
+              at the end of the bullet, where the bullet has one
+  - bug:      which Debian bug did the change "<bullet>" in PKG close?  → the bug number
+  - uploader: who uploaded PKG VERSION?  → the name on the entry's " -- " trailer line
+
+These templates resemble the development set's "which minor release" and "who is credited"
+questions on purpose (the reader must learn where such answers sit), so results on that set are
+reported per kind beside this note. PostgreSQL's own packages are left out: the development
+documents are PostgreSQL release notes.
+
+Writes OUT/docs/<package>.changelog and OUT/items.jsonl (one JSON object per line: id, doc, kind,
+question, answer, sentence, split), split by document: about 15% of documents are "dev".
+
+Usage: python3 scripts/make_reader_data.py OUT [--max-documents N] [--entries-per-document N]
+"""
+import argparse
+import gzip
+import json
+import pathlib
+import random
+import re
+
+CHANGELOG_GLOB = "/usr/share/doc/*/changelog.Debian.gz"
+HEADER = re.compile(r"^(?P<package>[a-z0-9][a-z0-9+.-]*) \((?P<version>[^)]+)\) [^;]*;.*$")
+TRAILER = re.compile(r"^ -- (?P<name>[^<]+?) <[^>]*>  .+$")
+# A credit: capitalised names (letters, spaces, commas, dots, hyphens, "and"), no digits.
+CREDIT = re.compile(r"\(((?:[A-Z][A-Za-z'.-]*)(?:[ ,]+(?:and|[A-Z][A-Za-z'.-]*))*)\)\.?\s*$")
+CLOSES = re.compile(r"Closes:\s*#(\d+)", re.IGNORECASE)
+CLOSES_CLAUSE = re.compile(r"\(?\s*Closes:\s*#?\d+(?:\s*,\s*#?\d+)*\s*\)?\.?", re.IGNORECASE)
+SECTION = re.compile(r"^  \[ (?P<name>[^\]]+?) \]$")  # a team upload's "[ Name ]": the bullets below are theirs
+EXCLUDED = re.compile(r"postgres|libpq", re.IGNORECASE)
+
+
+def entries(text):
+    """The changelog's entries: header line, bullets (continuation lines joined, each with the
+    "[ Name ]" section it sits in, if any) and trailer."""
+    entry = None
+    for line in text.splitlines():
+        header = HEADER.match(line)
+        if header:
+            entry = {"package": header["package"], "version": header["version"], "bullets": [], "sections": [],
+                     "lines": [line]}
+            section = None
+            continue
+        if entry is None:
+            continue
+        entry["lines"].append(line)
+        trailer = TRAILER.match(line)
+        if trailer:
+            entry["uploader"] = trailer["name"].strip()
+            yield entry
+            entry = None
+        elif SECTION.match(line):
+            section = SECTION.match(line)["name"].strip()
+        elif line.startswith("  * "):
+            entry["bullets"].append(line[4:].strip())
+            entry["sections"].append(section)
+        elif line.startswith("    ") and entry["bullets"] and not line.strip().startswith(("-", "+", "*")):
+            entry["bullets"][-1] += " " + line.strip()
+
+
+def quoted(bullet, rng):
+    """The bullet as a question quotes it: whole, or its first words when long (users shorten)."""
+    text = CLOSES_CLAUSE.sub("", bullet).strip().rstrip(".").strip()
+    text = CREDIT.sub("", text).strip().rstrip(".").strip()
+    words = text.split()
+    if len(words) > 14 and rng.random() < 0.5:
+        words = words[: rng.randint(8, 14)]
+    return " ".join(words)
+
+
+def questions(entry, rng, releases_per_entry=3):
+    package, version = entry["package"], entry["version"]
+    releases = 0
+    for bullet, section in zip(entry["bullets"], entry["sections"]):
+        credit = CREDIT.search(CLOSES_CLAUSE.sub("", bullet).strip())
+        credited = credit.group(1).strip() if credit else section
+        quote = quoted(bullet, rng)
+        if len(quote.split()) < 4:
+            continue
+        releases += 1
+        if releases <= releases_per_entry:
+            yield "release", f'Which version of {package} made this change: "{quote}"? Answer with the version number.', version, bullet
+        if credited:
+            yield "who", f'Who is credited with this change in {package} {version}: "{quote}"?', credited, bullet
+        bug = CLOSES.search(bullet)
+        if bug:
+            yield "bug", f'Which Debian bug did this change in {package} close: "{quote}"?', bug.group(1), bullet
+    if entry.get("uploader"):
+        yield "uploader", f"Who uploaded {package} {version}?", entry["uploader"], entry["lines"][-1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=pathlib.Path)
+    ap.add_argument("--max-documents", type=int, default=300)
+    ap.add_argument("--entries-per-document", type=int, default=6, help="newest entries kept per package")
+    ap.add_argument("--seed", type=int, default=20)
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    paths = sorted(pathlib.Path("/").glob(CHANGELOG_GLOB.lstrip("/")))
+    rng.shuffle(paths)
+    (a.out / "docs").mkdir(parents=True, exist_ok=True)
+    items, documents, sources = [], 0, set()
+    for path in paths:
+        if documents >= a.max_documents:
+            break
+        package = path.parent.name
+        if EXCLUDED.search(package):
+            continue
+        try:
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        kept = list(entries(text))[: a.entries_per_document]
+        # Binary packages built from one source share its changelog: one document per source.
+        if not kept or kept[0]["package"] in sources or EXCLUDED.search(kept[0]["package"]):
+            continue
+        sources.add(kept[0]["package"])
+        made = [made for entry in kept for made in questions(entry, rng)]
+        if not any(kind != "uploader" for kind, *_ in made):
+            continue
+        doc = f"docs/{package}.changelog"
+        text = "\n".join(line for entry in kept for line in entry["lines"] + [""])
+        # Every answer is a span of the document (the reader points at spans).
+        made = [m for m in made if m[2] in text]
+        (a.out / doc).write_text(text, encoding="utf-8")
+        split = "dev" if rng.random() < 0.15 else "train"
+        for n, (kind, q, answer, sentence) in enumerate(made):
+            items.append({"id": f"{package}-{n}", "doc": doc, "kind": kind, "question": q, "answer": answer,
+                          "sentence": sentence, "split": split})
+        documents += 1
+    with open(a.out / "items.jsonl", "w", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    kinds = {}
+    for item in items:
+        kinds[(item["split"], item["kind"])] = kinds.get((item["split"], item["kind"]), 0) + 1
+    print(f"{documents} documents, {len(items)} items in {a.out}: " +
+          ", ".join(f"{s}/{k} {n}" for (s, k), n in sorted(kinds.items())))
+
+
+if __name__ == "__main__":
+    main()
