@@ -27,8 +27,8 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Print JSON.")
     var json = false
 
-    @Option(help: "Matrix arithmetic: mixed (prompts f32, decoded tokens quantised: the daemon's), exact (f32 throughout, as the reference outputs) or quantized (activations quantised as llama.cpp does).")
-    var arithmetic: ProductArithmetic = .mixed
+    @Option(help: "Matrix arithmetic: exact (f32 throughout, as the reference outputs and the daemon's default), mixed (prompts f32, decoded tokens quantised) or quantized (activations quantised as llama.cpp does).")
+    var arithmetic: ProductArithmetic = .exact
 
     func resolvedModelPath() throws -> String {
         if let model { return model }

@@ -31,7 +31,7 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(help: "GGUF model file.") var model: String?
     @Option(help: "Configuration file (TOML).") var config: String?
     @Option(help: "Compute threads (0 = all cores).") var threads: Int?
-    @Option(help: "Matrix arithmetic: mixed (the default: prompts f32, decoded tokens quantised), quantized (llama.cpp's) or exact (f32, decodes slower).") var arithmetic: String?
+    @Option(help: "Matrix arithmetic: exact (the default: f32), mixed (prompts f32, decoded tokens quantised: about twice the decoding speed) or quantized (llama.cpp's).") var arithmetic: String?
     @Option(name: .customLong("queue-depth"), help: "Requests that may wait behind the running one.") var queueDepth: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?

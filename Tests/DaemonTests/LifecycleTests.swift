@@ -139,7 +139,7 @@ final class LifecycleTests: XCTestCase {
         var (code, out, err) = try runProgram(cli, ["--socket", daemon.socket, "status"])
         XCTAssertEqual(code, 0, err)
         XCTAssertTrue(out.contains("ready") && out.contains("SmolLM2"), out)
-        XCTAssertTrue(out.contains("engine:") && out.contains("kernels") && out.contains("mixed arithmetic, f16 KV cache"), out)
+        XCTAssertTrue(out.contains("engine:") && out.contains("kernels") && out.contains("exact arithmetic, f32 KV cache"), out)
         (code, out, err) = try runProgram(cli, ["status", "--json"], environment: ["TWINBRAIN_SOCKET": daemon.socket])
         XCTAssertEqual(code, 0, err)
         let status = try JSONDecoder().decode(StatusResponse.self, from: Data(out.utf8))

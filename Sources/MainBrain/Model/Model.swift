@@ -50,7 +50,7 @@ public final class Model: @unchecked Sendable {
     /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
     /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
     /// CPU kernels on the file (activations quantised per block); `.mixed` a prompt as the f32
-    /// engine and each decoded token as llama.cpp (the daemon's). `kvPrecision`: f32 for exact
+    /// engine and each decoded token as llama.cpp. `kvPrecision`: f32 for exact
     /// arithmetic, else f16 (llama.cpp's default), unless given. A model that cannot fit
     /// in `availableMemory` (default: the machine's) with a cache of `contextTokens` (default: the
     /// model's context) is refused before its weights are touched.
