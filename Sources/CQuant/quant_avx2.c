@@ -161,6 +161,30 @@ static inline __m256 k4_epilogue(__m256 acc, const k4_header *h, const uint8_t *
     return _mm256_fnmadd_ps(_mm256_set1_ps(h->dmin * dy), _mm256_cvtepi32_ps(mins), acc);
 }
 
+// Q5_K sub-blocks 2k and 2k+1 (32 bytes q of nibbles): the nibbles with their fifth bits, bit s of
+// each qh byte being sub-block s's.
+static inline void q5_k_unpack(__m256i q, __m256i qh, int k, __m256i *lo, __m256i *hi) {
+    const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
+    __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
+    *lo = _mm256_or_si256(_mm256_and_si256(q, low), h_lo);
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi);
+}
+
+// Half h (128 elements) of a Q6_K super-block as four vectors of 32 values in 0…63.
+static inline void q6_k_unpack(const uint8_t *w, int h, __m256i q[4]) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+    __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4));
+}
+
 // One super-block of weights against n activation rows (ys apart): acc[i·stride] += its share.
 static inline __attribute__((always_inline)) void superblock_q4_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
                                                                   __m256 *acc, int stride) {
@@ -179,17 +203,13 @@ static inline __attribute__((always_inline)) void superblock_q4_k(const uint8_t 
 
 static inline __attribute__((always_inline)) void superblock_q5_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
                                                                   __m256 *acc, int stride) {
-    const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     k4_header h = k4_header_of(w);
     __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
     __m256i dots[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int k = 0; k < 4; k++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * k));
-        // Bit s of each qh byte is the fifth bit of sub-block s.
-        __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
-        __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
-        __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low), h_lo);
-        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi);
+        __m256i lo, hi;
+        q5_k_unpack(q, qh, k, &lo, &hi);
         __m256i s_lo = _mm256_set1_epi16(h.sc[2 * k]), s_hi = _mm256_set1_epi16(h.sc[2 * k + 1]);
         for (int i = 0; i < n; i++)
             dots[i] = _mm256_add_epi32(dots[i], scaled_pair(lo, hi, (const int8_t *)(y + i * ys + 4) + 64 * k, s_lo, s_hi));
@@ -200,21 +220,11 @@ static inline __attribute__((always_inline)) void superblock_q5_k(const uint8_t 
 // Q6_K: q in 0…63 against y, scale per 16 elements; the −32 offset is 32·Σ scale·bsum.
 static inline __attribute__((always_inline)) void superblock_q6_k(const uint8_t *w, const uint8_t *y, size_t ys, int n,
                                                                   __m256 *acc, int stride) {
-    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
     const int8_t *sc = (const int8_t *)(w + 192);
     __m256i dots[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int h = 0; h < 2; h++) {
-        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
-        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-        __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
-            _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
-        };
+        __m256i q[4];
+        q6_k_unpack(w, h, q);
         for (int k = 0; k < 4; k++) {
             // Elements 0–15 of the 32 use scale 2k of this half, 16–31 scale 2k+1 (one per 16 lanes).
             __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
@@ -339,38 +349,28 @@ static void dequantize_q4_k(const uint8_t *s, float *dst, size_t blocks) {
 }
 
 static void dequantize_q5_k(const uint8_t *s, float *dst, size_t blocks) {
-    const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (size_t b = 0; b < blocks; b++, s += 176, dst += 256) {
         k4_header h = k4_header_of(s);
         __m256i qh = _mm256_loadu_si256((const __m256i *)(s + 16));
         for (int k = 0; k < 4; k++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(s + 48 + 32 * k));
-            __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one), 4);
-            __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one), 4);
-            k4_sub_block(dst + 64 * k, _mm256_or_si256(_mm256_and_si256(q, low), h_lo), &h, 2 * k);
-            k4_sub_block(dst + 64 * k + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h_hi), &h, 2 * k + 1);
+            __m256i lo, hi;
+            q5_k_unpack(q, qh, k, &lo, &hi);
+            k4_sub_block(dst + 64 * k, lo, &h, 2 * k);
+            k4_sub_block(dst + 64 * k + 32, hi, &h, 2 * k + 1);
         }
     }
 }
 
 // The portable dequantiser's (d·scale)·(q − 32).
 static void dequantize_q6_k(const uint8_t *s, float *dst, size_t blocks) {
-    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    const __m256i m32 = _mm256_set1_epi8(32);
     for (size_t b = 0; b < blocks; b++, s += 210, dst += 256) {
         float d = half(s + 208);
         for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(s + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(s + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(s + 128 + 32 * h));
             const int8_t *sc = (const int8_t *)(s + 192 + 8 * h);
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
-                _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
-            };
+            __m256i q[4];
+            q6_k_unpack(s, h, q);
             for (int k = 0; k < 4; k++)
                 scaled32(dst + 128 * h + 32 * k, _mm256_sub_epi8(q[k], m32), 1, _mm256_set1_ps(d * sc[2 * k]),
                          _mm256_set1_ps(d * sc[2 * k + 1]), _mm256_setzero_ps());
