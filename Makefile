@@ -22,7 +22,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -75,7 +75,7 @@ EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain,hybrid
 EVAL_RESULT  := docs/results/freshdocs-dev.json
 EVAL_ZH_CORPUS := $(CACHE)/freshdocs-dev-zh
 EVAL_ZH_ITEMS  := $(EVAL_ZH_CORPUS)/items.jsonl
-ANSWER_SYSTEMS := base,bm25-rag,hybrid
+ANSWER_SYSTEMS := base,bm25-rag,hybrid,hybrid-reader,gold-passage
 
 BENCH_SHAPES   := qwen2.5-1.5b qwen2.5-7b llama-3-8b
 
@@ -96,10 +96,12 @@ bench: deps model build $(EVAL_ITEMS) ## Speed and memory against llama.cpp (lla
 $(EVAL_ITEMS): scripts/build_freshdocs_corpus.py scripts/make_freshdocs_items.py
 	python3 scripts/build_freshdocs_corpus.py $(EVAL_CORPUS)
 	python3 scripts/make_freshdocs_items.py $(EVAL_CORPUS)
+	python3 scripts/make_unanswerable_items.py $(EVAL_CORPUS) en
 
 # The Chinese part of the development corpus (Debian Reference, zh-cn), with its items.
 $(EVAL_ZH_ITEMS): scripts/build_freshdocs_zh_corpus.py
 	python3 scripts/build_freshdocs_zh_corpus.py $(EVAL_ZH_CORPUS)
+	python3 scripts/make_unanswerable_items.py $(EVAL_ZH_CORPUS) zh
 
 eval-data: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## Build the FreshDocs development corpus (English and Chinese) under .cache/ and check its quality
 	@echo "base accuracy per item kind (should be near chance; far above means the items leak the answer):"
@@ -122,7 +124,7 @@ eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` 
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --rerun "$(EVAL_RERUN)" --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
-eval-answers: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## FreshDocs T9 (open answers, evidence, sources) for base, bm25-rag and hybrid, English and Chinese, into docs/results/
+eval-answers: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## FreshDocs T9 (open answers, evidence, sources; questions the documents do not answer) for base, bm25-rag, hybrid, hybrid-reader and the gold-passage ceiling, English and Chinese, into docs/results/
 	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev.json
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_ZH_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev-zh.json
@@ -140,6 +142,12 @@ eval-smoke: model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## A few minutes of Fresh
 
 reader-data: ## Training data for the reader (issue #20): questions whose answers are spans of Debian changelogs
 	python3 scripts/make_reader_data.py $(CACHE)/reader-train
+
+reader: deps model build reader-data ## Fit the learning brain's reader on synthetic questions over public text; ships it in FittedReaders.swift
+	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
+	$(CACHE)/eval-bin/twinbrain-eval fit-reader --model $(MODEL) --data $(CACHE)/reader-train --out docs/results/reader-fit.json \
+	  --weights-out $(CACHE)/reader.json --swift-out Sources/LearningBrain/FittedReaders.swift
+	@echo "fitted: rebuild to ship it"
 
 gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in FittedKeyspaces.swift
 	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration

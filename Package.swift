@@ -81,7 +81,7 @@ let package = Package(
             ]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "LearningBrainTests", dependencies: ["LearningBrain", "Kernels", "Store"]),
+        .testTarget(name: "LearningBrainTests", dependencies: ["LearningBrain", "MainBrain", "Kernels", "Store"]),
         .testTarget(
             name: "IntakeTests",
             dependencies: ["Intake", "Store", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

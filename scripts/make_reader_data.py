@@ -12,15 +12,23 @@ with bullet points gives questions whose answer is a span of that document:
   - bug:      which Debian bug did the change "<bullet>" in PKG close?  → the bug number
   - uploader: who uploaded PKG VERSION?  → the name on the entry's " -- " trailer line
 
-These templates resemble the development set's "which minor release" and "who is credited"
-questions on purpose (the reader must learn where such answers sit), so results on that set are
-reported per kind beside this note. PostgreSQL's own packages are left out: the development
-documents are PostgreSQL release notes.
+Second source (Chinese): the Debian Reference in Simplified Chinese (debian-reference-zh-cn,
+fetched with apt-get download as the development corpus's script does), chapters 3-11 only (the
+development corpus uses chapters 1, 2 and 12), one document per section N.M:
+  - section:  which section (N.M.K) says "<sentence>"?  → the number in the subsection's heading
+  - command:  which command fills the blank in "<sentence with name(N) masked>"?  → the command
 
-Writes OUT/docs/<package>.changelog and OUT/items.jsonl (one JSON object per line: id, doc, kind,
-question, answer, sentence, split), split by document: about 15% of documents are "dev".
+These templates resemble the development set's "which minor release", "who is credited", "which
+section" and "which command" questions on purpose (the reader must learn where such answers sit),
+so results on that set are reported per kind beside this note, each question in two or three
+wordings. PostgreSQL's own packages are left out: the development documents are PostgreSQL
+release notes.
 
-Usage: python3 scripts/make_reader_data.py OUT [--max-documents N] [--entries-per-document N]
+Writes OUT/docs/<package>.changelog, OUT/docs/zh/<N.M>.txt and OUT/items.jsonl (one JSON object
+per line: id, doc, kind, question, answer, sentence, split, source), split by document: about 15%
+of documents are "dev".
+
+Usage: python3 scripts/make_reader_data.py OUT [--max-documents N] [--entries-per-document N] [--no-zh]
 """
 import argparse
 import gzip
@@ -28,6 +36,17 @@ import json
 import pathlib
 import random
 import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import build_freshdocs_zh_corpus as zh  # noqa: E402  (its section parser and patterns)
+
+ZH_CHAPTERS = tuple(str(n) for n in range(3, 12))
+ZH_SECTION_WORDINGS = ["《Debian 参考手册》的哪一节讲到：“{s}”？请回答节号。", "“{s}”这句话出自哪一节？请给出节号。",
+                       "哪一小节提到了“{s}”？回答节号即可。"]
+ZH_COMMAND_WORDINGS = ["根据《Debian 参考手册》，“{s}”中的空白处是哪个命令？", "“{s}”里缺的是哪个命令？"]
 
 CHANGELOG_GLOB = "/usr/share/doc/*/changelog.Debian.gz"
 HEADER = re.compile(r"^(?P<package>[a-z0-9][a-z0-9+.-]*) \((?P<version>[^)]+)\) [^;]*;.*$")
@@ -99,12 +118,60 @@ def questions(entry, rng, releases_per_entry=3):
         yield "uploader", f"Who uploaded {package} {version}?", entry["uploader"], entry["lines"][-1]
 
 
+def reference_zh():
+    """The Debian Reference (zh-cn) as text, from its package."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        deb = next(pathlib.Path(tmp).glob("debian-reference-zh-cn_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
+        return gzip.open(f"{tmp}/root/usr/share/debian-reference/debian-reference.zh-cn.txt.gz", "rt", encoding="utf-8").read()
+
+
+def chinese_items(out, rng, per_document=30):
+    """Sections of chapters 3-11 as documents, with section and command questions."""
+    (out / "docs/zh").mkdir(parents=True, exist_ok=True)
+    items = []
+    for number, _title, lines in zh.sections(reference_zh(), ZH_CHAPTERS):
+        text = "\n".join(zh.unwrap(lines)) + "\n"
+        doc = f"docs/zh/{number}.txt"
+        made, current = [], None
+        for line in text.split("\n"):
+            m = zh.HEADING.match(line)
+            if m:
+                current = m.group(1) if m.group(1).count(".") == 2 else None
+                continue
+            if current is None:
+                continue
+            for sentence in zh.sentences(line.lstrip("- ")):
+                sentence = sentence.strip()
+                if not (12 <= len(sentence) <= 80 and zh.CJK.search(sentence)):
+                    continue
+                made.append(("section", rng.choice(ZH_SECTION_WORDINGS).format(s=sentence), current, sentence))
+                command = zh.COMMAND.search(sentence)
+                if command:
+                    masked = sentence[:command.start()] + "____" + sentence[command.end():]
+                    made.append(("command", rng.choice(ZH_COMMAND_WORDINGS).format(s=masked), command.group(1), sentence))
+        made = [m for m in made if m[2] in text]
+        if not made:
+            continue
+        rng.shuffle(made)
+        (out / doc).write_text(text, encoding="utf-8")
+        split = "dev" if rng.random() < 0.15 else "train"
+        for n, (kind, q, answer, sentence) in enumerate(made[:per_document]):
+            items.append({"id": f"zh-{number}-{n}", "doc": doc, "kind": kind, "question": q, "answer": answer,
+                          "sentence": sentence, "split": split, "source": "debian-reference-zh"})
+    return items
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--max-documents", type=int, default=300)
     ap.add_argument("--entries-per-document", type=int, default=6, help="newest entries kept per package")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--no-zh", action="store_true", help="leave out the Chinese source (no apt-get download)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     paths = sorted(pathlib.Path("/").glob(CHANGELOG_GLOB.lstrip("/")))
@@ -137,15 +204,17 @@ def main():
         split = "dev" if rng.random() < 0.15 else "train"
         for n, (kind, q, answer, sentence) in enumerate(made):
             items.append({"id": f"{package}-{n}", "doc": doc, "kind": kind, "question": q, "answer": answer,
-                          "sentence": sentence, "split": split})
+                          "sentence": sentence, "split": split, "source": "changelog"})
         documents += 1
+    if not a.no_zh:
+        items += chinese_items(a.out, rng)
     with open(a.out / "items.jsonl", "w", encoding="utf-8") as f:
         for item in items:
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
     kinds = {}
     for item in items:
         kinds[(item["split"], item["kind"])] = kinds.get((item["split"], item["kind"]), 0) + 1
-    print(f"{documents} documents, {len(items)} items in {a.out}: " +
+    print(f"{documents} changelogs, {len(list((a.out / 'docs/zh').glob('*.txt')))} Chinese sections, {len(items)} items in {a.out}: " +
           ", ".join(f"{s}/{k} {n}" for (s, k), n in sorted(kinds.items())))
 
 

@@ -147,9 +147,11 @@ public struct EvidenceLine: Codable, Sendable, Equatable {
     /// The headings the lines sit under, outermost first (a changelog entry's header line).
     public var headings: [String]
     public var text: String
+    /// The words the reply states verbatim from these lines (the learning brain's reader copied them).
+    public var quoted: String?
 
     public init(documentId: Int64, path: String, source: String, citation: String, lineStart: Int?, lineEnd: Int?, page: Int?,
-                headings: [String], text: String) {
+                headings: [String], text: String, quoted: String? = nil) {
         self.documentId = documentId
         self.path = path
         self.source = source
@@ -159,10 +161,12 @@ public struct EvidenceLine: Codable, Sendable, Equatable {
         self.page = page
         self.headings = headings
         self.text = text
+        self.quoted = quoted
     }
 
     enum CodingKeys: String, CodingKey {
-        case documentId = "document_id", path, source, citation, lineStart = "line_start", lineEnd = "line_end", page, headings, text
+        case documentId = "document_id", path, source, citation, lineStart = "line_start", lineEnd = "line_end", page, headings, text,
+             quoted
     }
 }
 

@@ -29,6 +29,8 @@ public struct FreshDocsCorpus: Sendable {
     public let heldout: Set<String>
     public let general: [Document]
     public let items: [Item]
+    /// Questions about the learned documents that they do not answer (unanswerable.jsonl, optional).
+    public var unanswerable: [UnanswerableItem] = []
 
     public var name: String { root.lastPathComponent }
     public var learned: [Document] { documents.filter { !heldout.contains($0.id) } }
@@ -75,7 +77,17 @@ public struct FreshDocsCorpus: Sendable {
                 items.append(item)
             }
         }
-        return FreshDocsCorpus(root: root, documents: documents, heldout: heldout, general: general, items: items)
+        var corpus = FreshDocsCorpus(root: root, documents: documents, heldout: heldout, general: general, items: items)
+        let unanswerableURL = root.appendingPathComponent("unanswerable.jsonl")
+        if fm.fileExists(atPath: unanswerableURL.path) {
+            for (n, line) in try String(contentsOf: unanswerableURL, encoding: .utf8).split(separator: "\n").enumerated()
+            where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                do { corpus.unanswerable.append(try JSONDecoder().decode(UnanswerableItem.self, from: Data(line.utf8))) } catch {
+                    throw CorpusError("unanswerable.jsonl line \(n + 1): \(error)")
+                }
+            }
+        }
+        return corpus
     }
 
     /// Every regular file under `root/folder`, sorted by id, as UTF-8 text.

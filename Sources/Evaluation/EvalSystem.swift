@@ -69,7 +69,22 @@ public enum SystemRegistry {
         "knn-fixed": { model, tokenizer in KNNSystem(model: model, tokenizer: tokenizer) },
         "learning-brain": { model, tokenizer in KNNSystem(id: "learning-brain", model: model, tokenizer: tokenizer, gated: true) },
         "hybrid": { model, tokenizer in try HybridSystem(model: model, tokenizer: tokenizer) },
+        "hybrid-reader": { model, tokenizer in
+            guard let weights = try readerWeights(for: model) else {
+                throw CorpusError("no reader is fitted for this model: run `make reader`, or pass --reader FILE")
+            }
+            return try HybridSystem(id: "hybrid-reader", model: model, tokenizer: tokenizer, reader: Reader(weights: weights))
+        },
+        "gold-passage": { model, tokenizer in try GoldPassageSystem(model: model, tokenizer: tokenizer) },
     ]
+
+    /// A reader's weights (`twinbrain.reader/1`) to use instead of the one shipped for the model.
+    nonisolated(unsafe) public static var readerFile: String?
+
+    static func readerWeights(for model: Model) throws -> ReaderWeights? {
+        if let readerFile { return try ReaderWeights(json: Data(contentsOf: URL(fileURLWithPath: readerFile))) }
+        return ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { Hashing.fileSHA256(model.gguf.file.path) }
+    }
 
     public static func check(_ id: String) throws {
         guard factories[id] != nil else {

@@ -149,7 +149,7 @@ public struct FreshDocsRun {
                                      : (result: Self.notRun, latencies: [])
             r["t8"] = sanity.result
             if wants("t9") {
-                let (t9, answers) = try tasks.openAnswers(paraphrase, system, maxTokens: options.answerTokens, label: "\(id) T9")
+                let (t9, answers) = try tasks.openAnswers(paraphrase, unanswerable: limit(corpus.unanswerable, options.maxItems), system, maxTokens: options.answerTokens, label: "\(id) T9")
                 var json = try Self.encode(t9) as! [String: Any]
                 json["answers"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(answers))
                 r["t9"] = json
@@ -355,9 +355,9 @@ public struct ReuseError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-enum Hashing {
+public enum Hashing {
     /// sha256 of a file through coreutils (present on every Debian system).
-    static func fileSHA256(_ path: String) -> String? {
+    public static func fileSHA256(_ path: String) -> String? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
         p.arguments = [path]

@@ -92,13 +92,15 @@ public final class KNNSystem: EvalSystem {
     }
 
     /// `generate`, telling `step` each step's neighbours and the memory's weight.
-    func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, step: @escaping ([TokenMemory.Neighbor], Double) -> Void) throws -> [Int32] {
+    /// `reading`: the reader wrapped around the memory (it calls the memory itself).
+    func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, reading: ReadingPredictor? = nil,
+                  step: @escaping ([TokenMemory.Neighbor], Double) -> Void) throws -> [Int32] {
         knn.onGenerationStep = { [unowned self] neighbours, weight in
             record(neighbours)
             step(neighbours, weight)
         }
         defer { knn.onGenerationStep = nil }
-        return try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: knn)
+        return try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: reading ?? knn)
     }
 }
 
@@ -111,7 +113,9 @@ public final class KNNSystem: EvalSystem {
 /// fitted) and the best passage goes before the text. One trace records both channels, so T6
 /// checks both.
 public final class HybridSystem: EvalSystem {
-    public let id = "hybrid"
+    public let id: String
+    /// `hybrid-reader`: the learning brain's reader joins the answers (T9), as in the daemon.
+    let reader: Reader?
     let model: Model
     let memory: KNNSystem
     let tokenizer: Tokenizer
@@ -119,7 +123,9 @@ public final class HybridSystem: EvalSystem {
     let passages: PassageStore
     public let retrievalTrace: RetrievalTrace?
 
-    init(model: Model, tokenizer: Tokenizer) throws {
+    init(id: String = "hybrid", model: Model, tokenizer: Tokenizer, reader: Reader? = nil) throws {
+        self.id = id
+        self.reader = reader
         self.model = model
         self.tokenizer = tokenizer
         chatTemplate = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
@@ -169,12 +175,26 @@ public final class HybridSystem: EvalSystem {
     public func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
         let (prompt, recall) = try knowledgePrompt(chatPrompt)
         let use = KnowledgeUse(recall: recall, memory: nil)
-        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true) { use.tally($0, weight: $1) }
+        let reading = reader.flatMap { reader in
+            recall.passages.isEmpty ? nil : ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: memory.knn,
+                                                             recalled: recall.recalled, question: question)
+        }
+        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true, reading: reading) { use.tally($0, weight: $1) }
         let evidence = recall.evidence(answer: tokenizer.decode(tokens)).map { e in
             ([e.citation, e.header].filter { !$0.isEmpty } + [e.text]).joined(separator: "\n")
         }
         return OpenAnswer(tokens: tokens, evidence: evidence, sources: use.cited().compactMap { memory.name(of: $0.documentId) },
-                          passages: recall.passages.map { ($0.path, $0.header + "\n" + $0.text) })
+                          passages: recall.passages.map { ($0.path, $0.header + "\n" + $0.text) },
+                          reading: reader == nil ? nil : Self.note(reading?.decision ?? .unread))
+    }
+
+    static func note(_ decision: ReadingPredictor.Decision) -> (decision: String, span: String?) {
+        switch decision {
+        case let .stated(span): return ("stated", span.text)
+        case let .silent(span): return ("silent", span?.text)
+        case let .unsure(span): return ("unsure", span?.text)
+        case .unread: return ("unread", nil)
+        }
     }
 
     /// The prompt as the daemon builds it: in a conversation, recall reads the last user message
@@ -266,5 +286,49 @@ public final class RecallProbe {
             Candidate(passage: name($0.hit), path: $0.hit.path, header: $0.hit.header, bm25: $0.hit.score, share: $0.share,
                       recalled: chosen.contains($0.hit.passageId))
         }, recall.passages.map(name))
+    }
+}
+
+/// `gold-passage`: the ceiling of prompting. The main brain alone, given the one passage of the
+/// question's document that holds the gold answer (the best BM25 match among those) in the
+/// daemon's prompt: what the reply states when recall is perfect and there is nothing else to read.
+final class GoldPassageSystem: EvalSystem, ItemAware {
+    let id = "gold-passage"
+    let model: Model
+    let tokenizer: Tokenizer
+    let chatTemplate: ChatTemplate?
+    let passages: PassageStore
+    let base: BaseSystem
+    var currentItem: FreshDocsCorpus.Item?
+
+    init(model: Model, tokenizer: Tokenizer) throws {
+        self.model = model
+        self.tokenizer = tokenizer
+        chatTemplate = try? ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
+        passages = try PassageStore(tokenizer: tokenizer)
+        base = BaseSystem(model: model, tokenizer: tokenizer)
+    }
+
+    func learn(_ documents: [FreshDocsCorpus.Document]) throws { try passages.learn(documents) }
+    func windowLogits(_ tokens: [Int32], from first: Int) throws -> Logits { try base.windowLogits(tokens, from: first) }
+    func candidateScores(prompt: [Int32], candidates: [[Int32]]) throws -> [Double] { try base.candidateScores(prompt: prompt, candidates: candidates) }
+    func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
+        try base.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd)
+    }
+    var forgetting: ((_ ids: [String]) throws -> Void)? { nil }
+    var retrievalTrace: RetrievalTrace? { nil }
+
+    func answer(chatPrompt: [Int32], question: String, maxTokens: Int) throws -> OpenAnswer {
+        guard let item = currentItem, let chatTemplate else { return OpenAnswer(tokens: try generate(prompt: chatPrompt, maxTokens: maxTokens, stopAtEnd: true)) }
+        let gold = item.candidates[item.answer]
+        let hits = try Recall.candidates(for: question, index: passages.store, limit: 16).hits.map(\.hit)
+        guard let hit = hits.first(where: { $0.path == item.doc && GoldMatch.contains($0.header + "\n" + $0.text, gold: gold) }) else {
+            return OpenAnswer(tokens: try generate(prompt: chatPrompt, maxTokens: maxTokens, stopAtEnd: true))
+        }
+        let title = hit.header.isEmpty ? hit.path : "\(hit.path) (\(hit.header))"
+        let text = KnowledgeContext.userText([.init(title: title, text: hit.text)], question: question)!
+        let prompt = tokenizer.encode(chatTemplate.render([ChatMessage(role: "user", content: text)]), parseSpecial: true)
+        return OpenAnswer(tokens: try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true),
+                          passages: [(hit.path, hit.header + "\n" + hit.text)])
     }
 }

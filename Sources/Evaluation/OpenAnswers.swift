@@ -11,12 +11,23 @@ public struct OpenAnswer: Sendable {
     public var sources: [String]
     /// The passages put before the question: document and text (with its headings).
     public var passages: [(document: String, text: String)]
-    public init(tokens: [Int32], evidence: [String] = [], sources: [String] = [], passages: [(document: String, text: String)] = []) {
+    /// What the reader decided (systems with one): "stated", "silent", "unsure" or "unread", and its best span.
+    public var reading: (decision: String, span: String?)?
+    public init(tokens: [Int32], evidence: [String] = [], sources: [String] = [], passages: [(document: String, text: String)] = [],
+                reading: (decision: String, span: String?)? = nil) {
         self.tokens = tokens
         self.evidence = evidence
         self.sources = sources
         self.passages = passages
+        self.reading = reading
     }
+}
+
+/// A question about the learned documents that they do not answer (`unanswerable.jsonl` beside
+/// items.jsonl: id, prompt): the reply should say the documents do not say.
+public struct UnanswerableItem: Codable, Sendable, Equatable {
+    public let id: String
+    public let prompt: String
 }
 
 /// T9 for one system: how often the reply, the evidence and the sources hold the answer.
@@ -34,10 +45,27 @@ public struct AnswerResult: Codable, Sendable {
     /// Replies with no evidence (nothing cleared the floor: the model's answer alone).
     public var noEvidence: Double
     public var meanSources: Double
+    /// The reply holds the gold, among questions whose gold passage was put before them.
+    public var answerWhenRecalled: Double?
+    /// The reply holds neither the gold nor a statement that the documents do not say, where the
+    /// gold passage was put before the question: a wrong or evasive answer despite the evidence.
+    public var wrongWhenRecalled: Double?
+    /// Systems with a reader: how often it stated a span, how often that span held the gold, how
+    /// often it said the documents do not say; and how often its best span held the gold at all.
+    public var readerStated: Double?
+    public var readerStatedRight: Double?
+    public var readerSilent: Double?
+    public var readerSpanContainsGold: Double?
+    /// Questions the documents do not answer: how many, and the share of replies saying so.
+    public var unanswerable: Int?
+    public var unanswerableSaidSilent: Double?
     enum CodingKeys: String, CodingKey {
         case n, answerContainsGold = "answer_contains_gold", evidenceContainsGold = "evidence_contains_gold",
              goldDocumentCited = "gold_document_cited", goldDocumentFirst = "gold_document_first", passageRecall = "passage_recall",
-             noEvidence = "no_evidence", meanSources = "mean_sources"
+             noEvidence = "no_evidence", meanSources = "mean_sources", answerWhenRecalled = "answer_when_recalled",
+             wrongWhenRecalled = "wrong_when_recalled", readerStated = "reader_stated", readerStatedRight = "reader_stated_right",
+             readerSilent = "reader_silent", readerSpanContainsGold = "reader_span_contains_gold", unanswerable,
+             unanswerableSaidSilent = "unanswerable_said_silent"
     }
 }
 
@@ -49,8 +77,11 @@ public struct AnswerOutcome: Codable, Sendable {
     public var answerContainsGold: Bool
     public var evidenceContainsGold: Bool
     public var sources: [String]
+    /// The reader's decision and best span, for systems with a reader.
+    public var reader: String?
     enum CodingKeys: String, CodingKey {
-        case system, item, answer, answerContainsGold = "answer_contains_gold", evidenceContainsGold = "evidence_contains_gold", sources
+        case system, item, answer, answerContainsGold = "answer_contains_gold", evidenceContainsGold = "evidence_contains_gold", sources,
+             reader
     }
 }
 
@@ -85,18 +116,39 @@ public enum GoldMatch {
     static func isPart(_ c: Character) -> Bool { c.isLetter || c.isNumber || c == "_" || c == "-" }
 }
 
+/// Whether a reply says the documents do not answer (the reader's words, or the main brain's own).
+public enum SilenceMatch {
+    static let phrases = ["do not say", "does not say", "don't say", "doesn't say", "not mentioned", "no information", "do not mention",
+                          "does not mention", "do not contain", "does not contain", "没有提到", "没有说明", "未提及", "没有相关", "未说明"]
+    public static func says(_ reply: String) -> Bool {
+        let t = reply.lowercased()
+        return phrases.contains { t.contains($0) }
+    }
+}
+
+/// A system told which item it is answering (the gold-passage ceiling needs the gold).
+protocol ItemAware: AnyObject {
+    var currentItem: FreshDocsCorpus.Item? { get set }
+}
+
 extension Tasks {
-    /// T9: each chat item asked as an open question, greedy, `maxTokens`; scored against its gold candidate.
-    func openAnswers(_ items: [FreshDocsCorpus.Item], _ system: EvalSystem, maxTokens: Int, label: String)
-        throws -> (result: AnswerResult?, outcomes: [AnswerOutcome]) {
+    /// T9: each chat item asked as an open question, greedy, `maxTokens`; scored against its gold
+    /// candidate; then the questions the documents do not answer.
+    func openAnswers(_ items: [FreshDocsCorpus.Item], unanswerable: [UnanswerableItem] = [], _ system: EvalSystem, maxTokens: Int,
+                     label: String) throws -> (result: AnswerResult?, outcomes: [AnswerOutcome]) {
         let questions = items.filter(\.chat)
         guard !questions.isEmpty else { return (nil, []) }
         var outcomes: [AnswerOutcome] = []
         var answered = 0, evidenced = 0, cited = 0, first = 0, bare = 0, sourceCount = 0, recalled = 0
+        var answeredRecalled = 0, wrongRecalled = 0, read = 0, stated = 0, statedRight = 0, silent = 0, spanRight = 0
+        func ask(_ prompt: String) throws -> (OpenAnswer, String) {
+            let reply = try system.answer(chatPrompt: try promptTokens(chat: prompt), question: prompt, maxTokens: maxTokens)
+            return (reply, tokenizer.decode(reply.tokens))
+        }
         for (i, item) in questions.enumerated() {
             let gold = item.candidates[item.answer]
-            let reply = try system.answer(chatPrompt: try promptTokens(item), question: item.prompt, maxTokens: maxTokens)
-            let text = tokenizer.decode(reply.tokens)
+            (system as? ItemAware)?.currentItem = item
+            let (reply, text) = try ask(item.prompt)
             let inAnswer = GoldMatch.contains(text, gold: gold)
             let inEvidence = GoldMatch.contains(reply.evidence.joined(separator: "\n"), gold: gold)
             answered += inAnswer ? 1 : 0
@@ -104,16 +156,45 @@ extension Tasks {
             cited += reply.sources.contains(item.doc) ? 1 : 0
             first += reply.sources.first == item.doc ? 1 : 0
             bare += reply.evidence.isEmpty ? 1 : 0
-            recalled += reply.passages.contains { $0.document == item.doc && GoldMatch.contains($0.text, gold: gold) } ? 1 : 0
+            if reply.passages.contains(where: { $0.document == item.doc && GoldMatch.contains($0.text, gold: gold) }) {
+                recalled += 1
+                answeredRecalled += inAnswer ? 1 : 0
+                wrongRecalled += !inAnswer && !SilenceMatch.says(text) ? 1 : 0
+            }
+            if let reading = reply.reading {
+                read += 1
+                let right = reading.span.map { GoldMatch.contains($0, gold: gold) } ?? false
+                spanRight += right ? 1 : 0
+                if reading.decision == "stated" { stated += 1; statedRight += right ? 1 : 0 }
+                silent += reading.decision == "silent" ? 1 : 0
+            }
             sourceCount += reply.sources.count
             outcomes.append(AnswerOutcome(system: system.id, item: item.id, answer: text, answerContainsGold: inAnswer,
-                                          evidenceContainsGold: inEvidence, sources: reply.sources))
-            progress(label, i + 1, questions.count)
+                                          evidenceContainsGold: inEvidence, sources: reply.sources,
+                                          reader: reply.reading.map { "\($0.decision): \($0.span ?? "")" }))
+            progress(label, i + 1, questions.count + unanswerable.count)
+        }
+        (system as? ItemAware)?.currentItem = nil
+        var saidSilent = 0
+        for (i, item) in unanswerable.enumerated() {
+            let (reply, text) = try ask(item.prompt)
+            let says = SilenceMatch.says(text)
+            saidSilent += says ? 1 : 0
+            outcomes.append(AnswerOutcome(system: system.id, item: item.id, answer: text, answerContainsGold: says,
+                                          evidenceContainsGold: false, sources: reply.sources,
+                                          reader: reply.reading.map { "\($0.decision): \($0.span ?? "")" }))
+            progress(label, questions.count + i + 1, questions.count + unanswerable.count)
         }
         let n = Double(questions.count)
+        func share(_ k: Int, _ of: Int) -> Double? { of > 0 ? Double(k) / Double(of) : nil }
         return (AnswerResult(n: questions.count, answerContainsGold: Double(answered) / n, evidenceContainsGold: Double(evidenced) / n,
                              goldDocumentCited: Double(cited) / n, goldDocumentFirst: Double(first) / n,
                              passageRecall: Double(recalled) / n,
-                             noEvidence: Double(bare) / n, meanSources: Double(sourceCount) / n), outcomes)
+                             noEvidence: Double(bare) / n, meanSources: Double(sourceCount) / n,
+                             answerWhenRecalled: share(answeredRecalled, recalled), wrongWhenRecalled: share(wrongRecalled, recalled),
+                             readerStated: share(stated, read), readerStatedRight: share(statedRight, stated),
+                             readerSilent: share(silent, read), readerSpanContainsGold: share(spanRight, read),
+                             unanswerable: unanswerable.isEmpty ? nil : unanswerable.count,
+                             unanswerableSaidSilent: share(saidSilent, unanswerable.count)), outcomes)
     }
 }

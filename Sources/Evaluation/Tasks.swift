@@ -163,8 +163,13 @@ struct Tasks {
     /// candidates begin the assistant's reply.
     func promptTokens(_ item: FreshDocsCorpus.Item) throws -> [Int32] {
         guard item.chat else { return tokenizer.encode(item.prompt) }
-        guard let chatTemplate else { throw CorpusError("item \(item.id) is a chat item, but the model has no usable chat template") }
-        return tokenizer.encode(chatTemplate.render([ChatMessage(role: "user", content: item.prompt)]), parseSpecial: true)
+        return try promptTokens(chat: item.prompt)
+    }
+
+    /// A question as one user message in the chat template.
+    func promptTokens(chat question: String) throws -> [Int32] {
+        guard let chatTemplate else { throw CorpusError("chat questions need a model with a usable chat template") }
+        return tokenizer.encode(chatTemplate.render([ChatMessage(role: "user", content: question)]), parseSpecial: true)
     }
 
     /// The candidate scores of an item: s (after the prompt) and s0 (after the neutral prompt).

@@ -24,6 +24,9 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// Told the neighbours and the memory's weight (λ) of every generation step (`nextLogits`):
     /// provenance for traces and sources.
     public var onGenerationStep: (([TokenMemory.Neighbor], Double) -> Void)?
+    /// Also receives the states of the main brain's passes while predicting (the reader's layer),
+    /// so another part of the learning brain reads the same prefill.
+    public var extraTap: HiddenStateTap?
     /// Learning runs the main brain over a document in pieces of `pieceLength` tokens, each
     /// after the first starting `pieceOverlap` tokens before the first entry it keeps: every key
     /// sees at least that much of the document before it (unless it is nearer the start), and
@@ -97,7 +100,7 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// what `cache` holds).
     public func mainBrain(_ input: [Int32], cache: KVCache, from first: Int) throws -> (logits: Logits, queries: [Float]) {
         let recorder = HiddenStateRecorder(points: [tapPoint])
-        let logits = try model.forward(input, cache: cache, logits: .from(first), tap: recorder)
+        let logits = try model.forward(input, cache: cache, logits: .from(first), tap: extraTap.map { FanTap([recorder, $0]) } ?? recorder)
         let states = recorder.states[tapPoint]!
         return (logits, Array(states[(min(first, input.count) * recorder.dim)...]))
     }

@@ -19,11 +19,19 @@ public final class KnowledgeUse: @unchecked Sendable {
         self.memory = memory
     }
 
-    /// The memory as the generation's predictor, reporting to this answer (nil without one).
-    public func predictor() -> NextTokenPredictor? {
-        guard let memory else { return nil }
-        memory.onGenerationStep = { [self] neighbours, weight in tally(neighbours, weight: weight) }
-        return memory
+    /// The reader and the question it reads for (a chat's last user message), when one joins.
+    public var reading: (reader: Reader, question: String)?
+    /// The reader's part in the answer, once generation has begun.
+    public private(set) var reader: ReadingPredictor?
+
+    /// The generation's predictor, reporting to this answer: the reader around the memory, the
+    /// memory alone, or nil (the main brain alone).
+    public func predictor(model: Model, tokenizer: Tokenizer) -> NextTokenPredictor? {
+        memory?.onGenerationStep = { [self] neighbours, weight in tally(neighbours, weight: weight) }
+        guard let reading, !recall.passages.isEmpty else { return memory }
+        reader = ReadingPredictor(model: model, tokenizer: tokenizer, reader: reading.reader, inner: memory,
+                                  recalled: recall.recalled, question: reading.question)
+        return reader
     }
 
     /// One generation step's neighbours and the memory's weight in it.

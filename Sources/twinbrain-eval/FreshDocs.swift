@@ -35,8 +35,11 @@ struct FreshDocs: ParsableCommand {
     var reuse: String?
     @Option(help: "Comma-separated systems to run again although --reuse's result holds them (their code changed).")
     var rerun: String?
+    @Option(help: "The reader (a twinbrain.reader/1 JSON file, as fit-reader --weights-out writes) for hybrid-reader, instead of the one shipped for the model.")
+    var reader: String?
 
     func run() throws {
+        SystemRegistry.readerFile = reader
         let corpus = try FreshDocsCorpus.load(self.corpus)
         let (model, tokenizer) = try options.loadModel()
         var o = FreshDocsRun.Options()

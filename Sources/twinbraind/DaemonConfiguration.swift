@@ -40,6 +40,9 @@ struct DaemonConfiguration: Equatable {
     var knowledgePassages = Recall.defaultLimit
     /// Whether the token memory learns and joins generation (it needs a gate fitted for the model).
     var tokenMemory = true
+    /// Whether the learning brain's reader states answers it finds in the recalled passages (it
+    /// needs a reader fitted for the model's file).
+    var reader = true
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -70,6 +73,10 @@ struct DaemonConfiguration: Equatable {
         "token_memory": {
             guard let b = $1.bool else { throw Problem(description: "'token_memory' must be true or false") }
             $0.tokenMemory = b
+        },
+        "reader": {
+            guard let b = $1.bool else { throw Problem(description: "'reader' must be true or false") }
+            $0.reader = b
         },
     ]
 
@@ -153,6 +160,7 @@ struct DaemonConfiguration: Equatable {
         media_roots = [\(mediaRoots.map { "\"\($0)\"" }.joined(separator: ", "))]
         knowledge_passages = \(knowledgePassages)
         token_memory = \(tokenMemory)
+        reader = \(reader)
         """
     }
 }

@@ -1,5 +1,6 @@
 import ControlAPI
 import Foundation
+import LearningBrain
 import Logging
 import MainBrain
 import Metrics
@@ -26,6 +27,7 @@ final class DaemonState: @unchecked Sendable {
     private var _template: ChatTemplate?
     private var _templateError: String?
     private var _memory: TokenMemoryService?
+    private var _reader: Reader?
 
     /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
     /// an error that says what to do.
@@ -46,6 +48,8 @@ final class DaemonState: @unchecked Sendable {
     var modelInfo: StatusResponse.ModelInfo? { lock.withLock { _modelInfo } }
     /// The token memory, once the model is loaded (nil without a fitted gate for the model).
     var memory: TokenMemoryService? { lock.withLock { _memory } }
+    /// The learning brain's reader (nil: none fitted for the model's file, or turned off).
+    var reader: Reader? { lock.withLock { _reader } }
 
     /// The model's id in API replies: its file name without `.gguf`.
     var modelID: String { modelInfo?.id ?? "" }
@@ -79,6 +83,11 @@ final class DaemonState: @unchecked Sendable {
             throw DaemonConfiguration.Problem(description: "cannot open the token memory under \(configuration.stateDirectory)/memory: "
                 + "\(error). Make the state directory writable by twinbraind, or set token_memory = false to run without it.")
         }
+        // Readers are fitted per model file: the file is hashed only when one was fitted for its shape.
+        let reader = configuration.reader
+            ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { try? ModelIntegrity.digest(of: path) }.map(Reader.init)
+            : nil
+        if configuration.reader, reader == nil { logger.info("no reader is fitted for \(path): replies are the main brain's own words") }
         scheduler.start()
         learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn)
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
@@ -93,6 +102,7 @@ final class DaemonState: @unchecked Sendable {
             _template = template
             _templateError = templateError
             _memory = memory
+            _reader = reader
             _phase = .ready
         }
     }

@@ -21,9 +21,8 @@ enum ModelIntegrity {
         return digest
     }
 
-    /// Throws when `<path>.sha256` exists and the model's digest differs from it.
-    static func check(_ path: String) throws {
-        guard let expected = try expectedDigest(for: path) else { return }
+    /// The SHA-256 of a model file (hex); the sidecar's, when it exists and was checked.
+    static func digest(of path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw Mismatch(description: "cannot read the model \(path)")
         }
@@ -32,7 +31,13 @@ enum ModelIntegrity {
         while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
             chunk.withUnsafeBytes { hash.update($0) }
         }
-        let actual = SHA256.hex(digest: hash.finalize())
+        return SHA256.hex(digest: hash.finalize())
+    }
+
+    /// Throws when `<path>.sha256` exists and the model's digest differs from it.
+    static func check(_ path: String) throws {
+        guard let expected = try expectedDigest(for: path) else { return }
+        let actual = try digest(of: path)
         guard actual == expected else {
             throw Mismatch(description: "the model \(path) is damaged or was replaced (SHA-256 \(actual), expected \(expected)); "
                            + "reinstall the package (apt-get install --reinstall twinbrain) or point `model` at another file")

@@ -76,7 +76,7 @@ extension API {
             guard !job.isCancelled else { continuation.finish(throwing: CancellationError()); return }
             var produced = 0
             scheduler.setActivity("evaluating a \(request.prompt.count)-token prompt")
-            let predictor = knowledge?.predictor()
+            let predictor = knowledge?.predictor(model: generator.model, tokenizer: generator.tokenizer)
             defer { knowledge?.generationEnded() }
             do {
                 let result = try generator.generate(request, predictor: predictor, isCancelled: { job.isCancelled }, onText: { piece in
@@ -210,7 +210,7 @@ extension API {
         guard let recall = try recall(question, knowledge: knowledge) else {
             return (try chatPrompt(messages, scheduler: scheduler), nil)
         }
-        return try fitting(recall) { try chatPrompt($0.messages(messages), scheduler: scheduler) }
+        return try fitting(recall, question: question) { try chatPrompt($0.messages(messages), scheduler: scheduler) }
     }
 
     /// A plain prompt with the passages recalled for it before it.
@@ -223,12 +223,17 @@ extension API {
     }
 
     /// The prompt with as many of the recalled passages as leave `answerRoom` tokens free.
-    private func fitting(_ recall: Recall, answerRoom: Int = 128, _ build: (Recall) throws -> [Int32]) throws
+    /// A `question` (the last user message of a chat) is read by the reader.
+    private func fitting(_ recall: Recall, question: String? = nil, answerRoom: Int = 128, _ build: (Recall) throws -> [Int32]) throws
         -> ([Int32], KnowledgeUse)
     {
         for n in stride(from: recall.passages.count, to: -1, by: -1) {
             let kept = recall.keeping(n), prompt = try build(kept)
-            if n == 0 || prompt.count + answerRoom <= state.contextLimit { return (prompt, KnowledgeUse(recall: kept, memory: state.memory)) }
+            if n == 0 || prompt.count + answerRoom <= state.contextLimit {
+                let use = KnowledgeUse(recall: kept, memory: state.memory)
+                if let question, let reader = state.reader { use.reading = (reader, question) }
+                return (prompt, use)
+            }
         }
         preconditionFailure("n == 0 always returns")
     }

@@ -42,3 +42,19 @@ public final class HiddenStateRecorder: HiddenStateTap {
 
     public func reset() { states = [:] }
 }
+
+/// Hands one forward pass's states to several taps, each only the points it asked for, so the
+/// learning brain's memory and its reader read the same prefill instead of running two.
+public final class FanTap: HiddenStateTap {
+    public let taps: [HiddenStateTap]
+    public let points: Set<TapPoint>
+
+    public init(_ taps: [HiddenStateTap]) {
+        self.taps = taps
+        points = taps.reduce(into: []) { $0.formUnion($1.points) }
+    }
+
+    public func receive(_ point: TapPoint, positions: Range<Int>, values: UnsafeBufferPointer<Float>, dim: Int) {
+        for tap in taps where tap.points.contains(point) { tap.receive(point, positions: positions, values: values, dim: dim) }
+    }
+}

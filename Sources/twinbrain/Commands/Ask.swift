@@ -94,7 +94,8 @@ func printKnowledge(_ answer: StreamedAnswer) {
             print("\nEvidence:")
             for e in evidence {
                 let headings = e.headings.isEmpty ? "" : "  (\(e.headings.joined(separator: " › ")))"
-                print("  \(Twinbrain.Docs.printable(e.citation))\(headings)")
+                let quoted = e.quoted.map { "  ← “\(Twinbrain.Docs.printable($0))”" } ?? ""
+                print("  \(Twinbrain.Docs.printable(e.citation))\(headings)\(quoted)")
                 for line in e.text.split(separator: "\n", omittingEmptySubsequences: false) { print("    │ \(line)") }
             }
         }
