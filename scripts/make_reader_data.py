@@ -11,6 +11,10 @@ with bullet points gives questions whose answer is a span of that document:
               at the end of the bullet, where the bullet has one
   - bug:      which Debian bug did the change "<bullet>" in PKG close?  → the bug number
   - uploader: who uploaded PKG VERSION?  → the name on the entry's " -- " trailer line
+Each question in two or three wordings. Three changelogs in five are written as they are; the others
+lay the same entries out as release notes are often written (Markdown headings per version;
+numbered "C.N. Release V" headings with a "C.N.1. Changes" section, as DocBook numbers them; "Version V - date" lines), bullets
+credited in parentheses, so the reader learns where a version or a name sits rather than one format.
 
 Second source (Chinese): the Debian Reference in Simplified Chinese (debian-reference-zh-cn,
 fetched with apt-get download as the development corpus's script does), chapters 3-11 only (the
@@ -97,6 +101,13 @@ def quoted(bullet, rng):
     return " ".join(words)
 
 
+RELEASE_WORDINGS = ['Which version of {p} made this change: "{q}"? Answer with the version number.',
+                    'In which release of {p} was this change made: "{q}"?', 'Which {p} release brought this change: "{q}"?']
+WHO_WORDINGS = ['Who is credited with this change in {p} {v}: "{q}"?', 'Who made this change to {p} {v}: "{q}"?',
+                'Whose work is the change "{q}" in {p} {v}?']
+BUG_WORDINGS = ['Which Debian bug did this change in {p} close: "{q}"?', 'Which bug number does the change "{q}" in {p} fix?']
+
+
 def questions(entry, rng, releases_per_entry=3):
     package, version = entry["package"], entry["version"]
     releases = 0
@@ -108,14 +119,37 @@ def questions(entry, rng, releases_per_entry=3):
             continue
         releases += 1
         if releases <= releases_per_entry:
-            yield "release", f'Which version of {package} made this change: "{quote}"? Answer with the version number.', version, bullet
+            yield "release", rng.choice(RELEASE_WORDINGS).format(p=package, q=quote), version, bullet
         if credited:
-            yield "who", f'Who is credited with this change in {package} {version}: "{quote}"?', credited, bullet
+            yield "who", rng.choice(WHO_WORDINGS).format(p=package, v=version, q=quote), credited, bullet
         bug = CLOSES.search(bullet)
         if bug:
-            yield "bug", f'Which Debian bug did this change in {package} close: "{quote}"?', bug.group(1), bullet
+            yield "bug", rng.choice(BUG_WORDINGS).format(p=package, q=quote), bug.group(1), bullet
     if entry.get("uploader"):
         yield "uploader", f"Who uploaded {package} {version}?", entry["uploader"], entry["lines"][-1]
+
+
+def rendered(entries_, style, chapter=1):
+    """A package's entries as its document: Debian's changelog as it is, or the same facts laid
+    out as other projects write release notes (a heading per release, bullets with the credit in
+    parentheses), so the reader learns where a version or a name sits, not one file format."""
+    if style == "debian":
+        return "\n".join(line for entry in entries_ for line in entry["lines"] + [""])
+    out = [f"# {entries_[0]['package']} release notes", ""] if style == "markdown" else []
+    for k, entry in enumerate(entries_, 1):
+        date = entry["lines"][-1].split(">  ")[-1].strip() if entry.get("uploader") else ""
+        if style == "markdown":
+            out += [f"## {entry['version']} ({date})" if date else f"## {entry['version']}", ""]
+        elif style == "numbered":
+            # DocBook's numbering: one-level numbers are list items to the passage builder.
+            out += [f"{chapter}.{k}. Release {entry['version']}", f"Release date: {date}", f"{chapter}.{k}.1. Changes"]
+        else:
+            out += [f"Version {entry['version']}" + (f" - {date}" if date else ""), ""]
+        for bullet, section in zip(entry["bullets"], entry["sections"]):
+            credited = bullet if CREDIT.search(CLOSES_CLAUSE.sub("", bullet).strip()) or not section else f"{bullet.rstrip()} ({section})"
+            out.append(f"- {credited}")
+        out.append("")
+    return "\n".join(out)
 
 
 def reference_zh():
@@ -193,11 +227,12 @@ def main():
         if not kept or kept[0]["package"] in sources or EXCLUDED.search(kept[0]["package"]):
             continue
         sources.add(kept[0]["package"])
-        made = [made for entry in kept for made in questions(entry, rng)]
+        style = rng.choice(["debian", "debian", "markdown", "numbered", "plain"])
+        made = [made for entry in kept for made in questions(entry, rng) if style == "debian" or made[0] != "uploader"]
         if not any(kind != "uploader" for kind, *_ in made):
             continue
-        doc = f"docs/{package}.changelog"
-        text = "\n".join(line for entry in kept for line in entry["lines"] + [""])
+        doc = f"docs/{package}.changelog" if style == "debian" else f"docs/{package}-{style}.txt"
+        text = rendered(kept, style, chapter=rng.randint(1, 9))
         # Every answer is a span of the document (the reader points at spans).
         made = [m for m in made if m[2] in text]
         (a.out / doc).write_text(text, encoding="utf-8")

@@ -40,11 +40,17 @@ extension EvalSystem {
 
 /// Greedy decoding of a prompt with the engine's generator (and a predictor mixed in).
 func greedy(_ generator: Generator, prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, predictor: NextTokenPredictor? = nil) throws -> [Int32] {
+    try greedyResult(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: predictor).ids
+}
+
+/// `greedy`, with the generation's timings.
+func greedyResult(_ generator: Generator, prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, predictor: NextTokenPredictor? = nil) throws
+    -> GenerationResult {
     var request = GenerationRequest(prompt: prompt)
     request.maxTokens = maxTokens
     request.sampling = .greedy
     request.stopAtEndOfGeneration = stopAtEnd
-    return try generator.generate(request, predictor: predictor).ids
+    return try generator.generate(request, predictor: predictor)
 }
 
 /// Provenance of everything a system retrieved, in order ("docs/a.txt@128" = the chunk of

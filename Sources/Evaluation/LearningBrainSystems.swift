@@ -88,19 +88,19 @@ public final class KNNSystem: EvalSystem {
 
     /// Greedy decoding with the mixture at every step (the engine's generator, the memory as its predictor).
     public func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool) throws -> [Int32] {
-        try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd) { _, _ in }
+        try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd) { _, _ in }.ids
     }
 
     /// `generate`, telling `step` each step's neighbours and the memory's weight.
     /// `reading`: the reader wrapped around the memory (it calls the memory itself).
     func generate(prompt: [Int32], maxTokens: Int, stopAtEnd: Bool, reading: ReadingPredictor? = nil,
-                  step: @escaping ([TokenMemory.Neighbor], Double) -> Void) throws -> [Int32] {
+                  step: @escaping ([TokenMemory.Neighbor], Double) -> Void) throws -> GenerationResult {
         knn.onGenerationStep = { [unowned self] neighbours, weight in
             record(neighbours)
             step(neighbours, weight)
         }
         defer { knn.onGenerationStep = nil }
-        return try greedy(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: reading ?? knn)
+        return try greedyResult(generator, prompt: prompt, maxTokens: maxTokens, stopAtEnd: stopAtEnd, predictor: reading ?? knn)
     }
 }
 
@@ -179,13 +179,15 @@ public final class HybridSystem: EvalSystem {
             recall.passages.isEmpty ? nil : ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: memory.knn,
                                                              recalled: recall.recalled, question: question)
         }
-        let tokens = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true, reading: reading) { use.tally($0, weight: $1) }
+        let result = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true, reading: reading) { use.tally($0, weight: $1) }
+        let tokens = result.ids
         let evidence = recall.evidence(answer: tokenizer.decode(tokens)).map { e in
             ([e.citation, e.header].filter { !$0.isEmpty } + [e.text]).joined(separator: "\n")
         }
         return OpenAnswer(tokens: tokens, evidence: evidence, sources: use.cited().compactMap { memory.name(of: $0.documentId) },
                           passages: recall.passages.map { ($0.path, $0.header + "\n" + $0.text) },
-                          reading: reader == nil ? nil : Self.note(reading?.decision ?? .unread))
+                          reading: reader == nil ? nil : Self.note(reading?.decision ?? .unread),
+                          prefillSeconds: result.prefillSeconds, readerSeconds: reading?.readSeconds)
     }
 
     static func note(_ decision: ReadingPredictor.Decision) -> (decision: String, span: String?) {

@@ -13,13 +13,18 @@ public struct OpenAnswer: Sendable {
     public var passages: [(document: String, text: String)]
     /// What the reader decided (systems with one): "stated", "silent", "unsure" or "unread", and its best span.
     public var reading: (decision: String, span: String?)?
+    /// Seconds to the first token (the prefill, the reader's reading included), and the reader's share of them.
+    public var prefillSeconds: Double?
+    public var readerSeconds: Double?
     public init(tokens: [Int32], evidence: [String] = [], sources: [String] = [], passages: [(document: String, text: String)] = [],
-                reading: (decision: String, span: String?)? = nil) {
+                reading: (decision: String, span: String?)? = nil, prefillSeconds: Double? = nil, readerSeconds: Double? = nil) {
         self.tokens = tokens
         self.evidence = evidence
         self.sources = sources
         self.passages = passages
         self.reading = reading
+        self.prefillSeconds = prefillSeconds
+        self.readerSeconds = readerSeconds
     }
 }
 
@@ -59,13 +64,16 @@ public struct AnswerResult: Codable, Sendable {
     /// Questions the documents do not answer: how many, and the share of replies saying so.
     public var unanswerable: Int?
     public var unanswerableSaidSilent: Double?
+    /// Mean seconds to the first token, and of them the reader's (layout, features, scores).
+    public var meanPrefillSeconds: Double?
+    public var meanReaderSeconds: Double?
     enum CodingKeys: String, CodingKey {
         case n, answerContainsGold = "answer_contains_gold", evidenceContainsGold = "evidence_contains_gold",
              goldDocumentCited = "gold_document_cited", goldDocumentFirst = "gold_document_first", passageRecall = "passage_recall",
              noEvidence = "no_evidence", meanSources = "mean_sources", answerWhenRecalled = "answer_when_recalled",
              wrongWhenRecalled = "wrong_when_recalled", readerStated = "reader_stated", readerStatedRight = "reader_stated_right",
              readerSilent = "reader_silent", readerSpanContainsGold = "reader_span_contains_gold", unanswerable,
-             unanswerableSaidSilent = "unanswerable_said_silent"
+             unanswerableSaidSilent = "unanswerable_said_silent", meanPrefillSeconds = "mean_prefill_s", meanReaderSeconds = "mean_reader_s"
     }
 }
 
@@ -141,6 +149,7 @@ extension Tasks {
         var outcomes: [AnswerOutcome] = []
         var answered = 0, evidenced = 0, cited = 0, first = 0, bare = 0, sourceCount = 0, recalled = 0
         var answeredRecalled = 0, wrongRecalled = 0, read = 0, stated = 0, statedRight = 0, silent = 0, spanRight = 0
+        var prefills: [Double] = [], readings: [Double] = []
         func ask(_ prompt: String) throws -> (OpenAnswer, String) {
             let reply = try system.answer(chatPrompt: try promptTokens(chat: prompt), question: prompt, maxTokens: maxTokens)
             return (reply, tokenizer.decode(reply.tokens))
@@ -169,6 +178,8 @@ extension Tasks {
                 silent += reading.decision == "silent" ? 1 : 0
             }
             sourceCount += reply.sources.count
+            prefills += reply.prefillSeconds.map { [$0] } ?? []
+            readings += reply.readerSeconds.map { [$0] } ?? []
             outcomes.append(AnswerOutcome(system: system.id, item: item.id, answer: text, answerContainsGold: inAnswer,
                                           evidenceContainsGold: inEvidence, sources: reply.sources,
                                           reader: reply.reading.map { "\($0.decision): \($0.span ?? "")" }))
@@ -195,6 +206,8 @@ extension Tasks {
                              readerStated: share(stated, read), readerStatedRight: share(statedRight, stated),
                              readerSilent: share(silent, read), readerSpanContainsGold: share(spanRight, read),
                              unanswerable: unanswerable.isEmpty ? nil : unanswerable.count,
-                             unanswerableSaidSilent: share(saidSilent, unanswerable.count)), outcomes)
+                             unanswerableSaidSilent: share(saidSilent, unanswerable.count),
+                             meanPrefillSeconds: prefills.isEmpty ? nil : prefills.reduce(0, +) / Double(prefills.count),
+                             meanReaderSeconds: readings.isEmpty ? nil : readings.reduce(0, +) / Double(readings.count)), outcomes)
     }
 }

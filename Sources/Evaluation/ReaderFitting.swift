@@ -79,7 +79,7 @@ public struct ReaderFitting {
     let tokenizer: Tokenizer
     let template: ChatTemplate
     public var layers: [Int]
-    public var maxContexts = 400
+    public var maxContexts = 500
     public var rank = 16
     public var epochs = 30
     public var learningRate: Float = 1e-3
@@ -114,10 +114,7 @@ public struct ReaderFitting {
         let root = URL(fileURLWithPath: directory)
         let items = try String(contentsOf: root.appendingPathComponent("items.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try JSONDecoder().decode(Item.self, from: Data($0.utf8)) }
-        let docsURL = root.appendingPathComponent("docs")
-        let documents = try FileManager.default.contentsOfDirectory(atPath: docsURL.path).sorted().map { name in
-            FreshDocsCorpus.Document(id: "docs/\(name)", text: try String(contentsOf: docsURL.appendingPathComponent(name), encoding: .utf8))
-        }
+        let documents = try FreshDocsCorpus.readTexts(under: root, folder: "docs")
         let store = try PassageStore(tokenizer: tokenizer)
         try store.learn(documents)
         // Questions that recall the same passages share a context.
@@ -192,11 +189,6 @@ public struct ReaderFitting {
                 let (starts, ends) = unanswerable ? ([], []) : Self.occurrences(of: item.answer, in: layout, document: item.doc,
                                                                                    paths: group[0].recall.passages.map(\.path))
                 let lexical = ReaderFeatures.lexical(layout)
-                if ProcessInfo.processInfo.environment["READER_DEBUG"] != nil {
-                    print("Q:", item.question, "A:", item.answer, "doc:", item.doc, "paths:", group[0].recall.passages.map(\.path), "starts:", starts, "ends:", ends, "un:", unanswerable)
-                    for (i, l) in layout.lines.enumerated().prefix(12) { print("  L\(i) p\(l.passage)\(l.isTitle ? " T" : ""): \(layout.text(l.bytes))") }
-                    print("  cands:", layout.candidates.prefix(8).map { layout.text($0.bytes) }, layout.candidates.count, "qtoks:", layout.question)
-                }
                 examples.append(Example(context: contextIndex!, kind: item.kind, answer: item.answer, unanswerable: starts.isEmpty,
                                         question: question, lexical: lexical.tokens, nullLexical: lexical.null, starts: starts, ends: ends))
             }
@@ -269,6 +261,7 @@ public struct ReaderFitting {
     }
 
     /// One example's loss and gradient for a head, added into `grads` (w, a, b, null).
+    @discardableResult
     func accumulate(_ head: ReaderHead, _ x: Reader.Inputs, gold: [Int], into grads: inout [[Float]]) -> Float {
         let dim = model.config.dim, features = head.w.count, n = x.lexical.count / ReaderFeatures.lexicalCount
         let qh = x.question + [1]
@@ -327,12 +320,11 @@ public struct ReaderFitting {
         for epoch in 0..<epochs {
             var order = train
             order.shuffle(using: &rng)
-            var loss: Float = 0
             for first in stride(from: 0, to: order.count, by: batch) {
                 let chunk = order[first..<min(first + batch, order.count)]
                 var grads = [t.head.w, t.head.a, t.head.b, t.head.nullWeights].map { [Float](repeating: 0, count: $0.count) }
                 for i in chunk {
-                    loss += accumulate(t.head, inputs[i], gold: end ? examples[i].ends : examples[i].starts, into: &grads)
+                    accumulate(t.head, inputs[i], gold: end ? examples[i].ends : examples[i].starts, into: &grads)
                 }
                 step += 1
                 var params = [t.head.w, t.head.a, t.head.b, t.head.nullWeights]
@@ -348,7 +340,6 @@ public struct ReaderFitting {
                 t.head = ReaderHead(w: params[0], a: params[1], b: params[2], nullWeights: params[3])
             }
             progress(end ? "train end" : "train start", epoch + 1, epochs)
-            if ProcessInfo.processInfo.environment["READER_DEBUG"] != nil, epoch % 10 == 0 { print("epoch", epoch, "loss", loss / Float(order.count)) }
         }
         return t.head
     }
@@ -386,9 +377,6 @@ public struct ReaderFitting {
         }
         let chosen = best!
         let found = predictions(chosen.start, chosen.end, chosen.data)
-        if ProcessInfo.processInfo.environment["READER_DEBUG"] != nil {
-            for i in examples.indices.prefix(12) { print(examples[i].answer, "|", found[i], examples[i].starts, examples[i].ends) }
-        }
         // sure: the lowest probability that keeps held-out precision (unanswerable ones count as wrong).
         let byP = dev.sorted { found[$0].p > found[$1].p }
         var sure: Float = 1, rightCount = 0

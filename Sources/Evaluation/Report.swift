@@ -40,6 +40,16 @@ public enum FreshDocsReport {
                 + "| \(value(s, "t9", "gold_document_cited")) "
                 + "| \(value(s, "t9", "gold_document_first")) | \(value(s, "t9", "mean_sources", digits: 2)) |")
         }
+        lines += ["", "T9 where the gold passage was put before the question, the reader's part, and questions the documents do not answer "
+                  + "(\"silent\": the reply says the documents do not say).", "",
+                  "| system | answer when recalled | wrong when recalled | reader stated | stated right | reader silent | best span holds gold | unanswerable | said silent |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s in systems {
+            lines.append("| \(s["id"] ?? "?") | \(value(s, "t9", "answer_when_recalled")) | \(value(s, "t9", "wrong_when_recalled")) "
+                + "| \(value(s, "t9", "reader_stated")) | \(value(s, "t9", "reader_stated_right")) | \(value(s, "t9", "reader_silent")) "
+                + "| \(value(s, "t9", "reader_span_contains_gold")) | \(value(s, "t9", "unanswerable", digits: 0)) "
+                + "| \(value(s, "t9", "unanswerable_said_silent")) |")
+        }
         if let pending = result["systems_pending"] as? [String], !pending.isEmpty {
             lines.append("")
             lines.append("Partial run: \(pending.joined(separator: ", ")) not done yet.")

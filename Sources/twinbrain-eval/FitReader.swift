@@ -19,8 +19,8 @@ struct FitReader: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
     @Option(help: "Directory written by scripts/make_reader_data.py.") var data: String
-    @Option(help: "Residual layers to try, comma-separated.") var layers = "8,14,20,26"
-    @Option(help: "Recalled contexts to prefill (each serves every question that recalls it).") var maxContexts = 400
+    @Option(help: "Residual layers to try, comma-separated.") var layers = "12,16,20"
+    @Option(help: "Recalled contexts to prefill (each serves every question that recalls it).") var maxContexts = 500
     @Option(help: "Training epochs per head.") var epochs = 30
     @Option(help: "Rank of the question's turn of the heads' weights.") var rank = 16
     @Option(help: "Write the figures here as well as printing them.") var out: String?

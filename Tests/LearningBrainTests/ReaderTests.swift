@@ -32,12 +32,12 @@ final class ReaderTests: XCTestCase {
         let ids = prompt(tokenizer, template)
         let layout = try XCTUnwrap(ReaderLayout(prompt: ids, tokenizer: tokenizer, recalled: Self.recalled, question: Self.question))
         XCTAssertEqual(layout.lines.map { layout.text($0.bytes) }, [
-            "handbook.txt (Kitchen › Coffee machine)",
+            "Kitchen › Coffee machine",
             "The coffee machine is descaled every second Tuesday (Bogdan Ilic).",
             "The fridge is cleared on Fridays (Ana Horvat).",
-            "notes/release-15-11.txt (Release 15.11 › Changes)",
+            "Release 15.11 › Changes",
             "- Fix handling of pending inserts (Etsuro Fujita)",
-        ])
+        ], "titles are read without the document's path")
         XCTAssertEqual(layout.lines.map(\.isTitle), [true, false, false, true, false])
         XCTAssertEqual(layout.lines.map(\.passage), [0, 0, 0, 1, 1])
         XCTAssertEqual(tokenizer.decode(Array(ids[layout.question])).trimmingCharacters(in: .whitespaces), Self.question)
@@ -59,8 +59,9 @@ final class ReaderTests: XCTestCase {
             return layout.text(layout.snapped(at..<at + keep, line: line))
         }
         XCTAssertEqual(snap("15.11", in: 3, keep: 4), "15.11", "a version is never cut to 15.1")
+        XCTAssertEqual(snap("Tuesday", in: 1, keep: 2), "Tuesday")
         XCTAssertEqual(snap("Bogdan", in: 1, keep: 3), "Bogdan")
-        XCTAssertEqual(snap("release-15-11", in: 3, keep: 7), "release-15-11.txt", "a file name is one word")
+        XCTAssertEqual(snap("pending", in: 4, keep: 3), "pending")
         XCTAssertEqual(ReaderLayout.trimmed("Bogdan Ilic)."), "Bogdan Ilic")
         XCTAssertEqual(ReaderLayout.trimmed("f(x)"), "f(x)")
         XCTAssertEqual(ReaderLayout.trimmed("（张三）。"), "张三")
@@ -87,6 +88,18 @@ final class ReaderTests: XCTestCase {
                              start: head(start: true), end: head(start: false), sure: sure, silent: 0.5, fit: [:])
     }
 
+    /// `make reader` ships a reader for the default model's file, found by its shape and digest;
+    /// another file of the same shape gets none.
+    func testTheDefaultModelShipsAReader() throws {
+        let (model, _, _) = try load()
+        let shape = FittedKeyspace.shape(model.config)
+        let shipped = try XCTUnwrap(ReaderWeights.shipped(forShape: shape) { DefaultModel.sha256 })
+        XCTAssertEqual(shipped.dim, model.config.dim)
+        XCTAssertGreaterThan(shipped.sure, 0)
+        XCTAssertNil(ReaderWeights.shipped(forShape: shape) { String(repeating: "f", count: 64) })
+        XCTAssertNil(ReaderWeights.shipped(forShape: "llama layers=1 dim=8 ffn=8 vocab=8") { XCTFail("no file is hashed"); return nil })
+    }
+
     func testWeightsRoundTripThroughTheirRecord() throws {
         let (model, _, _) = try load()
         let weights = handMade(model, nullBias: 1.5)
@@ -99,10 +112,11 @@ final class ReaderTests: XCTestCase {
         XCTAssertThrowsError(try ReaderWeights(json: JSONSerialization.data(withJSONObject: foreign)), "a truncated array is refused")
     }
 
-    func generate(_ model: Model, _ tokenizer: Tokenizer, _ template: ChatTemplate, reader: ReaderWeights, question: String = question)
-        throws -> (String, ReadingPredictor) {
+    func generate(_ model: Model, _ tokenizer: Tokenizer, _ template: ChatTemplate, reader: ReaderWeights, question: String = question,
+                  after: ReadingPredictor.AfterSpan = .none) throws -> (String, ReadingPredictor) {
         let predictor = ReadingPredictor(model: model, tokenizer: tokenizer, reader: Reader(weights: reader), inner: nil,
                                          recalled: Self.recalled, question: question)
+        predictor.afterSpan = after
         var request = GenerationRequest(prompt: prompt(tokenizer, template, question: question))
         request.maxTokens = 24
         request.sampling = .greedy
@@ -111,22 +125,34 @@ final class ReaderTests: XCTestCase {
         return (result.text, predictor)
     }
 
-    func testASureSpanIsStatedVerbatimAndTheMainBrainGoesOn() throws {
+    func testASureSpanIsStatedVerbatim() throws {
         let (model, tokenizer, template) = try load()
         let (text, predictor) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: -20))
         guard case let .stated(span) = predictor.decision else { return XCTFail("not stated: \(predictor.decision)") }
         XCTAssertEqual(span.text, "Bogdan Ilic")
         XCTAssertEqual(span.passage, 0)
         XCTAssertEqual(span.line, "The coffee machine is descaled every second Tuesday (Bogdan Ilic).")
+        XCTAssertEqual(text, "Bogdan Ilic", "the span, then the end of the turn")
+    }
+
+    func testAfterTheSpanTheMainBrainMayGoOnToTheEndOfItsLine() throws {
+        let (model, tokenizer, template) = try load()
+        let (text, _) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: -20), after: .line)
         XCTAssertTrue(text.hasPrefix("Bogdan Ilic"), text)
         XCTAssertGreaterThan(text.count, "Bogdan Ilic".count, "the main brain's own words follow the span")
+        XCTAssertFalse(text.contains("\n"), "to the end of the line: \(text)")
     }
 
     func testWhenTheNullWinsTheReplySaysTheDocumentsDoNotSay() throws {
         let (model, tokenizer, template) = try load()
-        let (text, predictor) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: 40, sure: 0.99))
+        let (text, predictor) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: 40, sure: 0.99),
+                                             question: "Who waters the office plants?")
         guard case .silent = predictor.decision else { return XCTFail("not silent: \(predictor.decision)") }
         XCTAssertEqual(text, "The documents do not say.")
+        // A line holding the question's words keeps the reply from saying so, whatever the null head says.
+        let (_, matched) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: 40, sure: 0.99))
+        guard case let .unsure(span) = matched.decision else { return XCTFail("not unsure: \(matched.decision)") }
+        XCTAssertGreaterThanOrEqual(span?.bestLineShare ?? 0, Reader.silenceLineShare)
         let (zh, _) = try generate(model, tokenizer, template, reader: handMade(model, nullBias: 40, sure: 0.99), question: "谁负责给咖啡机除垢？")
         XCTAssertEqual(zh, ReadingPredictor.silence(for: "谁负责给咖啡机除垢？"))
     }
