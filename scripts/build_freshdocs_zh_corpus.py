@@ -70,6 +70,16 @@ def sections(text, chapters=CHAPTERS):
             current[2].append(line)
     return out
 
+def reference_text():
+    """The Debian Reference in Simplified Chinese as text, from its package (apt-get download, not installed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        deb = next(pathlib.Path(tmp).glob("debian-reference-zh-cn_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
+        return gzip.open(f"{tmp}/root/usr/share/debian-reference/debian-reference.zh-cn.txt.gz", "rt", encoding="utf-8").read()
+
 def sentences(text):
     return [s for s in re.findall(r"[^。！？\n]+[。！？]", text)]
 
@@ -84,13 +94,7 @@ def main():
         shutil.rmtree(out)
     (out / "docs/zh").mkdir(parents=True)
     (out / "general").mkdir()
-    with tempfile.TemporaryDirectory() as tmp:
-        if subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-        deb = next(pathlib.Path(tmp).glob("debian-reference-zh-cn_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
-        text = gzip.open(f"{tmp}/root/usr/share/debian-reference/debian-reference.zh-cn.txt.gz", "rt", encoding="utf-8").read()
+    text = reference_text()
 
     docs = {}
     for number, title, lines in sections(text):
@@ -100,7 +104,7 @@ def main():
     for number, title, lines in sections(text, (GENERAL_CHAPTER,))[:GENERAL_SECTIONS]:
         (out / "general" / f"{number}.txt").write_text("\n".join(unwrap(lines)) + "\n", encoding="utf-8")
     if len(docs) < 8:
-        sys.exit(f"only {len(docs)} sections found in {deb.name}: the package's text layout changed")
+        sys.exit(f"only {len(docs)} sections found in debian-reference-zh-cn: the package's text layout changed")
     ids = sorted(docs, key=lambda d: [int(x) for x in pathlib.Path(d).stem.split(".")])
     heldout = [d for i, d in enumerate(ids) if i % 5 == 2]
     (out / "heldout.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")

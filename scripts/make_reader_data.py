@@ -17,7 +17,7 @@ numbered "C.N. Release V" headings with a "C.N.1. Changes" section, as DocBook n
 credited in parentheses, so the reader learns where a version or a name sits rather than one format.
 
 Second source (Chinese): the Debian Reference in Simplified Chinese (debian-reference-zh-cn,
-fetched with apt-get download as the development corpus's script does), chapters 3-11 only (the
+fetched by the development corpus's script, build_freshdocs_zh_corpus.py), chapters 3-11 only (the
 development corpus uses chapters 1, 2 and 12), one document per section N.M:
   - section:  which section (N.M.K) says "<sentence>"?  → the number in the subsection's heading
   - command:  which command fills the blank in "<sentence with name(N) masked>"?  → the command
@@ -40,9 +40,7 @@ import json
 import pathlib
 import random
 import re
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import build_freshdocs_zh_corpus as zh  # noqa: E402  (its section parser and patterns)
@@ -152,22 +150,11 @@ def rendered(entries_, style, chapter=1):
     return "\n".join(out)
 
 
-def reference_zh():
-    """The Debian Reference (zh-cn) as text, from its package."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "download", "debian-reference-zh-cn"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-        deb = next(pathlib.Path(tmp).glob("debian-reference-zh-cn_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
-        return gzip.open(f"{tmp}/root/usr/share/debian-reference/debian-reference.zh-cn.txt.gz", "rt", encoding="utf-8").read()
-
-
 def chinese_items(out, rng, per_document=30):
     """Sections of chapters 3-11 as documents, with section and command questions."""
     (out / "docs/zh").mkdir(parents=True, exist_ok=True)
     items = []
-    for number, _title, lines in zh.sections(reference_zh(), ZH_CHAPTERS):
+    for number, _title, lines in zh.sections(zh.reference_text(), ZH_CHAPTERS):
         text = "\n".join(zh.unwrap(lines)) + "\n"
         doc = f"docs/zh/{number}.txt"
         made, current = [], None
