@@ -181,10 +181,8 @@ public struct ReaderFitting {
                 }
                 let question = layers.map { l -> [Float] in
                     let rows = asked.states[.residual(layer: l)]!
-                    let q = Self.rmsNormalised(Array(rows[(layout.question.lowerBound - prefix.count) * dim..<(layout.question.upperBound - prefix.count) * dim]), dim: dim)
-                    var mean = [Float](repeating: 0, count: dim)
-                    for r in 0..<layout.question.count { for d in 0..<dim { mean[d] += q[r * dim + d] / Float(layout.question.count) } }
-                    return mean
+                    let questionRows = rows[(layout.question.lowerBound - prefix.count) * dim..<(layout.question.upperBound - prefix.count) * dim]
+                    return ReaderFeatures.meanRow(Self.rmsNormalised(Array(questionRows), dim: dim), dim: dim)
                 }
                 let (starts, ends) = unanswerable ? ([], []) : Self.occurrences(of: item.answer, in: layout, document: item.doc,
                                                                                    paths: group[0].recall.passages.map(\.path))

@@ -204,6 +204,14 @@ public enum ReaderFeatures {
         return (out, [best, 1])
     }
 
+    /// The mean of rows [n × dim] (the question's state: the mean of its tokens').
+    public static func meanRow(_ rows: [Float], dim: Int) -> [Float] {
+        let n = rows.count / dim
+        var out = [Float](repeating: 0, count: dim)
+        for r in 0..<n { for d in 0..<dim { out[d] += rows[r * dim + d] } }
+        return out.map { $0 / Float(max(1, n)) }
+    }
+
     /// Hidden-state rows made comparable across positions and prompts: RMS-normalised (llama
     /// residuals have a few huge dimensions), then standardised with the fitted mean and spread.
     public static func normalise(_ rows: UnsafeBufferPointer<Float>, count: Int, dim: Int, mean: [Float], std: [Float]) -> [Float] {
@@ -478,9 +486,7 @@ public final class Reader: @unchecked Sendable {
         let states = picked.withUnsafeBufferPointer { ReaderFeatures.normalise($0, count: n, dim: dim, mean: mean, std: std) }
         let qRows = Array(rows[layout.question.lowerBound * dim..<layout.question.upperBound * dim])
         let q = qRows.withUnsafeBufferPointer { ReaderFeatures.normalise($0, count: layout.question.count, dim: dim, mean: mean, std: std) }
-        var question = [Float](repeating: 0, count: dim)
-        for r in 0..<layout.question.count { for d in 0..<dim { question[d] += q[r * dim + d] } }
-        for d in 0..<dim { question[d] /= Float(layout.question.count) }
+        let question = ReaderFeatures.meanRow(q, dim: dim)
         let lexical = ReaderFeatures.lexical(layout)
         return Inputs(states: states, question: question, lexical: lexical.tokens, nullLexical: lexical.null)
     }

@@ -59,7 +59,7 @@ final class DaemonState: @unchecked Sendable {
     /// Loads the model and starts the compute thread. Runs once, off the event loops.
     func load() throws {
         let path = configuration.model
-        try ModelIntegrity.check(path)
+        let checkedDigest = try ModelIntegrity.check(path)
         let gguf = try GGUFFile(path: path)
         let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil,
                               arithmetic: configuration.arithmetic, contextTokens: configuration.contextTokens)
@@ -85,7 +85,7 @@ final class DaemonState: @unchecked Sendable {
         }
         // Readers are fitted per model file: the file is hashed only when one was fitted for its shape.
         let reader = configuration.reader
-            ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { try? ModelIntegrity.digest(of: path) }.map(Reader.init)
+            ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { checkedDigest ?? (try? ModelIntegrity.digest(of: path)) }.map(Reader.init)
             : nil
         if configuration.reader, reader == nil { logger.info("no reader is fitted for \(path): replies are the main brain's own words") }
         scheduler.start()

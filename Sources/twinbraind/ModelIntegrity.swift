@@ -21,7 +21,7 @@ enum ModelIntegrity {
         return digest
     }
 
-    /// The SHA-256 of a model file (hex); the sidecar's, when it exists and was checked.
+    /// The SHA-256 of a model file (hex).
     static func digest(of path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw Mismatch(description: "cannot read the model \(path)")
@@ -34,13 +34,16 @@ enum ModelIntegrity {
         return SHA256.hex(digest: hash.finalize())
     }
 
-    /// Throws when `<path>.sha256` exists and the model's digest differs from it.
-    static func check(_ path: String) throws {
-        guard let expected = try expectedDigest(for: path) else { return }
+    /// Throws when `<path>.sha256` exists and the model's digest differs from it; returns the
+    /// digest when it was computed (nil without a sidecar), so nothing hashes the file twice.
+    @discardableResult
+    static func check(_ path: String) throws -> String? {
+        guard let expected = try expectedDigest(for: path) else { return nil }
         let actual = try digest(of: path)
         guard actual == expected else {
             throw Mismatch(description: "the model \(path) is damaged or was replaced (SHA-256 \(actual), expected \(expected)); "
                            + "reinstall the package (apt-get install --reinstall twinbrain) or point `model` at another file")
         }
+        return actual
     }
 }
