@@ -88,7 +88,11 @@ public enum SystemRegistry {
     nonisolated(unsafe) public static var readerFile: String?
 
     static func readerWeights(for model: Model) throws -> ReaderWeights? {
-        if let readerFile { return try ReaderWeights(json: Data(contentsOf: URL(fileURLWithPath: readerFile))) }
+        if let readerFile {
+            do { return try ReaderWeights(json: Data(contentsOf: URL(fileURLWithPath: readerFile))) } catch {
+                throw CorpusError("--reader \(readerFile) is not a \(ReaderWeights.format) record (\(error)); write one with fit-reader --weights-out")
+            }
+        }
         return ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { Hashing.fileSHA256(model.gguf.file.path) }
     }
 

@@ -112,6 +112,9 @@ public struct ReaderFitting {
     public mutating func extract(from directory: String) throws {
         let began = Date()
         let root = URL(fileURLWithPath: directory)
+        guard FileManager.default.fileExists(atPath: root.appendingPathComponent("items.jsonl").path) else {
+            throw CorpusError("\(directory) holds no items.jsonl: write the training data with `make reader-data`")
+        }
         let items = try String(contentsOf: root.appendingPathComponent("items.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try JSONDecoder().decode(Item.self, from: Data($0.utf8)) }
         let documents = try FreshDocsCorpus.readTexts(under: root, folder: "docs")
