@@ -321,15 +321,21 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         /// (no gate fitted for the model, or `token_memory = false`).
         public var memoryEntries: Int?
         public var memoryDocuments: Int?
+        /// The reader's on-site learning: document versions it adapted to, and the questions'
+        /// examples it keeps; nil when it is off (no reader, or `reader_adapts = false`).
+        public var readerDocuments: Int?
+        public var readerExamples: Int?
         public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?,
-                    memoryEntries: Int? = nil, memoryDocuments: Int? = nil) {
+                    memoryEntries: Int? = nil, memoryDocuments: Int? = nil, readerDocuments: Int? = nil, readerExamples: Int? = nil) {
             self.documentsLearned = documentsLearned; self.documentsWaiting = documentsWaiting
             self.passages = passages; self.current = current
             self.memoryEntries = memoryEntries; self.memoryDocuments = memoryDocuments
+            self.readerDocuments = readerDocuments; self.readerExamples = readerExamples
         }
         enum CodingKeys: String, CodingKey {
             case documentsLearned = "documents_learned", documentsWaiting = "documents_waiting", passages, current
             case memoryEntries = "memory_entries", memoryDocuments = "memory_documents"
+            case readerDocuments = "reader_documents", readerExamples = "reader_examples"
         }
     }
 

@@ -25,9 +25,13 @@ public protocol EvalSystem: AnyObject {
     /// T6 can check that a forgetting system retrieves exactly what a never-taught one does;
     /// nil when it retrieves nothing.
     var retrievalTrace: RetrievalTrace? { get }
+    /// What learning did besides the timings FreshDocs takes (T7), for the results; nil for none.
+    var learningFigures: [String: Any]? { get }
 }
 
 extension EvalSystem {
+    public var learningFigures: [String: Any]? { nil }
+
     public func generate(prompt: [Int32], maxTokens: Int) throws -> [Int32] {
         try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: false)
     }
@@ -80,6 +84,13 @@ public enum SystemRegistry {
                 throw CorpusError("no reader is fitted for this model: run `make reader`, or pass --reader FILE")
             }
             return try HybridSystem(id: "hybrid-reader", model: model, tokenizer: tokenizer, reader: Reader(weights: weights))
+        },
+        "hybrid-reader-site": { model, tokenizer in
+            guard let weights = try readerWeights(for: model) else {
+                throw CorpusError("no reader is fitted for this model: run `make reader`, or pass --reader FILE")
+            }
+            return try HybridSystem(id: "hybrid-reader-site", model: model, tokenizer: tokenizer, reader: Reader(weights: weights),
+                                    adaptsOnSite: true)
         },
         "gold-passage": { model, tokenizer in try GoldPassageSystem(model: model, tokenizer: tokenizer) },
     ]

@@ -125,6 +125,7 @@ public struct FreshDocsRun {
             let learnStart = Date()
             try system.learn(learned)
             let learnSeconds = Date().timeIntervalSince(learnStart)
+            if let figures = system.learningFigures { r["learning"] = figures }
 
             let scoreStart = Date()
             r["t1"] = wants("t1") ? try Self.encode(tasks.perplexity(heldout, system, label: "\(id) T1")) : Self.notRun

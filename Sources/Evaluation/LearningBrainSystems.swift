@@ -64,8 +64,9 @@ public final class KNNSystem: EvalSystem {
         return mixed
     }
 
-    /// The corpus id of a learned document's number.
+    /// The corpus id of a learned document's number, and back.
     func name(of number: Int64) -> String? { documentNames[number] }
+    func number(of name: String) -> Int64? { documentIDs[name] }
 
     func record(_ neighbours: [TokenMemory.Neighbor]) {
         guard let trace = retrievalTrace, trace.isRecording else { return }
@@ -123,7 +124,13 @@ public final class HybridSystem: EvalSystem {
     let passages: PassageStore
     public let retrievalTrace: RetrievalTrace?
 
-    init(id: String = "hybrid", model: Model, tokenizer: Tokenizer, reader: Reader? = nil) throws {
+    /// `hybrid-reader-site`: the reader also adapts to the learned documents (`ReaderSiteLearning`).
+    let site: ReaderSiteLearning?
+    private var siteExamples: [Int64: (shard: String, examples: [ReaderExample])] = [:]
+    private var siteQuestions: [[String: String]] = []
+    private var seconds = ["passages_and_memory": 0.0, "reader_questions": 0.0, "reader_fit": 0.0]
+
+    init(id: String = "hybrid", model: Model, tokenizer: Tokenizer, reader: Reader? = nil, adaptsOnSite: Bool = false) throws {
         self.id = id
         self.reader = reader
         self.model = model
@@ -133,17 +140,64 @@ public final class HybridSystem: EvalSystem {
         retrievalTrace = trace
         memory = KNNSystem(id: "hybrid", model: model, tokenizer: tokenizer, gated: true, trace: trace)
         passages = try PassageStore(tokenizer: tokenizer)
+        if adaptsOnSite, let reader {
+            guard let chatTemplate else { throw CorpusError("\(id): the reader reads chat prompts, and this model has no usable chat template") }
+            site = ReaderSiteLearning(model: model, tokenizer: tokenizer, template: chatTemplate, reader: reader)
+        } else {
+            site = nil
+        }
     }
 
     public func learn(_ documents: [FreshDocsCorpus.Document]) throws {
-        try memory.learn(documents, numbers: try passages.learn(documents))
+        var began = Date()
+        let numbers = try passages.learn(documents)
+        try memory.learn(documents, numbers: numbers)
+        seconds["passages_and_memory", default: 0] += Date().timeIntervalSince(began)
+        guard let site, let reader else { return }
+        began = Date()
+        for (d, number) in zip(documents, numbers) {
+            let records = DocumentPassageBuilder.standard.records(of: d.text, tokenizer: tokenizer)
+            let learned = try site.learn(path: d.id, passages: records.map { ($0.header, $0.text) })
+            siteExamples[number] = (ReaderSiteLearning.shard(of: d.id), learned.examples)
+            siteQuestions += learned.questions.map { ["doc": d.id, "kind": $0.kind.rawValue, "question": $0.question, "answer": $0.answer] }
+        }
+        seconds["reader_questions", default: 0] += Date().timeIntervalSince(began)
+        began = Date()
+        refit(reader, shards: Set(documents.map { ReaderSiteLearning.shard(of: $0.id) }))
+        seconds["reader_fit", default: 0] += Date().timeIntervalSince(began)
     }
 
     public var forgetting: ((_ ids: [String]) throws -> Void)? {
         { [unowned self] ids in
             try passages.forget(ids)
             try memory.forgetting?(ids)
+            if let reader, site != nil {
+                for id in ids { if let number = memory.number(of: id) { siteExamples[number] = nil } }
+                refit(reader, shards: Set(ids.map(ReaderSiteLearning.shard(of:))))
+            }
         }
+    }
+
+    private var siteChecks: [String: ReaderAdapterFitting.Check] = [:]
+
+    /// Fits the shards' adapters again (a forget retrains its documents' shards only).
+    func refit(_ reader: Reader, shards: Set<String>) {
+        for shard in shards {
+            let fitted = ReaderSiteLearning.fit(siteExamples.filter { $0.value.shard == shard }.mapValues(\.examples), rank: reader.weights.rank)
+            reader.setAdapter(fitted.adapter, for: shard)
+            siteChecks[shard] = fitted.check
+        }
+    }
+
+    /// What on-site learning cost and wrote (`reader_site` in the results).
+    public var learningFigures: [String: Any]? {
+        guard site != nil else { return nil }
+        let examples = siteExamples.values.flatMap(\.examples)
+        return ["documents": siteExamples.count, "questions": siteQuestions.count, "examples": examples.count,
+                "unanswerable_examples": examples.filter { !$0.answerable }.count, "seconds": seconds, "asked": siteQuestions,
+                "shards": siteChecks.mapValues { c in
+                    ["examples": c.examples, "adapted_lands": c.adapted, "shipped_lands": c.shipped, "adapter_used": c.helps] as [String: Any]
+                }]
     }
 
     /// The daemon's recall for a question or a stretch of text (recorded in the trace).
@@ -176,8 +230,7 @@ public final class HybridSystem: EvalSystem {
         let (prompt, recall) = try knowledgePrompt(chatPrompt)
         let use = KnowledgeUse(recall: recall, memory: nil)
         let reading = reader.flatMap { reader in
-            recall.passages.isEmpty ? nil : ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: memory.knn,
-                                                             recalled: recall.recalled, question: question)
+            recall.reading(model: model, tokenizer: tokenizer, template: chatTemplate, reader: reader, inner: memory.knn, question: question)
         }
         let result = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true, reading: reading) { use.tally($0, weight: $1) }
         let tokens = result.ids

@@ -187,8 +187,7 @@ public struct ReaderFitting {
                     let questionRows = rows[(layout.question.lowerBound - prefix.count) * dim..<(layout.question.upperBound - prefix.count) * dim]
                     return ReaderFeatures.meanRow(Self.rmsNormalised(Array(questionRows), dim: dim), dim: dim)
                 }
-                let (starts, ends) = unanswerable ? ([], []) : Self.occurrences(of: item.answer, in: layout, document: item.doc,
-                                                                                   paths: group[0].recall.passages.map(\.path))
+                let (starts, ends) = unanswerable ? ([], []) : layout.occurrences(of: item.answer) { group[0].recall.passages[$0].path == item.doc }
                 let lexical = ReaderFeatures.lexical(layout)
                 examples.append(Example(context: contextIndex!, kind: item.kind, answer: item.answer, unanswerable: starts.isEmpty,
                                         question: question, lexical: lexical.tokens, nullLexical: lexical.null, starts: starts, ends: ends))
@@ -202,26 +201,6 @@ public struct ReaderFitting {
         rows.withUnsafeBufferPointer {
             ReaderFeatures.normalise($0, count: rows.count / dim, dim: dim, mean: .init(repeating: 0, count: dim), std: .init(repeating: 1, count: dim))
         }
-    }
-
-    /// Candidates where a whole-word occurrence of the answer starts and ends, in the passages of
-    /// its document.
-    static func occurrences(of answer: String, in layout: ReaderLayout, document: String, paths: [String]) -> ([Int], [Int]) {
-        let needle = Array(answer.utf8)
-        var starts: [Int] = [], ends: [Int] = []
-        for (l, line) in layout.lines.enumerated() where paths[line.passage] == document {
-            var from = line.bytes.lowerBound
-            while let at = ReaderLayout.find(needle, in: layout.rendered, from: from), at + needle.count <= line.bytes.upperBound {
-                from = at + 1
-                let bytes = at..<at + needle.count
-                guard layout.snapped(bytes, line: l) == bytes,
-                      let s = layout.candidates.firstIndex(where: { $0.line == l && $0.bytes.contains(bytes.lowerBound) }),
-                      let e = layout.candidates.firstIndex(where: { $0.line == l && $0.bytes.contains(bytes.upperBound - 1) }) else { continue }
-                starts.append(s)
-                ends.append(e)
-            }
-        }
-        return (Array(Set(starts)).sorted(), Array(Set(ends)).sorted())
     }
 
     /// A head's parameters and Adam's moments.

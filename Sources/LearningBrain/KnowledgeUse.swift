@@ -26,12 +26,13 @@ public final class KnowledgeUse: @unchecked Sendable {
 
     /// The generation's predictor, reporting to this answer: the reader around the memory, the
     /// memory alone, or nil (the main brain alone).
-    public func predictor(model: Model, tokenizer: Tokenizer) -> NextTokenPredictor? {
+    /// `template`: the chat template, for the reader to read near misses in a prompt of their own.
+    public func predictor(model: Model, tokenizer: Tokenizer, template: ChatTemplate? = nil) -> NextTokenPredictor? {
         memory?.onGenerationStep = { [self] neighbours, weight in tally(neighbours, weight: weight) }
-        guard let reading, !recall.passages.isEmpty else { return memory }
-        reader = ReadingPredictor(model: model, tokenizer: tokenizer, reader: reading.reader, inner: memory,
-                                  recalled: recall.recalled, question: reading.question)
-        return reader
+        guard let reading else { return memory }
+        reader = recall.reading(model: model, tokenizer: tokenizer, template: template, reader: reading.reader, inner: memory,
+                                question: reading.question)
+        return reader ?? memory
     }
 
     /// One generation step's neighbours and the memory's weight in it.

@@ -88,22 +88,40 @@ public struct MemorySegment: Equatable, Sendable {
 
 /// The directory of segments: one `<document>.seg` per learned document version.
 public struct MemorySegmentDirectory: Sendable {
-    public let path: String
+    public let files: DocumentFiles
     /// What the keys mean: segments made for other keys are refused on reading.
     public let keyspace: String
+    public var path: String { files.path }
 
     public init(path: String, keyspace: String) throws {
-        self.path = path
+        files = try DocumentFiles(path: path, suffix: "seg")
         self.keyspace = keyspace
+    }
+
+    public func write(_ segment: MemorySegment) throws { try files.write(segment.encoded(keyspace: keyspace), document: segment.document) }
+    public func read(_ document: Int64) throws -> MemorySegment { try MemorySegment(decoding: files.read(document), keyspace: keyspace) }
+    public func remove(_ document: Int64) throws { try files.remove(document) }
+    public func documents() throws -> [Int64] { try files.documents() }
+}
+
+/// A directory of one file per learned document version (`<document>.<suffix>`): learning writes
+/// one file and forgetting deletes one. Written to a temporary name, flushed, renamed and the
+/// directory flushed, so after a crash a file is either whole or absent.
+public struct DocumentFiles: Sendable {
+    public let path: String
+    public let suffix: String
+
+    public init(path: String, suffix: String) throws {
+        self.path = path
+        self.suffix = suffix
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
-    func file(_ document: Int64) -> String { (path as NSString).appendingPathComponent("\(document).seg") }
+    func file(_ document: Int64) -> String { (path as NSString).appendingPathComponent("\(document).\(suffix)") }
 
-    /// Writes a segment whole or not at all (temporary file, fsync, rename, fsync of the directory).
-    public func write(_ segment: MemorySegment) throws {
-        let final = file(segment.document), temporary = final + ".tmp"
-        let data = segment.encoded(keyspace: keyspace)
+    /// Writes a document's file whole or not at all (temporary file, fsync, rename, fsync of the directory).
+    public func write(_ data: Data, document: Int64) throws {
+        let final = file(document), temporary = final + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Self.error("create \(temporary)") }
         var written = 0
@@ -121,23 +139,24 @@ public struct MemorySegmentDirectory: Sendable {
         try syncDirectory()
     }
 
-    public func read(_ document: Int64) throws -> MemorySegment {
+    public func read(_ document: Int64) throws -> Data {
         guard let data = FileManager.default.contents(atPath: file(document)) else { throw Self.error("read \(file(document))") }
-        return try MemorySegment(decoding: data, keyspace: keyspace)
+        return data
     }
 
-    /// Deletes a document's segment (absent is fine: forgetting twice is forgetting).
+    /// Deletes a document's file (absent is fine: forgetting twice is forgetting).
     public func remove(_ document: Int64) throws {
         if unlink(file(document)) != 0 && errno != ENOENT { throw Self.error("delete \(file(document))") }
         try syncDirectory()
     }
 
-    /// Documents with a segment; leftover temporary files (a crash mid-write) are deleted.
+    /// Documents with a file; leftover temporary files (a crash mid-write) are deleted.
     public func documents() throws -> [Int64] {
         var out: [Int64] = []
+        let ending = "." + suffix
         for name in try FileManager.default.contentsOfDirectory(atPath: path) {
-            if name.hasSuffix(".tmp") { unlink((path as NSString).appendingPathComponent(name)); continue }
-            if name.hasSuffix(".seg"), let id = Int64(name.dropLast(4)) { out.append(id) }
+            if name.hasSuffix(ending + ".tmp") { unlink((path as NSString).appendingPathComponent(name)); continue }
+            if name.hasSuffix(ending), let id = Int64(name.dropLast(ending.count)) { out.append(id) }
         }
         return out.sorted()
     }

@@ -133,6 +133,10 @@ public enum PassageRelevance {
     /// in 200 windows of 64 tokens of its general text reaches against its documents' passages.
     /// A test checks the two agree.
     public static let floor = 0.40
+    /// Below the floor, a passage holding this share of a question still shows the question is
+    /// about the learned documents' subject (`Recall.nearMisses`): the reader may then say the
+    /// documents do not answer it, rather than the main brain answering from nowhere.
+    public static let subjectFloor = 0.20
 
     /// A word's weight when `containing` of the `passages` hold it.
     public static func weight(containing: Int, passages: Int) -> Double {

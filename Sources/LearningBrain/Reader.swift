@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import MainBrain
+import Store
 
 /// Where the recalled passages and the question sit in a prompt built by `KnowledgeContext.userText`,
 /// token by token: the reader scores only tokens of the passages' titles and texts, and reads the
@@ -85,6 +86,26 @@ public struct ReaderLayout: Sendable {
         self.question = first..<last + 1
         questionText = question
         passageCount = recalled.count
+    }
+
+    /// Candidates where a whole-word occurrence of `answer` starts and ends, in the lines of the
+    /// passages `passages` admits.
+    public func occurrences(of answer: String, passages: (Int) -> Bool = { _ in true }) -> (starts: [Int], ends: [Int]) {
+        let needle = Array(answer.utf8)
+        var starts: [Int] = [], ends: [Int] = []
+        for (l, line) in lines.enumerated() where passages(line.passage) {
+            var from = line.bytes.lowerBound
+            while let at = Self.find(needle, in: rendered, from: from), at + needle.count <= line.bytes.upperBound {
+                from = at + 1
+                let bytes = at..<at + needle.count
+                guard snapped(bytes, line: l) == bytes,
+                      let s = candidates.firstIndex(where: { $0.line == l && $0.bytes.contains(bytes.lowerBound) }),
+                      let e = candidates.firstIndex(where: { $0.line == l && $0.bytes.contains(bytes.upperBound - 1) }) else { continue }
+                starts.append(s)
+                ends.append(e)
+            }
+        }
+        return (Array(Set(starts)).sorted(), Array(Set(ends)).sorted())
     }
 
     public static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
@@ -437,7 +458,21 @@ public final class Reader: @unchecked Sendable {
     public let weights: ReaderWeights
     public var tapPoint: TapPoint { .residual(layer: weights.layer) }
 
-    public init(weights: ReaderWeights) { self.weights = weights }
+    /// The SHA-256 of the weights' record: what on-site examples were made with.
+    public let identity: String
+
+    public init(weights: ReaderWeights) {
+        self.weights = weights
+        identity = (try? weights.json()).map { SHA256.hex($0) } ?? weights.modelSHA256
+    }
+
+    private var siteAdapters: [String: ReaderAdapter] = [:]
+    /// The corrections fitted on this box's documents, one per shard (a folder of documents:
+    /// `ReaderSiteLearning.shard`); a shard without one reads as shipped.
+    public func adapter(for shard: String?) -> ReaderAdapter? { lock.withLock { shard.flatMap { siteAdapters[$0] } } }
+    public func setAdapter(_ adapter: ReaderAdapter?, for shard: String) { lock.withLock { siteAdapters[shard] = adapter } }
+    /// Shards read adapted.
+    public var adaptedShards: [String] { lock.withLock { siteAdapters.keys.sorted() } }
 
     /// The reply says the documents do not say only when no recalled line holds this share of the
     /// question's words, whatever the null head says: on documents unlike its training text the
@@ -497,9 +532,17 @@ public final class Reader: @unchecked Sendable {
         var s = ReaderHead.scores(effective: head.effective(question: x.question, rank: rank), states: x.states, lexical: x.lexical,
                                   count: n, dim: dim)
         s.append(head.nullScore(question: x.question, lexical: x.nullLexical))
-        let m = s.max()!
-        let lse = m + log(s.reduce(Float(0)) { $0 + exp($1 - m) })
-        return s.map { $0 - lse }
+        return ReaderAdapter.logSoftmax(s)
+    }
+
+    /// Both heads' log-probabilities, adapted when an adapter is given.
+    public static func logProbabilities(_ w: ReaderWeights, adapter: ReaderAdapter?, _ x: Inputs) -> (start: [Float], end: [Float]) {
+        guard let adapter else { return (logProbabilities(w.start, x, rank: w.rank, dim: w.dim), logProbabilities(w.end, x, rank: w.rank, dim: w.dim)) }
+        func adapted(_ head: ReaderHead, _ p: ReaderAdapter.Head) -> [Float] {
+            let h = ReaderAdapter.headInputs(head, x, rank: w.rank, dim: w.dim)
+            return ReaderAdapter.logSoftmax(ReaderAdapter.scores(h, p, nullLexical: x.nullLexical, rank: w.rank))
+        }
+        return (adapted(w.start, adapter.start), adapted(w.end, adapter.end))
     }
 
     /// The best span (start ≤ end on one line, at most `maxSpanTokens`) and the null's probability.
@@ -518,12 +561,12 @@ public final class Reader: @unchecked Sendable {
         return (best.0, best.1, start[n] + end[n])
     }
 
-    /// Reads the passages: `rows` are the layer's states for every prompt position.
-    public func read(rows: [Float], layout: ReaderLayout) -> ReaderSpan? {
+    /// Reads the passages: `rows` are the layer's states for every prompt position; `shard`: the
+    /// first passage's, whose adapter reads (when there is one).
+    public func read(rows: [Float], layout: ReaderLayout, shard: String? = nil) -> ReaderSpan? {
         let x = inputs(rows: rows, layout: layout)
         let w = weights
-        let start = Self.logProbabilities(w.start, x, rank: w.rank, dim: w.dim)
-        let end = Self.logProbabilities(w.end, x, rank: w.rank, dim: w.dim)
+        let (start, end) = Self.logProbabilities(w, adapter: adapter(for: shard), x)
         guard let found = Self.best(start: start, end: end, layout: layout, maxSpanTokens: w.maxSpanTokens) else { return nil }
         let line = layout.lines[layout.candidates[found.range.lowerBound].line]
         return ReaderSpan(text: layout.spanText(found.range.lowerBound, found.range.upperBound - 1), passage: line.passage, line: layout.text(line.bytes),
@@ -562,14 +605,22 @@ public final class ReadingPredictor: NextTokenPredictor {
     private var forced: [Int32] = []
     private var started = false
 
+    /// A prompt of its own holding `recalled` (passages below recall's floor), read before the
+    /// generation's prompt, which does not hold them; only silence is taken from it.
+    let probe: [Int32]?
+    /// The first passage's shard, whose adapter reads (`Reader.adapter(for:)`).
+    let shard: String?
+
     public init(model: Model, tokenizer: Tokenizer, reader: Reader, inner: KNNLanguageModel?,
-                recalled: [KnowledgeContext.Recalled], question: String) {
+                recalled: [KnowledgeContext.Recalled], question: String, probe: [Int32]? = nil, shard: String? = nil) {
         self.model = model
         self.tokenizer = tokenizer
         self.reader = reader
         self.inner = inner
         self.recalled = recalled
         self.question = question
+        self.probe = probe
+        self.shard = shard
     }
 
     /// The reply when the documents do not answer, in the question's language.
@@ -579,7 +630,15 @@ public final class ReadingPredictor: NextTokenPredictor {
 
     public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {
         var logits: Logits
-        if !started {
+        if !started, let probe {
+            started = true
+            let recorder = HiddenStateRecorder(points: [reader.tapPoint])
+            _ = try model.forward(probe, cache: model.makeCache(capacity: probe.count), logits: .none, tap: recorder)
+            let began = DispatchTime.now()
+            decide(rows: recorder.states[reader.tapPoint] ?? [], prompt: probe, silenceOnly: true)
+            readSeconds = Double(DispatchTime.now().uptimeNanoseconds - began.uptimeNanoseconds) / 1e9
+            logits = try inner?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
+        } else if !started {
             started = true
             let recorder = HiddenStateRecorder(points: [reader.tapPoint])
             if let inner {
@@ -617,12 +676,13 @@ public final class ReadingPredictor: NextTokenPredictor {
         return Logits(rows: 1, vocab: logits.vocab, values: row)
     }
 
-    func decide(rows: [Float], prompt: [Int32]) {
+    /// `silenceOnly`: passages below recall's floor were read; a span found there is not stated.
+    func decide(rows: [Float], prompt: [Int32], silenceOnly: Bool = false) {
         guard rows.count == prompt.count * reader.weights.dim,
               let layout = ReaderLayout(prompt: prompt, tokenizer: tokenizer, recalled: recalled, question: question) else { return }
-        let span = reader.read(rows: rows, layout: layout)
+        let span = reader.read(rows: rows, layout: layout, shard: shard)
         let end = Array(tokenizer.endOfGeneration.sorted().prefix(1))
-        if let span, span.probability >= reader.weights.sure {
+        if !silenceOnly, let span, span.probability >= reader.weights.sure {
             decision = .stated(span)
             forced = tokenizer.encode(span.text) + (afterSpan == .none ? end : [])
         } else if let span, span.nullProbability >= reader.weights.silent, span.bestLineShare < Reader.silenceLineShare, !end.isEmpty {

@@ -1,4 +1,5 @@
 import Foundation
+import MainBrain
 import Store
 
 /// Where recall finds passages: the daemon's SQLite FTS5 index (`Store`), or any index that
@@ -20,6 +21,9 @@ extension Store: PassageIndex {}
 /// at least `relativeFloor` of the best one's BM25; at most `limit` join.
 public struct Recall: Sendable {
     public var passages: [PassageHit] = []
+    /// When no passage clears the floor: the best of those holding at least
+    /// `PassageRelevance.subjectFloor` of the question (at most `limit`), read for silence only.
+    public var nearMisses: [PassageHit] = []
     /// The question's content words and their passage counts (evidence weighs by them too).
     public private(set) var words: [String] = []
     /// Each CJK bigram of the question and those beside it (`PassageRelevance.share`).
@@ -43,7 +47,10 @@ public struct Recall: Sendable {
         neighbours = found.neighbours
         frequencies = found.frequencies
         let relevant = found.hits.filter { $0.share >= PassageRelevance.floor }.map(\.hit)
-        guard let best = relevant.first?.score, best > 0 else { return }
+        guard let best = relevant.first?.score, best > 0 else {
+            nearMisses = Array(found.hits.filter { $0.share >= PassageRelevance.subjectFloor }.map(\.hit).prefix(limit))
+            return
+        }
         passages = Array(relevant.filter { $0.score >= Self.relativeFloor * best }.prefix(limit))
     }
 
@@ -107,8 +114,26 @@ public struct Recall: Sendable {
     }
 
     /// The passages as the prompt names them: by the document's path and the headings they sit under.
-    public var recalled: [KnowledgeContext.Recalled] {
-        passages.map { .init(title: $0.header.isEmpty ? $0.path : "\($0.path) (\($0.header))", text: $0.text) }
+    public var recalled: [KnowledgeContext.Recalled] { Self.named(passages) }
+
+    static func named(_ hits: [PassageHit]) -> [KnowledgeContext.Recalled] {
+        hits.map { .init(title: $0.header.isEmpty ? $0.path : "\($0.path) (\($0.header))", text: $0.text) }
+    }
+
+    /// The reader for a question, around the generation's predictor: over the recalled
+    /// passages, or, when none cleared the floor, over the near misses in a prompt of their own
+    /// (`ReadingPredictor.probe`), only to say the documents do not answer. Nil: nothing to read.
+    public func reading(model: Model, tokenizer: Tokenizer, template: ChatTemplate?, reader: Reader, inner: KNNLanguageModel?,
+                        question: String) -> ReadingPredictor? {
+        if let first = passages.first {
+            return ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: inner, recalled: recalled, question: question,
+                                    shard: ReaderSiteLearning.shard(of: first.path))
+        }
+        guard !nearMisses.isEmpty, let template, let text = KnowledgeContext.userText(Self.named(nearMisses), question: question) else { return nil }
+        let probe = tokenizer.encode(template.render([ChatMessage(role: "user", content: text)]), parseSpecial: true)
+        guard probe.count < model.config.contextLength else { return nil }
+        return ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: inner, recalled: Self.named(nearMisses),
+                                question: question, probe: probe, shard: ReaderSiteLearning.shard(of: nearMisses[0].path))
     }
 
     /// Keeps the best `count` passages (to fit a context).

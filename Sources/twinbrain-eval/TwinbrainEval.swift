@@ -13,7 +13,7 @@ struct TwinbrainEval: ParsableCommand {
             file that `make model` puts under .cache/models/). Input text comes from a file, read \
             as stored bytes. --json prints machine-readable output.
             """,
-        subcommands: [Tokenize.self, LogitsCommand.self, Generate.self, Perplexity.self, Bench.self, FreshDocs.self, FitGate.self, FitRecall.self, FitReader.self, PassagesCommand.self, RecallCommand.self])
+        subcommands: [Tokenize.self, LogitsCommand.self, Generate.self, Perplexity.self, Bench.self, FreshDocs.self, FitGate.self, FitRecall.self, FitReader.self, ReaderSite.self, PassagesCommand.self, RecallCommand.self])
 }
 
 /// Options shared by every subcommand.

@@ -43,6 +43,9 @@ struct DaemonConfiguration: Equatable {
     /// Whether the learning brain's reader states answers it finds in the recalled passages (it
     /// needs a reader fitted for the model's file).
     var reader = true
+    /// Whether the reader adapts to the learned documents, from questions the box writes about
+    /// them (`<state_dir>/reader`); off, it reads as shipped.
+    var readerAdapts = true
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -77,6 +80,10 @@ struct DaemonConfiguration: Equatable {
         "reader": {
             guard let b = $1.bool else { throw Problem(description: "'reader' must be true or false") }
             $0.reader = b
+        },
+        "reader_adapts": {
+            guard let b = $1.bool else { throw Problem(description: "'reader_adapts' must be true or false") }
+            $0.readerAdapts = b
         },
     ]
 
@@ -161,6 +168,7 @@ struct DaemonConfiguration: Equatable {
         knowledge_passages = \(knowledgePassages)
         token_memory = \(tokenMemory)
         reader = \(reader)
+        reader_adapts = \(readerAdapts)
         """
     }
 }

@@ -28,6 +28,7 @@ final class DaemonState: @unchecked Sendable {
     private var _templateError: String?
     private var _memory: TokenMemoryService?
     private var _reader: Reader?
+    private var _readerSite: ReaderSiteService?
 
     /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
     /// an error that says what to do.
@@ -50,6 +51,8 @@ final class DaemonState: @unchecked Sendable {
     var memory: TokenMemoryService? { lock.withLock { _memory } }
     /// The learning brain's reader (nil: none fitted for the model's file, or turned off).
     var reader: Reader? { lock.withLock { _reader } }
+    /// The reader's learning on this box's documents (nil: no reader, or `reader_adapts = false`).
+    var readerSite: ReaderSiteService? { lock.withLock { _readerSite } }
 
     /// The model's id in API replies: its file name without `.gguf`.
     var modelID: String { modelInfo?.id ?? "" }
@@ -88,8 +91,20 @@ final class DaemonState: @unchecked Sendable {
             ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { checkedDigest ?? (try? ModelIntegrity.digest(of: path)) }.map(Reader.init)
             : nil
         if configuration.reader, reader == nil { logger.info("no reader is fitted for \(path): replies are the main brain's own words") }
+        var readerSite: ReaderSiteService?, readerRelearn: [Int64] = []
+        if let reader, let template, configuration.readerAdapts {
+            do {
+                let site = try ReaderSiteService(site: ReaderSiteLearning(model: model, tokenizer: tokenizer, template: template, reader: reader),
+                                                 scheduler: scheduler, stateDirectory: configuration.stateDirectory, logger: logger)
+                readerRelearn = try site.load(learned: store.learnedDocumentIDs())
+                readerSite = site
+            } catch {
+                throw DaemonConfiguration.Problem(description: "cannot open the reader's examples under \(configuration.stateDirectory)/reader: "
+                    + "\(error). Make the state directory writable by twinbraind, or set reader_adapts = false to run without them.")
+            }
+        }
         scheduler.start()
-        learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn)
+        learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn, readerSite: readerSite, readerRelearn: readerRelearn)
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
                                             layers: model.config.layers, contextLength: model.config.contextLength,
@@ -103,6 +118,7 @@ final class DaemonState: @unchecked Sendable {
             _templateError = templateError
             _memory = memory
             _reader = reader
+            _readerSite = readerSite
             _phase = .ready
         }
     }

@@ -27,6 +27,10 @@ final class LearningService: @unchecked Sendable {
     private var failed: Set<Int64> = []
     /// Learned versions waiting for the token memory, oldest first (the learning thread's own).
     private var backlog: [Document] = []
+    /// The reader's on-site learning, behind the token memory, and its backlog (the learning thread's own).
+    private var readerSite: ReaderSiteService?
+    private var readerBacklog: [Document] = []
+    private var readerRelearn: [Int64] = []
     private var thread: Thread?
 
     init(store: Store, logger: Logger) {
@@ -35,11 +39,13 @@ final class LearningService: @unchecked Sendable {
     }
 
     /// Starts learning with the main brain's tokenizer (once the model is loaded).
-    func start(tokenizer: Tokenizer, memory: TokenMemoryService?, relearn: [Int64]) {
+    func start(tokenizer: Tokenizer, memory: TokenMemoryService?, relearn: [Int64], readerSite: ReaderSiteService? = nil, readerRelearn: [Int64] = []) {
         condition.withLock {
             self.tokenizer = tokenizer
             self.memory = memory
             self.relearn = relearn
+            self.readerSite = readerSite
+            self.readerRelearn = readerRelearn
         }
         let t = Thread { [weak self] in self?.loop() }
         t.name = "twinbrain-learning"
@@ -68,23 +74,36 @@ final class LearningService: @unchecked Sendable {
     private func loop() {
         guard let tokenizer = condition.withLock({ self.tokenizer }) else { return }
         recutOldPassages(tokenizer: tokenizer)
-        for id in condition.withLock({ relearn }) {
-            do {
-                if let d = try store.document(id: id), d.state == .learned { backlog.append(d) }
-            } catch {
-                logger.error("cannot read document \(id) to learn its token memory again: \(error)")
-            }
-        }
+        backlog = learnedDocuments(condition.withLock { relearn }, for: "its token memory")
+        readerBacklog = learnedDocuments(condition.withLock { readerRelearn }, for: "the reader's questions on it")
         letGoOfUnlearned()
         while !condition.withLock({ stopping }) {
             if learnWaitingPassages(tokenizer: tokenizer) {
                 letGoOfUnlearned()
             } else if !backlog.isEmpty {
-                memorise(backlog.removeFirst(), tokenizer: tokenizer)
+                let document = backlog.removeFirst()
+                memorise(document, tokenizer: tokenizer)
+                if readerSite != nil { readerBacklog.append(document) }
                 if backlog.isEmpty { letGoOfUnlearned() }
+            } else if !readerBacklog.isEmpty {
+                adaptReader(to: readerBacklog.removeFirst(), tokenizer: tokenizer)
+                if readerBacklog.isEmpty { readerSite?.fit() }
             } else {
                 // Intake wakes us after each registration; the poll is only a safety net.
                 condition.withLock { if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 2)) } }
+            }
+        }
+    }
+
+    /// The documents of these ids still learned, to learn `what` again.
+    private func learnedDocuments(_ ids: [Int64], for what: String) -> [Document] {
+        ids.compactMap { id in
+            do {
+                guard let d = try store.document(id: id), d.state == .learned else { return nil }
+                return d
+            } catch {
+                logger.error("cannot read document \(id) to learn \(what) again: \(error)")
+                return nil
             }
         }
     }
@@ -183,15 +202,43 @@ extension LearningService {
         }
     }
 
-    /// The memory lets go of every version the store no longer has learned (superseded by one
-    /// just learned, forgotten meanwhile).
+    /// The memory and the reader let go of every version the store no longer has learned
+    /// (superseded by one just learned, forgotten meanwhile).
     func letGoOfUnlearned() {
-        guard let memory = condition.withLock({ self.memory }) else { return }
+        let (memory, readerSite) = condition.withLock { (self.memory, self.readerSite) }
+        guard memory != nil || readerSite != nil else { return }
         do {
-            let dropped = try memory.keepOnly(Set(try store.learnedDocumentIDs()))
-            if !dropped.isEmpty { logger.info("token memory: let go of \(dropped.count) superseded or forgotten document versions") }
+            let learned = Set(try store.learnedDocumentIDs())
+            if let dropped = try memory?.keepOnly(learned), !dropped.isEmpty {
+                logger.info("token memory: let go of \(dropped.count) superseded or forgotten document versions")
+            }
+            if let dropped = try readerSite?.keepOnly(learned), !dropped.isEmpty {
+                logger.info("reader: let go of the questions on \(dropped.count) superseded or forgotten document versions")
+            }
         } catch {
-            logger.error("token memory: cannot let go of superseded or forgotten documents: \(error)")
+            logger.error("cannot let go of superseded or forgotten documents: \(error)")
+        }
+    }
+
+    /// The reader learns a learned version's layout from questions on its passages (after its
+    /// passages and token memory). A failure leaves the reader without it; the next start tries again.
+    func adaptReader(to document: Document, tokenizer: Tokenizer) {
+        guard let readerSite = condition.withLock({ self.readerSite }) else { return }
+        condition.withLock { current = document.path }
+        defer { condition.withLock { current = nil } }
+        do {
+            let passages = passageBuilder.records(of: try text(of: document), tokenizer: tokenizer).map { ($0.header, $0.text) }
+            try readerSite.learn(document: document.id, path: document.path, passages: passages, shouldStop: { [weak self] in
+                guard let self, !condition.withLock({ self.stopping }) else { return true }
+                learnWaitingPassages(tokenizer: tokenizer)
+                condition.withLock { self.current = document.path }
+                return (try? store.document(id: document.id))??.state != .learned
+            })
+            letGoOfUnlearned()
+        } catch is CancellationError {
+            logger.info("reader: stopped learning \(document.path) (stopping, or it was forgotten)")
+        } catch {
+            logger.error("reader: cannot learn \(document.path) (document \(document.id)): \(error); it is learned again at the next start")
         }
     }
 }

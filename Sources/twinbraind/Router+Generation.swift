@@ -76,7 +76,7 @@ extension API {
             guard !job.isCancelled else { continuation.finish(throwing: CancellationError()); return }
             var produced = 0
             scheduler.setActivity("evaluating a \(request.prompt.count)-token prompt")
-            let predictor = knowledge?.predictor(model: generator.model, tokenizer: generator.tokenizer)
+            let predictor = knowledge?.predictor(model: generator.model, tokenizer: generator.tokenizer, template: try? state.chatTemplate())
             defer { knowledge?.generationEnded() }
             do {
                 let result = try generator.generate(request, predictor: predictor, isCancelled: { job.isCancelled }, onText: { piece in

@@ -105,13 +105,20 @@ extension API {
 
     /// The token memory drops what the store no longer has learned, before the reply: a
     /// forgotten document is out of the memory (RAM and disk) when the client hears so.
+    /// The token memory and the reader let go of what the store no longer has learned, before
+    /// the forget is answered.
     func forgetMemory() async throws {
-        guard let memory = state.memory else { return }
+        let (memory, readerSite) = (state.memory, state.readerSite)
+        guard memory != nil || readerSite != nil else { return }
         let store = state.store
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             // runAndWait blocks: never on an event loop.
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try memory.keepOnly(Set(try store.learnedDocumentIDs())) })
+                continuation.resume(with: Result {
+                    let learned = Set(try store.learnedDocumentIDs())
+                    try memory?.keepOnly(learned)
+                    try readerSite?.keepOnly(learned)
+                })
             }
         }
     }

@@ -114,6 +114,7 @@ struct API: Sendable {
         let (peer, level) = try await authorize(context, needs: .user)
         let snapshot = state.scheduler?.snapshot ?? (running: 0, waiting: 0, activity: state.phase == .loading ? "loading the model" : "idle")
         let counts = try state.store.documentCounts(), stored = try state.store.passageCounts(), memory = state.memory?.status
+        let readerSite = state.readerSite?.status
         let body = StatusResponse(
             version: twinbrainVersion, state: state.phase.rawValue, activity: snapshot.activity,
             model: state.modelInfo, uptimeSeconds: Date().timeIntervalSince(state.started),
@@ -126,7 +127,8 @@ struct API: Sendable {
                           jobsRunning: state.intake.jobsRunning),
             learning: .init(documentsLearned: counts[.learned] ?? 0, documentsWaiting: counts[.extracted] ?? 0,
                             passages: stored.passages, current: state.learning.activity,
-                            memoryEntries: memory?.entries, memoryDocuments: memory?.documents))
+                            memoryEntries: memory?.entries, memoryDocuments: memory?.documents,
+                            readerDocuments: readerSite?.documents, readerExamples: readerSite?.examples))
         return try Self.json(body)
     }
 

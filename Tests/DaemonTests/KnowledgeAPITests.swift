@@ -58,6 +58,10 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertGreaterThan(entries, 40)
         let segments = daemon.directory.appendingPathComponent("state/memory")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: segments.path).filter { $0.hasSuffix(".seg") }.count, 2)
+        // Behind the memory, the reader learns each document's layout (one file per version).
+        _ = try waitFor("the reader adapted to both documents") { try learning(daemon).readerDocuments == 2 ? true : nil }
+        let readerFiles = daemon.directory.appendingPathComponent("state/reader")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: readerFiles.path).filter { $0.hasSuffix(".rdx") }.count, 2)
 
         // Continuing a learned sentence: the memory (and the recalled passage) bring back its words, and say so.
         let reply = try daemon.client.send("POST", "/v1/generate", body: json([
@@ -129,7 +133,7 @@ final class KnowledgeAPITests: XCTestCase {
         _ = try waitFor("the superseded version out of the memory") { () -> Bool? in
             let l = try learning(daemon)
             let files = try FileManager.default.contentsOfDirectory(atPath: segments.path).filter { $0.hasSuffix(".seg") }
-            return l.memoryDocuments == 2 && files.count == 2 && l.current == nil ? true : nil
+            return l.memoryDocuments == 2 && files.count == 2 && l.readerDocuments == 2 && l.current == nil ? true : nil
         }
         XCTAssertEqual(try chat(daemon, "Who approves flights?").sources?.map(\.version), [2])
         XCTAssertEqual(try chat(daemon, "Is Mirela Kovacs here?").sources, [], "the old text is not recalled")
@@ -141,6 +145,9 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(try learning(daemon).passages, 1)
         XCTAssertEqual(try learning(daemon).memoryDocuments, 1, "forgotten from the memory before the reply")
         XCTAssertFalse(FileManager.default.fileExists(atPath: segments.appendingPathComponent("\(travelID).seg").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: readerFiles.appendingPathComponent("\(travelID).rdx").path),
+                       "the reader's examples of it are gone before the reply")
+        XCTAssertEqual(try learning(daemon).readerDocuments, 1)
         let remaining = try XCTUnwrap(try learning(daemon).memoryEntries)
         XCTAssertEqual(try chat(daemon, "What does the canteen serve on Fridays?").sources?.map(\.path), ["canteen.txt"])
 
@@ -153,6 +160,7 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(try learning(restarted).documentsLearned, 1)
         XCTAssertEqual(try learning(restarted).memoryEntries, remaining, "the memory read back from its segment")
         XCTAssertTrue(restarted.logText.contains("entries of 1 documents loaded, 0 to learn"), restarted.logText)
+        XCTAssertTrue(restarted.logText.contains("reader: adapted to 1 documents, 0 to learn"), restarted.logText)
 
         // A damaged segment is not trusted: the document is learned again, to the same entries.
         restarted.removesDirectory = false

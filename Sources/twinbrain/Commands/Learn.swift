@@ -34,6 +34,9 @@ extension Twinbrain {
                 } else {
                     print("memory:   off (no gate fitted for this model, or token_memory = false)")
                 }
+                if let documents = l.readerDocuments {
+                    print("reader:   adapted to \(documents) documents (\(l.readerExamples ?? 0) questions' examples)")
+                }
                 print("learning: \(l.current.map(Docs.printable) ?? "nothing now")")
             }
         }
