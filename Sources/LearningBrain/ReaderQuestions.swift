@@ -89,12 +89,15 @@ public enum ReaderQuestions {
             let subject = text[..<open].trimmingCharacters(in: .whitespaces)
             if names(inside), subject.split(separator: " ").count >= 3 { return (sentence(subject), String(inside)) }
         }
+        // "… is descaled by Bogdan Ilic every second Tuesday": the capitalised words after "by".
         if let by = text.range(of: " by ", options: .backwards) {
-            let after = text[by.upperBound...]
-            let subject = text[..<by.lowerBound].trimmingCharacters(in: CharacterSet(charactersIn: " ,"))
-            if names(after), after.split(separator: " ").count <= 3, subject.split(separator: " ").count >= 3 {
-                return (sentence(subject), String(after))
-            }
+            let words = text[by.upperBound...].split(separator: " ", omittingEmptySubsequences: true)
+            let run = words.prefix { w in w.first!.isUppercase && w.dropLast().allSatisfy { $0.isLetter || $0 == "-" || $0 == "'" } }.prefix(3)
+            var who = run.joined(separator: " ")
+            while let last = who.last, !last.isLetter { who.removeLast() }
+            let rest = words.dropFirst(run.count).joined(separator: " ")
+            let subject = (text[..<by.lowerBound] + (rest.isEmpty ? "" : " " + rest)).trimmingCharacters(in: CharacterSet(charactersIn: " ,"))
+            if !who.isEmpty, names(Substring(who)), subject.split(separator: " ").count >= 3 { return (sentence(subject), who) }
         }
         return nil
     }
@@ -151,8 +154,9 @@ public enum ReaderQuestions {
     // MARK: Cloze
 
     /// A line with its first identifier blanked: a word with digits, "_", "/", "." or "-" inside
-    /// (a version, a path, a package), or in Chinese text a Latin word (a command).
-    static func cloze(_ line: String) -> (blanked: String, word: String)? {
+    /// (a version, a path, a package), a number of two digits or more (an amount, a year), or in
+    /// Chinese text a Latin word (a command).
+    public static func cloze(_ line: String) -> (blanked: String, word: String)? {
         guard let text = quotable(line) else { return nil }
         let chinese = text.contains(where: SearchTerms.isCJK)
         var start: String.Index?
@@ -163,6 +167,7 @@ public enum ReaderQuestions {
                   cleanAnswer(trimmed) else { return false }
             let inner = trimmed.dropFirst().dropLast()
             let marked = inner.contains { "_/.-".contains($0) } || (trimmed.contains(where: \.isNumber) && trimmed.contains(where: \.isLetter))
+                || trimmed.allSatisfy(\.isNumber)  // an amount, a count, a year
             return marked || (chinese && trimmed.allSatisfy { $0.isLetter || $0 == "-" } && trimmed.first!.isLowercase)
         }
         while index <= text.endIndex {

@@ -21,6 +21,7 @@ final class ReaderSiteLearningTests: XCTestCase {
         XCTAssertEqual(answers(.credit), ["Ana Horvat, Li Wei", "Bogdan Ilic", "Mira Okafor"])
         XCTAssertEqual(Set(answers(.heading)), ["7.2"], "the version the headings give, never a section number (E.3.2)")
         XCTAssertTrue(answers(.cloze).contains("--compress"), "\(answers(.cloze))")
+        XCTAssertEqual(ReaderQuestions.cloze("Hotel costs are reimbursed up to 140 euros per night in Vienna.")?.word, "140")
         XCTAssertEqual(answers(.field), ["2031-03-14"])
         let credit = questions.first { $0.kind == .credit }!
         XCTAssertTrue(credit.question.contains("Fix crash when a sensor table is vacuumed during replay"), credit.question)
@@ -49,6 +50,10 @@ final class ReaderSiteLearningTests: XCTestCase {
         XCTAssertNil(ReaderQuestions.credit("The fridge is cleared on Fridays (see below)."))
         XCTAssertNil(ReaderQuestions.credit("Fix it (x)"))
         XCTAssertEqual(ReaderQuestions.credit("The coffee machine is descaled every Tuesday by Bogdan Ilic.")?.names, "Bogdan Ilic")
+        let prose = ReaderQuestions.credit("The coffee machine on floor 2 is maintained by Bogdan every Tuesday.")
+        XCTAssertEqual(prose?.names, "Bogdan")
+        XCTAssertEqual(prose?.subject, "The coffee machine on floor 2 is maintained every Tuesday")
+        XCTAssertNil(ReaderQuestions.credit("Flights are approved by the finance director for long journeys."))
         XCTAssertNil(ReaderQuestions.field("See https://example.org/a: the page"))
     }
 
