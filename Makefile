@@ -75,7 +75,7 @@ EVAL_SYSTEMS := base,bm25-rag,vector-rag,knn-fixed,learning-brain,hybrid
 EVAL_RESULT  := docs/results/freshdocs-dev.json
 EVAL_ZH_CORPUS := $(CACHE)/freshdocs-dev-zh
 EVAL_ZH_ITEMS  := $(EVAL_ZH_CORPUS)/items.jsonl
-ANSWER_SYSTEMS := base,bm25-rag,hybrid,hybrid-reader,gold-passage
+ANSWER_SYSTEMS := base,bm25-rag,hybrid,hybrid-reader,hybrid-reader-site,gold-passage
 
 BENCH_SHAPES   := qwen2.5-1.5b qwen2.5-7b llama-3-8b
 
@@ -124,7 +124,7 @@ eval-resume: deps model build $(EVAL_ITEMS) ## Go on with a stopped `make eval` 
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(EVAL_SYSTEMS) --reuse $(EVAL_RESULT) --rerun "$(EVAL_RERUN)" --out $(EVAL_RESULT)
 	python3 scripts/check_freshdocs_result.py $(EVAL_RESULT) $(EVAL_SYSTEMS)
 
-eval-answers: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## FreshDocs T9 (open answers, evidence, sources; questions the documents do not answer) for base, bm25-rag, hybrid, hybrid-reader and the gold-passage ceiling, English and Chinese, into docs/results/
+eval-answers: deps model build $(EVAL_ITEMS) $(EVAL_ZH_ITEMS) ## FreshDocs T9 (open answers, evidence, sources; questions the documents do not answer) for base, bm25-rag, hybrid, hybrid-reader (shipped, and learning on site) and the gold-passage ceiling, English and Chinese, into docs/results/
 	@mkdir -p $(CACHE)/eval-bin && cp $(EVAL) $(CACHE)/eval-bin/twinbrain-eval
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev.json
 	$(CACHE)/eval-bin/twinbrain-eval freshdocs --model $(MODEL) --corpus $(EVAL_ZH_CORPUS) --systems $(ANSWER_SYSTEMS) --tasks t9 --out docs/results/answers-dev-zh.json

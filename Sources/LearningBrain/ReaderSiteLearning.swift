@@ -4,10 +4,11 @@ import MainBrain
 /// The reader learning on site: for each document the box learns, it writes questions about the
 /// document's own lines (`ReaderQuestions`), puts each to its passage as recall would (the
 /// daemon's prompt, one passage) and keeps what the shipped heads make of it (`ReaderExample`):
-/// a few kilobytes per question, kept per document. The adapter (`ReaderAdapter`) is fitted on
-/// every kept document's examples in document order; forgetting a document drops its examples
-/// and fits again, which is the adapter of a box that never learned it, to the bit (each
-/// document's examples depend on that document alone, and the fit has no randomness).
+/// a few kilobytes per question, kept per document. Each shard (a folder: `shard(of:)`) has its
+/// adapter (`ReaderAdapter`), fitted on its documents' examples in document order; forgetting a
+/// document drops its examples and fits its shard again, which is the adapter of a box that never
+/// learned it, to the bit (each document's examples depend on that document alone, and the fit
+/// has no randomness).
 ///
 /// The cost is the main brain's prefill of each passage asked about, once, and of each
 /// question's own tokens after it.
