@@ -633,7 +633,8 @@ public final class ReadingPredictor: NextTokenPredictor {
         if !started, let probe {
             started = true
             let recorder = HiddenStateRecorder(points: [reader.tapPoint])
-            _ = try model.forward(probe, cache: model.makeCache(capacity: probe.count), logits: .none, tap: recorder)
+            _ = try model.forward(probe, cache: model.makeCache(capacity: probe.count), logits: .none, tap: recorder,
+                                  throughLayer: reader.weights.layer)
             let began = DispatchTime.now()
             decide(rows: recorder.states[reader.tapPoint] ?? [], prompt: probe, silenceOnly: true)
             readSeconds = Double(DispatchTime.now().uptimeNanoseconds - began.uptimeNanoseconds) / 1e9

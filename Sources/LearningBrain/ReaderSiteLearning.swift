@@ -10,8 +10,8 @@ import MainBrain
 /// learned it, to the bit (each document's examples depend on that document alone, and the fit
 /// has no randomness).
 ///
-/// The cost is the main brain's prefill of each passage asked about, once, and of each
-/// question's own tokens after it.
+/// The cost is the main brain's prefill, through the reader's layer only, of each passage asked
+/// about, once, and of each question's own tokens after it.
 public struct ReaderSiteLearning {
     public let model: Model
     public let tokenizer: Tokenizer
@@ -64,7 +64,8 @@ public struct ReaderSiteLearning {
         let prefix = tokenizer.encode(String(first[..<cut.upperBound]), parseSpecial: true)
         let cache = model.makeCache(capacity: prefix.count + 256)
         let shared = HiddenStateRecorder(points: [point])
-        _ = try model.forward(prefix, cache: cache, logits: .none, tap: shared)
+        // Only through the reader's layer: the deeper ones would be thrown away.
+        _ = try model.forward(prefix, cache: cache, logits: .none, tap: shared, throughLayer: w.layer)
         var examples: [ReaderExample] = []
         for (q, answerable) in context.asked {
             let ids = tokenizer.encode(render(context.recalled, question: q.question), parseSpecial: true)
@@ -73,7 +74,7 @@ public struct ReaderSiteLearning {
                   layout.question.lowerBound >= prefix.count else { continue }
             cache.truncate(to: prefix.count)
             let own = HiddenStateRecorder(points: [point])
-            _ = try model.forward(Array(ids[prefix.count...]), cache: cache, logits: .none, tap: own)
+            _ = try model.forward(Array(ids[prefix.count...]), cache: cache, logits: .none, tap: own, throughLayer: w.layer)
             let rows = (shared.states[point] ?? []) + (own.states[point] ?? [])
             guard rows.count == ids.count * w.dim else { continue }
             let gold: (starts: [Int], ends: [Int]) = answerable ? layout.occurrences(of: q.answer) : ([], [])

@@ -160,6 +160,26 @@ final class ModelTests: XCTestCase {
         XCTAssertNotEqual(Array(recorder.row(.ffnInput(layer: c.layers - 1), 0)), Array(recorder.row(.residual(layer: c.layers - 1), 0)))
     }
 
+    /// A pass through layer 3 only taps what the full pass taps there, and its cache refuses to
+    /// serve a deeper pass (it holds no keys and values beyond layer 3).
+    func testAPartialPassTapsTheSameAndItsCacheRefusesDeeperOnes() throws {
+        let (model, tokenizer) = try Fixtures.model()
+        let ids = tokenizer.encode("Hidden states are shared with the learning brain.")
+        let full = HiddenStateRecorder(points: [.residual(layer: 3)]), partial = HiddenStateRecorder(points: [.residual(layer: 3)])
+        _ = try model.forward(ids, cache: model.makeCache(capacity: 64), logits: .none, tap: full)
+        let shallow = model.makeCache(capacity: 64)
+        _ = try model.forward(Array(ids[..<5]), cache: shallow, logits: .none, tap: partial, throughLayer: 3)
+        _ = try model.forward(Array(ids[5...]), cache: shallow, logits: .none, tap: partial, throughLayer: 3)
+        XCTAssertEqual(partial.states[.residual(layer: 3)], full.states[.residual(layer: 3)])
+        XCTAssertEqual(shallow.depth, 4)
+        XCTAssertThrowsError(try model.forward(ids[..<1].map { $0 }, cache: shallow, logits: .last)) { error in
+            XCTAssertEqual(error as? ModelError, .shallowCache(layers: 4))
+        }
+        XCTAssertThrowsError(try model.forwardBranches([[ids[0]]], cache: shallow))
+        shallow.clear()
+        XCTAssertNoThrow(try model.forward(ids, cache: shallow, logits: .last), "a cleared cache is whole again")
+    }
+
     /// Branches evaluated together equal each branch evaluated alone after the prefix, also when
     /// they are split into several batches.
     func testBranchesSeeOnlyThePrefixAndThemselves() throws {

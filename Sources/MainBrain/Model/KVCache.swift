@@ -30,6 +30,9 @@ public final class KVCache: @unchecked Sendable {
     private let values: [UnsafeMutableRawPointer]
     /// Positions held; the next token goes to position `count`.
     public private(set) var count = 0
+    /// Layers filled for every position held: nil for all; fewer after a partial pass
+    /// (`Model.forward(throughLayer:)`), whose cache cannot serve a deeper one.
+    public internal(set) var depth: Int?
 
     public init(config: ModelConfig, capacity: Int? = nil, precision: KVPrecision = .f32) {
         let cap = min(capacity ?? config.contextLength, config.contextLength)
@@ -56,7 +59,10 @@ public final class KVCache: @unchecked Sendable {
         count = position
     }
 
-    public func clear() { count = 0 }
+    public func clear() {
+        count = 0
+        depth = nil
+    }
 
     func advance(by n: Int) { count += n }
 

@@ -80,10 +80,15 @@ public final class Model: @unchecked Sendable {
 
     /// Evaluates `tokens` at positions `cache.count…`, appends them to the cache, and
     /// returns the logits asked for. Hidden states go to `tap` in the same pass.
+    /// `throughLayer`: stop after that layer (for a tap that reads no deeper; no logits), and
+    /// the cache then serves no deeper pass.
     public func forward(
-        _ tokens: [Int32], cache: KVCache, logits: LogitRows = .last, tap: HiddenStateTap? = nil
+        _ tokens: [Int32], cache: KVCache, logits: LogitRows = .last, tap: HiddenStateTap? = nil, throughLayer: Int? = nil
     ) throws -> Logits {
         guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        let layers = min(config.layers, (throughLayer ?? config.layers - 1) + 1)
+        if let depth = cache.depth, layers > depth { throw ModelError.shallowCache(layers: depth) }
+        precondition(throughLayer == nil || logits == .none, "a partial pass computes no logits")
         guard cache.count + tokens.count <= cache.capacity else {
             throw ModelError.contextFull(limit: cache.capacity, requested: cache.count + tokens.count)
         }
@@ -104,10 +109,11 @@ public final class Model: @unchecked Sendable {
             let end = min(start + batchSize, tokens.count)
             let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
-                                       logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap)
+                                       logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap, layers: layers)
             values.append(contentsOf: chunkLogits)
             start = end
         }
+        if layers < config.layers { cache.depth = min(cache.depth ?? layers, layers) }
         return Logits(rows: tokens.count - firstLogitRow, vocab: config.vocabSize, values: values)
     }
 
@@ -117,6 +123,7 @@ public final class Model: @unchecked Sendable {
     /// the cache is left holding only the prefix. Scoring the candidates of a question this way
     /// costs one batched pass instead of one small pass per candidate.
     public func forwardBranches(_ branches: [[Int32]], cache: KVCache) throws -> [Logits] {
+        if let depth = cache.depth { throw ModelError.shallowCache(layers: depth) }
         let prefix = cache.count
         defer { cache.truncate(to: prefix) }
         var results: [Logits] = []
@@ -164,7 +171,7 @@ public final class Model: @unchecked Sendable {
     /// Without a layout the rows are one sequence continuing the cache.
     private func evaluate(
         _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: Range<Int>, tap: HiddenStateTap?,
-        layout: BranchLayout? = nil
+        layout: BranchLayout? = nil, layers: Int? = nil
     ) -> [Float] {
         let c = config
         let t = tokens.count, d = c.dim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
@@ -196,7 +203,7 @@ public final class Model: @unchecked Sendable {
             tap.receive(point, positions: p0..<p0 + t, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
         }
 
-        for l in 0..<c.layers {
+        for l in 0..<(layers ?? c.layers) {
             let w = weights.layers[l]
             // Attention block.
             rmsNorm(xn.pointer, x.pointer, w.attnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)

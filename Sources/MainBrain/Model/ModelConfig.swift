@@ -12,6 +12,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(id: Int32, vocab: Int)
     case emptyInput
     case insufficientMemory(needed: MemoryRequirement, available: Int)
+    /// A cache filled only through `layers` layers (`forward(throughLayer:)`) asked to serve deeper ones.
+    case shallowCache(layers: Int)
 
     public var description: String {
         switch self {
@@ -27,6 +29,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .contextFull(limit, requested):
             return "context is full: \(requested) tokens requested, the limit is \(limit); shorten the input or raise the context size"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (0..<\(vocab))"
+        case let .shallowCache(layers): return "the cache holds only the first \(layers) layers (filled by a partial pass); use a fresh cache"
         case .emptyInput: return "no tokens to evaluate"
         case let .insufficientMemory(needed, available):
             return "the model needs about \(MemoryRequirement.mebibytes(needed.total)) of memory (\(needed)) and this machine has "
