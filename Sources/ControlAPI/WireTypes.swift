@@ -206,18 +206,23 @@ public struct GenerateResponse: Codable, Sendable, Equatable {
     /// The lines of the recalled passages that best support the answer; empty when nothing
     /// cleared the relevance floor (the answer is the model's alone), absent with knowledge off.
     public var evidence: [EvidenceLine]?
+    /// What the learning brain's reader made of the question: "stated" (the reply is a span of
+    /// the evidence), "silent" (the documents do not say; also when it read passages below recall's
+    /// floor), "unsure" (the reply is the main brain's); absent when it did not read.
+    public var reader: String?
 
     public init(text: String, stopReason: String, model: String, usage: GenerationUsage, sources: [KnowledgeSource]? = nil,
-                evidence: [EvidenceLine]? = nil) {
+                evidence: [EvidenceLine]? = nil, reader: String? = nil) {
         self.text = text
         self.stopReason = stopReason
         self.model = model
         self.usage = usage
         self.sources = sources
         self.evidence = evidence
+        self.reader = reader
     }
 
-    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage, sources, evidence }
+    enum CodingKeys: String, CodingKey { case text, stopReason = "stop_reason", model, usage, sources, evidence, reader }
 }
 
 /// One line of a streamed (NDJSON) reply: text pieces, then a final line with `done`.

@@ -280,6 +280,16 @@ extension KnowledgeUse {
         }
     }
 
+    /// The reader's decision as the wire names it (nil: it did not read).
+    var readerDecision: String? {
+        switch reader?.decision {
+        case .stated: return "stated"
+        case .silent: return "silent"
+        case .unsure: return "unsure"
+        case .unread, nil: return nil
+        }
+    }
+
     /// The evidence lines, as the wire names them; the first that holds the span the reader
     /// stated is marked with it.
     func evidence(answer: String) -> [EvidenceLine] {

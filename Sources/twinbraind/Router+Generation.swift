@@ -251,7 +251,7 @@ extension API {
                 case let .finished(result, queued):
                     let done = GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
                                                 usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store),
-                                                evidence: knowledge?.evidence(answer: result.text))
+                                                evidence: knowledge?.evidence(answer: result.text), reader: knowledge?.readerDecision)
                     return [String(decoding: try encoder.encode(StreamLine(done: true, result: done)), as: UTF8.self) + "\n"]
                 }
             }, failure: { error in
@@ -262,6 +262,6 @@ extension API {
         let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
                                               usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store),
-                                                evidence: knowledge?.evidence(answer: result.text)))
+                                              evidence: knowledge?.evidence(answer: result.text), reader: knowledge?.readerDecision))
     }
 }

@@ -89,11 +89,14 @@ final class KnowledgeAPITests: XCTestCase {
         let alone = try chat(daemon, "Who approves flights to Vienna?", extra: ["knowledge": false])
         XCTAssertNil(alone.sources, "knowledge off: nothing recalled, nothing cited")
         XCTAssertNil(alone.evidence)
+        XCTAssertNil(alone.reader, "knowledge off: the reader reads nothing")
+        XCTAssertTrue(["stated", "silent", "unsure"].contains(flights.reader ?? ""), "the reader read the recalled passages")
         XCTAssertGreaterThan(flights.usage.promptTokens, alone.usage.promptTokens + 40)
         // A general question recalls nothing: the main brain answers it as it would alone.
         let general = try chat(daemon, "What is it?")
         XCTAssertEqual(general.sources, [])
         XCTAssertEqual(general.evidence, [], "no evidence: the answer is the model's alone")
+        XCTAssertNil(general.reader, "nothing recalled, nothing near: the reader reads nothing")
         XCTAssertEqual(general.usage.promptTokens, try chat(daemon, "What is it?", extra: ["knowledge": false]).usage.promptTokens)
         // So does one that shares a word or two with the documents but asks about something else.
         let unrelated = "How long does the train from Paris to Rome take?"

@@ -51,6 +51,8 @@ struct StreamedAnswer {
     var sources: [KnowledgeSource] = []
     /// nil when knowledge was off.
     var evidence: [EvidenceLine]?
+    /// The reader's decision (`GenerateResponse.reader`).
+    var reader: String?
 }
 
 /// Streams one chat answer to stdout; returns its text, the documents it drew on and the evidence.
@@ -74,6 +76,7 @@ func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], generatio
         if let result = event.result {
             answer.sources = result.sources ?? []
             answer.evidence = result.evidence
+            answer.reader = result.reader
         }
         if let error = event.error { failure = error.message }
         return !shouldStop()
@@ -88,7 +91,9 @@ func streamAnswer(_ client: SocketClient, messages: [ChatMessageBody], generatio
 /// on and nothing recalled, one line says the answer is the model's alone.
 func printKnowledge(_ answer: StreamedAnswer) {
     if let evidence = answer.evidence {
-        if evidence.isEmpty {
+        if evidence.isEmpty, answer.reader == "silent" {
+            print("\n(No evidence: the nearest passages learned were read and none answers the question.)")
+        } else if evidence.isEmpty {
             print("\n(No evidence: nothing learned matched the question; this answer is the model's alone.)")
         } else {
             print("\nEvidence:")
