@@ -471,8 +471,6 @@ public final class Reader: @unchecked Sendable {
     /// `ReaderSiteLearning.shard`); a shard without one reads as shipped.
     public func adapter(for shard: String?) -> ReaderAdapter? { lock.withLock { shard.flatMap { siteAdapters[$0] } } }
     public func setAdapter(_ adapter: ReaderAdapter?, for shard: String) { lock.withLock { siteAdapters[shard] = adapter } }
-    /// Shards read adapted.
-    public var adaptedShards: [String] { lock.withLock { siteAdapters.keys.sorted() } }
 
     /// The reply says the documents do not say only when no recalled line holds this share of the
     /// question's words, whatever the null head says: on documents unlike its training text the

@@ -19,6 +19,7 @@ final class ReaderSiteService: @unchecked Sendable {
     let scheduler: ComputeScheduler
     let logger: Logger
     private let lock = NSLock()
+    private let fitting = NSLock()
     private var examples: [Int64: (shard: String, examples: [ReaderExample])] = [:]
     /// Shards whose documents changed since they were last fitted.
     private var changed: Set<String> = []
@@ -108,6 +109,10 @@ final class ReaderSiteService: @unchecked Sendable {
     /// thread: the reader swaps its adapter under its own lock. Seconds for a drive's documents,
     /// so it runs once the backlog is learned, not after each document.
     func fit() {
+        // One fit at a time (the learning thread and a forget may both ask): a fit begun before a
+        // forget must not set its adapter after the forget's own.
+        fitting.lock()
+        defer { fitting.unlock() }
         let (kept, shards) = lock.withLock { () -> ([Int64: (shard: String, examples: [ReaderExample])], Set<String>) in
             defer { changed = [] }
             return (examples, changed)
