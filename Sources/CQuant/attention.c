@@ -12,7 +12,7 @@ typedef struct {
     const void *keys, *values;      // f32 or f16
     size_t q_stride, kv_stride, out_stride;
     int rows, kv_heads, group, head_dim;
-    const int *seen, *extra_from, *extra_to;
+    const int *seen_from, *seen, *extra_from, *extra_to;
     float scale;
     float *out;
     int most_keys;
@@ -123,16 +123,16 @@ void cq_store_half(const float *x, void *out, size_t n) {
 }
 
 void cq_attention(cq_pool *pool, const float *q, size_t q_stride, int rows, int heads, int kv_heads, int head_dim,
-                  const void *keys, const void *values, int kv_half, size_t kv_stride, const int *seen, const int *extra_from,
+                  const void *keys, const void *values, int kv_half, size_t kv_stride, const int *seen_from, const int *seen, const int *extra_from,
                   const int *extra_to, float scale, float *out, size_t out_stride) {
     attention_work w = {
         .q = q, .keys = keys, .values = values, .q_stride = q_stride, .kv_stride = kv_stride, .out_stride = out_stride,
         .rows = rows, .kv_heads = kv_heads, .group = heads / kv_heads, .head_dim = head_dim,
-        .seen = seen, .extra_from = extra_from, .extra_to = extra_to, .scale = scale, .out = out,
+        .seen_from = seen_from, .seen = seen, .extra_from = extra_from, .extra_to = extra_to, .scale = scale, .out = out,
     };
     int most = 0;
     for (int i = 0; i < rows; i++) {
-        int n = seen[i] + (extra_from && extra_to[i] > extra_from[i] ? extra_to[i] - extra_from[i] : 0);
+        int n = seen[i] - (seen_from ? seen_from[i] : 0) + (extra_from && extra_to[i] > extra_from[i] ? extra_to[i] - extra_from[i] : 0);
         if (n > most) most = n;
     }
     w.most_keys = most > 0 ? most : 1;

@@ -12,11 +12,11 @@ static void ATTENTION_WORKER(void *ctx, int worker, int workers) {
         int g = task / w->rows, i = task % w->rows;
         const float *q = w->q + (size_t)i * w->q_stride + (size_t)g * group * d;
         for (int j = 0; j < group * d; j++) rounded[j] = ROUND(q[j]);
-        int n1 = w->seen[i];
+        int s0 = w->seen_from ? w->seen_from[i] : 0, n1 = w->seen[i] - s0;
         int b0 = w->extra_from ? w->extra_from[i] : 0, b1 = w->extra_to ? w->extra_to[i] : 0;
         int n = n1 + (b1 > b0 ? b1 - b0 : 0);
         for (int k = 0; k < n; k++) {
-            int p = k < n1 ? k : b0 + (k - n1);
+            int p = k < n1 ? s0 + k : b0 + (k - n1);
             const KV_TYPE *key = keys + (size_t)p * w->kv_stride + (size_t)g * d;
             for (int h = 0; h < group; h++) scores[(size_t)h * most + k] = w->scale * KEY_DOT(rounded + (size_t)h * d, key, d);
         }
@@ -32,7 +32,7 @@ static void ATTENTION_WORKER(void *ctx, int worker, int workers) {
         float *out = w->out + (size_t)i * w->out_stride + (size_t)g * group * d;
         memset(out, 0, sizeof(float) * (size_t)group * (size_t)d);
         for (int k = 0; k < n; k++) {
-            int p = k < n1 ? k : b0 + (k - n1);
+            int p = k < n1 ? s0 + k : b0 + (k - n1);
             const KV_TYPE *value = values + (size_t)p * w->kv_stride + (size_t)g * d;
             for (int h = 0; h < group; h++) VALUE_AXPY(out + (size_t)h * d, ROUND(scores[(size_t)h * most + k] / sums[h]), value, d);
         }

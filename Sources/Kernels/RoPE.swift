@@ -6,15 +6,19 @@ import Foundation
 
 public enum RoPEOrdering: Sendable { case normal, neox }
 
-/// Cos/sin of θ = pos · base^(-2i/dims) for i < dims/2, computed as ggml does
-/// (θ multiplied by the per-pair scale step by step, in f32) so positions agree to the last bit.
+/// Cos/sin of θ = scale · pos · base^(-2i/dims) for i < dims/2, computed as ggml does
+/// (θ multiplied by the per-pair step one pair after another, in f32, then by the linear
+/// scaling factor) so positions agree to the last bit.
 public struct RoPETable {
     public let dims: Int
     public let base: Float
+    /// Linear position scaling (1 / factor); 1 for none.
+    public let scale: Float
 
-    public init(dims: Int, base: Float) {
+    public init(dims: Int, base: Float, scale: Float = 1) {
         self.dims = dims
         self.base = base
+        self.scale = scale
     }
 
     /// cos and sin for one position: out arrays of dims/2.
@@ -22,8 +26,8 @@ public struct RoPETable {
         let thetaScale = powf(base, -2.0 / Float(dims))
         var theta = Float(position)
         for i in 0..<dims / 2 {
-            cosOut[i] = cosf(theta)
-            sinOut[i] = sinf(theta)
+            cosOut[i] = cosf(scale * theta)
+            sinOut[i] = sinf(scale * theta)
             theta *= thetaScale
         }
     }

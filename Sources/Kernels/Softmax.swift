@@ -15,6 +15,27 @@ public func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Flo
     while i < n { gate[i] = gate[i] / (1 + expApprox(-gate[i])) * up[i]; i += 1 }
 }
 
+/// gate[i] ← GELU(gate[i]) · up[i] (Gemma's GeGLU), GELU in its tanh form computed as
+/// llama.cpp's CPU backend does: through a table over f16, the input rounded to f16 and the
+/// result stored as f16, exact beyond ±10.
+public func geluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+    geluHalfTable.withUnsafeBufferPointer { table in
+        for i in 0..<n {
+            let x = gate[i]
+            let g: Float = x <= -10 ? 0 : x >= 10 ? x : table[Int(floatToHalf(x))]
+            gate[i] = g * up[i]
+        }
+    }
+}
+
+/// GELU (tanh form) in f32, as ggml_gelu_f32 writes it.
+public func gelu(_ x: Float) -> Float {
+    0.5 * x * (1 + tanhf(0.797_884_560_802_865_355_88 * x * (1 + 0.044_715 * x * x)))
+}
+
+/// GELU of every f16 value, rounded to f16 (ggml's table).
+let geluHalfTable: [Float] = (0...0xFFFF).map { halfToFloatExact(floatToHalf(gelu(halfToFloatExact(UInt16($0))))) }
+
 /// log Σ exp(x[i]) over n values, stable (max subtracted), partial sums in f64.
 public func logSumExp(_ x: UnsafePointer<Float>, count n: Int) -> Double {
     var m = -Float.infinity

@@ -46,6 +46,8 @@ struct DaemonConfiguration: Equatable {
     /// Whether the reader adapts to the learned documents, from questions the box writes about
     /// them (`<state_dir>/reader`); off, it reads as shipped.
     var readerAdapts = true
+    /// The chat template family to render prompts in; nil recognises it from the model file.
+    var chatTemplate: ChatTemplate.Format?
 
     static let systemPath = "/etc/twinbrain/twinbraind.conf"
 
@@ -80,6 +82,14 @@ struct DaemonConfiguration: Equatable {
         "reader": {
             guard let b = $1.bool else { throw Problem(description: "'reader' must be true or false") }
             $0.reader = b
+        },
+        "chat_template": {
+            let name = try string($1, "chat_template")
+            guard name == "auto" || ChatTemplate.Format(rawValue: name) != nil else {
+                throw Problem(description: "'chat_template' is '\(name)', expected \"auto\" or one of "
+                    + ChatTemplate.Format.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
+            }
+            $0.chatTemplate = ChatTemplate.Format(rawValue: name)
         },
         "reader_adapts": {
             guard let b = $1.bool else { throw Problem(description: "'reader_adapts' must be true or false") }
@@ -169,6 +179,7 @@ struct DaemonConfiguration: Equatable {
         token_memory = \(tokenMemory)
         reader = \(reader)
         reader_adapts = \(readerAdapts)
+        chat_template = "\(chatTemplate?.rawValue ?? "auto")"
         """
     }
 }

@@ -70,7 +70,8 @@ final class DaemonState: @unchecked Sendable {
         var template: ChatTemplate?
         var templateError: String?
         do {
-            template = try ChatTemplate(source: gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
+            template = try ChatTemplate(source: gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer,
+                                        override: configuration.chatTemplate)
         } catch {
             templateError = "\(error)"
         }

@@ -33,7 +33,21 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(try Fixtures.bytes("logits/L1-chat-capital.txt"),
                        Array(bare.render([ChatMessage(role: "user", content: "What is the capital of France?")]).utf8))
         XCTAssertThrowsError(try ChatTemplate(source: "{{ bos_token }}[INST] {{ message }} [/INST]", tokenizer: g.tokenizer)) { e in
-            XCTAssertTrue("\(e)".contains("not ChatML"))
+            XCTAssertTrue("\(e)".contains("none of them") && "\(e)".contains("'chatml', 'llama3', 'gemma'") && "\(e)".contains("chat_template"), "\(e)")
+        }
+        // Llama 3's template, recognised from its source and rendered as llama.cpp's built-in one
+        // (BOS comes from the tokenizer).
+        let llama3 = try ChatTemplate(source: "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+                                      + " + message['content'] | trim + '<|eot_id|>' %}", tokenizer: g.tokenizer)
+        XCTAssertEqual(llama3.format, .llama3)
+        let rendered = llama3.render([ChatMessage(role: "system", content: "Be brief. "), ChatMessage(role: "user", content: "Hi")])
+        XCTAssertEqual(rendered, "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                       + "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        XCTAssertEqual(llama3.lastUserMessage(inRendered: rendered).map { rendered[$0] }, "Hi")
+        // An override must name a family whose turn tokens the vocabulary has.
+        XCTAssertEqual(try ChatTemplate(source: "anything", tokenizer: g.tokenizer, override: .chatML).format, .chatML)
+        XCTAssertThrowsError(try ChatTemplate(source: nil, tokenizer: g.tokenizer, override: .gemma)) { e in
+            XCTAssertTrue("\(e)".contains("<start_of_turn>"), "\(e)")
         }
     }
 

@@ -65,6 +65,32 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    /// What the engine would not compute is refused at load, never dropped: Llama 3's
+    /// `rope_freqs`, a RoPE scaling type, softcapping, a mixture of experts.
+    func testWhatTheEngineDoesNotComputeIsRefused() throws {
+        var b = tinyLlama()
+        b.add(f32: "rope_freqs.weight", dims: [2], values: [1, 1])
+        XCTAssertThrowsError(try load(b)) { e in
+            XCTAssertEqual(e as? ModelError, .unexpectedTensor("rope_freqs.weight"))
+            XCTAssertTrue("\(e)".contains("rope_freqs.weight") && "\(e)".contains("different"), "\(e)")
+        }
+        for (key, value, shown) in [("llama.rope.scaling.type", GGUFBuilder.Value.string("yarn"), "yarn"),
+                                    ("llama.attn_logit_softcapping", .f32(50), "50"),
+                                    ("llama.expert_count", .u32(8), "8")] {
+            b = tinyLlama()
+            b.metadata.append((key, value))
+            XCTAssertThrowsError(try load(b), key) { e in
+                guard case .unsupportedFeature(key: key, _) = e as? ModelError else { return XCTFail("\(key): \(e)") }
+                XCTAssertTrue("\(e)".contains(shown) && "\(e)".contains("does not implement"), "\(e)")
+            }
+        }
+        // Keys that do not change the math load as before; linear RoPE scaling is computed.
+        b = tinyLlama()
+        b.metadata += [("llama.expert_count", .u32(0)), ("llama.rope.scaling.type", .string("linear")),
+                       ("llama.rope.scaling.factor", .f32(4))]
+        XCTAssertEqual(try load(b).config.ropeScale, 0.25)
+    }
+
     func testContextLimitAndBadTokensAreClearErrors() throws {
         let model = try load(tinyLlama())
         let cache = model.makeCache()

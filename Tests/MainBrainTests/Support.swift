@@ -25,6 +25,34 @@ enum Fixtures {
         throw XCTSkip("needs the default model: run `make model`")
     }
 
+    /// Gemma 3 270M (`make gemma`): `$TWINBRAIN_GEMMA_MODEL`, else the checkout's `.cache/models/`.
+    /// Skips without it on a developer machine, fails under CI.
+    static func gemmaPath() throws -> String {
+        var candidates = [ProcessInfo.processInfo.environment["TWINBRAIN_GEMMA_MODEL"] ?? ""]
+        if let model = DefaultModel.path() {
+            candidates.append(URL(fileURLWithPath: model).deletingLastPathComponent().appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path)
+        }
+        if let path = candidates.first(where: { !$0.isEmpty && FileManager.default.fileExists(atPath: $0) }) { return path }
+        if ProcessInfo.processInfo.environment["CI"] != nil {
+            XCTFail("Gemma 3 270M is missing under CI: `make test` should have fetched it (make gemma)")
+        }
+        throw XCTSkip("needs Gemma 3 270M: run `make gemma`")
+    }
+
+    nonisolated(unsafe) private static var gemmaLoaded: (Model, Tokenizer)?
+
+    /// Gemma 3 270M, loaded once for the whole test run (exact arithmetic).
+    static func gemma() throws -> (Model, Tokenizer) {
+        let path = try gemmaPath()
+        return try lock.withLock {
+            if let pair = gemmaLoaded { return pair }
+            let gguf = try GGUFFile(path: path)
+            let pair = (try Model(gguf: gguf, contextTokens: 4096), try Tokenizer(gguf: gguf))
+            gemmaLoaded = pair
+            return pair
+        }
+    }
+
     nonisolated(unsafe) private static var loaded: [ProductArithmetic: (Model, Tokenizer)] = [:]
     private static let lock = NSLock()
 

@@ -75,12 +75,20 @@ final class TokenizerTests: XCTestCase {
 
     func testUnsupportedTokenizerIsAClearError() throws {
         var b = GGUFBuilder()
-        b.metadata = [("tokenizer.ggml.model", .string("llama"))]
-        let url = temporaryFile("spm.gguf")
+        b.metadata = [("tokenizer.ggml.model", .string("bert"))]
+        let url = temporaryFile("wpm.gguf")
         defer { try? FileManager.default.removeItem(at: url) }
         try b.write(to: url)
         XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(path: url.path))) { e in
-            XCTAssertEqual(e as? TokenizerError, .unsupportedModel("llama"))
+            XCTAssertEqual(e as? TokenizerError, .unsupportedModel("bert"))
+            XCTAssertTrue("\(e)".contains("SentencePiece"), "\(e)")
+        }
+        // SentencePiece needs its scores.
+        b.metadata = [("tokenizer.ggml.model", .string("llama")),
+                      ("tokenizer.ggml.tokens", .array(type: 8, [.string("<unk>"), .string("a")]))]
+        try b.write(to: url)
+        XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(path: url.path))) { e in
+            XCTAssertEqual(e as? TokenizerError, .missing("tokenizer.ggml.scores"))
         }
         b.metadata = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("mystery"))]
         try b.write(to: url)

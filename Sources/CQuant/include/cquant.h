@@ -79,15 +79,16 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
                void *scratch);
 
 /// Attention for `rows` query rows, each head over the keys row i may see: positions
-/// [0, seen[i]) and then [extra_from[i], extra_to[i]) (a branch's own rows after a shared
-/// prefix; empty otherwise), in that order. q: [rows, q_stride] f32 with head h at h·head_dim;
+/// [seen_from[i], seen[i]) (seen_from NULL: from 0; later starts are a sliding window) and then
+/// [extra_from[i], extra_to[i]) (a branch's own rows after a shared prefix; empty otherwise),
+/// in that order. q: [rows, q_stride] f32 with head h at h·head_dim;
 /// keys and values: [positions, kv_stride] elements, f32, or f16 when `kv_half` (then the
 /// queries and attention weights are rounded to f16 as llama.cpp's CPU path does), kv head g
 /// at g·head_dim; out: [rows, out_stride] f32. Every row is computed alone in the same order of
 /// summation, so a row's result does not depend on the rows evaluated with it (decode, prefill
 /// and branches agree).
 void cq_attention(cq_pool *pool, const float *q, size_t q_stride, int rows, int heads, int kv_heads, int head_dim,
-                  const void *keys, const void *values, int kv_half, size_t kv_stride, const int *seen, const int *extra_from,
+                  const void *keys, const void *values, int kv_half, size_t kv_stride, const int *seen_from, const int *seen, const int *extra_from,
                   const int *extra_to, float scale, float *out, size_t out_stride);
 
 /// `n` floats rounded to f16 (to nearest even), as an f16 KV cache stores them.

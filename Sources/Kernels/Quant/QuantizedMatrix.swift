@@ -178,10 +178,13 @@ public final class QuantizedProducts: @unchecked Sendable {
 /// The keys each query row of an attention call sees: positions [0, seen[i]), then
 /// [from[i], to[i]) when given (a branch's own rows after a shared prefix).
 public struct Visibility {
+    /// Row i sees cache positions seenFrom[i] (0 when nil) ..< seen[i], then from[i] ..< to[i].
+    public var seenFrom: [Int32]?
     public var seen: [Int32]
     public var from: [Int32]?
     public var to: [Int32]?
-    public init(seen: [Int32], from: [Int32]? = nil, to: [Int32]? = nil) {
+    public init(seenFrom: [Int32]? = nil, seen: [Int32], from: [Int32]? = nil, to: [Int32]? = nil) {
+        self.seenFrom = seenFrom
         self.seen = seen
         self.from = from
         self.to = to
@@ -195,16 +198,19 @@ extension QuantizedProducts {
     public func attention(_ q: UnsafePointer<Float>, qStride: Int, rows: Int, heads: Int, kvHeads: Int, headDim: Int,
                           keys: UnsafeRawPointer, values: UnsafeRawPointer, halfPrecision: Bool, kvStride: Int, visible: Visibility,
                           scale: Float, out: UnsafeMutablePointer<Float>, outStride: Int) {
+        func withOptional<R>(_ a: [Int32]?, _ body: (UnsafePointer<Int32>?) -> R) -> R {
+            guard let a else { return body(nil) }
+            return a.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
+        let ranges = visible.from != nil && visible.to != nil
         visible.seen.withUnsafeBufferPointer { seen in
-            func run(_ from: UnsafePointer<Int32>?, _ to: UnsafePointer<Int32>?) {
-                cq_attention(pool.pool, q, qStride, Int32(rows), Int32(heads), Int32(kvHeads), Int32(headDim), keys, values,
-                             halfPrecision ? 1 : 0, kvStride,
-                             seen.baseAddress, from, to, scale, out, outStride)
-            }
-            if let from = visible.from, let to = visible.to {
-                from.withUnsafeBufferPointer { f in to.withUnsafeBufferPointer { t in run(f.baseAddress, t.baseAddress) } }
-            } else {
-                run(nil, nil)
+            withOptional(visible.seenFrom) { seenFrom in
+                withOptional(ranges ? visible.from : nil) { from in
+                    withOptional(ranges ? visible.to : nil) { to in
+                        cq_attention(pool.pool, q, qStride, Int32(rows), Int32(heads), Int32(kvHeads), Int32(headDim), keys, values,
+                                     halfPrecision ? 1 : 0, kvStride, seenFrom, seen.baseAddress, from, to, scale, out, outStride)
+                    }
+                }
             }
         }
     }

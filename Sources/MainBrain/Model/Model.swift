@@ -39,7 +39,9 @@ public final class Model: @unchecked Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
     let weights: Weights
-    let rope: RoPETable
+    /// The RoPE tables the layers use (Gemma 3: one for sliding layers, one for global ones), and each layer's.
+    let ropes: [RoPETable]
+    let ropeOfLayer: [Int]
     let products: QuantizedProducts
     /// How the caches `makeCache` makes store keys and values.
     public let kvPrecision: KVPrecision
@@ -62,7 +64,18 @@ public final class Model: @unchecked Sendable {
         try MemoryRequirement(gguf: gguf, config: config, contextTokens: contextTokens ?? config.contextLength,
                               kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize).check(available: availableMemory)
         weights = try Weights(gguf: gguf, config: config)
-        rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
+        var ropes: [RoPETable] = [], ropeOfLayer: [Int] = []
+        for l in 0..<config.layers {
+            let r = config.rope(layer: l)
+            if let i = ropes.firstIndex(where: { $0.base == r.base && $0.scale == r.scale }) {
+                ropeOfLayer.append(i)
+            } else {
+                ropeOfLayer.append(ropes.count)
+                ropes.append(RoPETable(dims: config.ropeDims, base: r.base, scale: r.scale))
+            }
+        }
+        self.ropes = ropes
+        self.ropeOfLayer = ropeOfLayer
         products = QuantizedProducts(pool: ComputePool(threads: threads ?? BLASThreads.current), arithmetic: arithmetic)
     }
 
@@ -174,65 +187,96 @@ public final class Model: @unchecked Sendable {
         layout: BranchLayout? = nil, layers: Int? = nil
     ) -> [Float] {
         let c = config
-        let t = tokens.count, d = c.dim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
-        let qkvWidth = d + 2 * kvd
+        let arch = c.architecture
+        let t = tokens.count, d = c.dim, qd = c.qDim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
+        let qkvWidth = qd + 2 * kvd
         let p0 = cache.count
-        let scale = 1 / Float(hd).squareRoot()
+        let halfRope = c.ropeDims / 2
 
         let x = FloatBuffer(count: t * d)            // residual stream [T, D]
         let xn = FloatBuffer(count: t * d)           // normed input [T, D]
-        let qkv = FloatBuffer(count: t * qkvWidth)   // [T, D + 2·kvD]
-        let attn = FloatBuffer(count: t * d)         // attention output [T, D]
+        let qkv = FloatBuffer(count: t * qkvWidth)   // [T, Q + 2·kvD]
+        let attn = FloatBuffer(count: t * qd)        // attention output [T, Q]
         let gateUp = FloatBuffer(count: t * 2 * f)   // [T, 2F]: gate, then up
-        let cosTable = FloatBuffer(count: t * c.ropeDims / 2)
-        let sinTable = FloatBuffer(count: t * c.ropeDims / 2)
+        // A block's output before its post-norm (Gemma 3); without post-norms it goes straight into x.
+        let blockOut = arch.hasPostNorms ? FloatBuffer(count: t * d) : nil
+        let cosTables = ropes.map { _ in FloatBuffer(count: t * halfRope) }
+        let sinTables = ropes.map { _ in FloatBuffer(count: t * halfRope) }
 
+        let embeddingScale = Float(d).squareRoot()
         for (i, token) in tokens.enumerated() {
             weights.tokenEmbedding.dequantizeRow(Int(token), into: x.pointer + i * d)
-            rope.fill(position: layout?.positions[i] ?? p0 + i, cos: cosTable.pointer + i * c.ropeDims / 2, sin: sinTable.pointer + i * c.ropeDims / 2)
+            if arch.scalesEmbedding { for k in 0..<d { x.pointer[i * d + k] *= embeddingScale } }
+            for (r, rope) in ropes.enumerated() {
+                rope.fill(position: layout?.positions[i] ?? p0 + i, cos: cosTables[r].pointer + i * halfRope, sin: sinTables[r].pointer + i * halfRope)
+            }
         }
-        // The keys each row sees: the cache and the batch up to itself, or with a layout the
-        // prefix and its own branch (`BranchLayout`).
-        let visible: Visibility = layout.map { l in
-            Visibility(seen: Array(repeating: Int32(p0), count: t), from: l.branchStart.map { Int32(p0 + $0) },
-                       to: (0..<t).map { Int32(p0 + $0 + 1) })
-        } ?? Visibility(seen: (0..<t).map { Int32(p0 + $0 + 1) })
+        let visible = visibility(rows: t, prefix: p0, layout: layout, window: nil)
+        let slidingVisible = c.slidingWindow.map { visibility(rows: t, prefix: p0, layout: layout, window: $0) }
         let wants = tap?.points ?? []
         func report(_ point: TapPoint, _ buffer: FloatBuffer) {
             guard let tap, wants.contains(point) else { return }
             tap.receive(point, positions: p0..<p0 + t, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
         }
+        /// Adds a block's output (in `blockOut`) to the stream after its post-norm.
+        func addNormed(_ norm: FloatBuffer?) {
+            guard let blockOut, let norm else { return }
+            rmsNorm(blockOut.pointer, blockOut.pointer, norm.pointer, rows: t, dim: d, eps: c.rmsEps)
+            for k in 0..<t * d { x.pointer[k] += blockOut.pointer[k] }
+        }
+        // Gemma scales the queries before the dot products (as llama.cpp does); the others scale the dot products.
+        let queriesScaled = arch == .gemma3
 
         for l in 0..<(layers ?? c.layers) {
             let w = weights.layers[l]
+            let cosTable = cosTables[ropeOfLayer[l]], sinTable = sinTables[ropeOfLayer[l]]
             // Attention block.
             rmsNorm(xn.pointer, x.pointer, w.attnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
             products.multiply(xn.pointer, rows: t, [.init(w.wq, out: qkv.pointer, ldo: qkvWidth),
-                                                    .init(w.wk, out: qkv.pointer + d, ldo: qkvWidth),
-                                                    .init(w.wv, out: qkv.pointer + d + kvd, ldo: qkvWidth)])
+                                                    .init(w.wk, out: qkv.pointer + qd, ldo: qkvWidth),
+                                                    .init(w.wv, out: qkv.pointer + qd + kvd, ldo: qkvWidth)])
             for i in 0..<t {
                 let row = qkv.pointer + i * qkvWidth
                 if let b = w.bqkv { for j in 0..<qkvWidth { row[j] += b.pointer[j] } }
-                let cosRow = cosTable.pointer + i * c.ropeDims / 2, sinRow = sinTable.pointer + i * c.ropeDims / 2
+                if let qNorm = w.qNorm, let kNorm = w.kNorm {
+                    rmsNorm(row, row, qNorm.pointer, rows: c.heads, dim: hd, eps: c.rmsEps)
+                    rmsNorm(row + qd, row + qd, kNorm.pointer, rows: c.kvHeads, dim: hd, eps: c.rmsEps)
+                }
+                let cosRow = cosTable.pointer + i * halfRope, sinRow = sinTable.pointer + i * halfRope
                 applyRoPE(row, heads: c.heads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
-                applyRoPE(row + d, heads: c.kvHeads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
-                cache.store(layer: l, position: p0 + i, keys: row + d, values: row + d + kvd)
+                applyRoPE(row + qd, heads: c.kvHeads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
+                if queriesScaled { for j in 0..<qd { row[j] *= c.attentionScale } }
+                cache.store(layer: l, position: p0 + i, keys: row + qd, values: row + qd + kvd)
             }
             products.attention(qkv.pointer, qStride: qkvWidth, rows: t, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
                                keys: cache.keys(layer: l), values: cache.values(layer: l), halfPrecision: cache.precision == .f16,
-                               kvStride: kvd, visible: visible, scale: scale, out: attn.pointer, outStride: d)
-            products.multiply(attn.pointer, rows: t, [.init(w.wo, out: x.pointer, accumulate: true)])
+                               kvStride: kvd, visible: c.isSliding(layer: l) ? slidingVisible! : visible,
+                               scale: queriesScaled ? 1 : c.attentionScale, out: attn.pointer, outStride: qd)
+            if let blockOut {
+                products.multiply(attn.pointer, rows: t, [.init(w.wo, out: blockOut.pointer)])
+                addNormed(w.attnPostNorm)
+            } else {
+                products.multiply(attn.pointer, rows: t, [.init(w.wo, out: x.pointer, accumulate: true)])
+            }
 
-            // Feed-forward block (SwiGLU).
+            // Feed-forward block (SwiGLU, or GeGLU for Gemma).
             rmsNorm(xn.pointer, x.pointer, w.ffnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
             report(.ffnInput(layer: l), xn)
             products.multiply(xn.pointer, rows: t, [.init(w.wGate, out: gateUp.pointer, ldo: 2 * f),
                                                    .init(w.wUp, out: gateUp.pointer + f, ldo: 2 * f)])
             for i in 0..<t {
                 let row = gateUp.pointer + i * 2 * f
-                siluMul(row, row + f, count: f)
+                switch arch.feedForward {
+                case .swiglu: siluMul(row, row + f, count: f)
+                case .geglu: geluMul(row, row + f, count: f)
+                }
             }
-            products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: x.pointer, accumulate: true)])
+            if let blockOut {
+                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: blockOut.pointer)])
+                addNormed(w.ffnPostNorm)
+            } else {
+                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: x.pointer, accumulate: true)])
+            }
             report(.residual(layer: l), x)
         }
         cache.advance(by: t)
@@ -245,5 +289,23 @@ public final class Model: @unchecked Sendable {
             products.multiply(xn.pointer, rows: r, [.init(weights.output, out: buf.baseAddress!)])
         }
         return result
+    }
+
+    /// The keys each row of a batch sees: the cache and the batch up to itself, or with a layout
+    /// the prefix and its own branch (`BranchLayout`); with a `window`, only keys fewer than
+    /// `window` positions back (sliding-window attention, as llama.cpp masks it).
+    private func visibility(rows t: Int, prefix p0: Int, layout: BranchLayout?, window: Int?) -> Visibility {
+        guard let layout else {
+            let seen = (0..<t).map { Int32(p0 + $0 + 1) }
+            return Visibility(seenFrom: window.map { w in seen.map { max(0, $0 - Int32(w)) } }, seen: seen)
+        }
+        let seen = Array(repeating: Int32(p0), count: t)
+        var from = layout.branchStart.map { Int32(p0 + $0) }
+        let to = (0..<t).map { Int32(p0 + $0 + 1) }
+        guard let window else { return Visibility(seen: seen, from: from, to: to) }
+        // Position p sees positions > p − window: in the prefix (slot = position) and in its branch (slot − branch start = offset).
+        let seenFrom = layout.positions.map { Int32(min(p0, max(0, $0 - window + 1))) }
+        for i in 0..<t { from[i] = max(from[i], Int32(p0 + i - window + 1)) }
+        return Visibility(seenFrom: seenFrom, seen: seen, from: from, to: to)
     }
 }

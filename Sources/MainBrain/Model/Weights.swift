@@ -19,15 +19,19 @@ public final class FloatBuffer: @unchecked Sendable {
 /// mapping), norms and biases in f32.
 struct LayerWeights {
     let attnNorm: FloatBuffer       // [D]
-    let wq: QuantizedMatrix         // [D, D]
+    let wq: QuantizedMatrix         // [Q, D]  (Q = heads × head size)
     let wk: QuantizedMatrix         // [kvD, D]
     let wv: QuantizedMatrix         // [kvD, D]
-    let bqkv: FloatBuffer?          // [D + 2·kvD] (qwen2)
-    let wo: QuantizedMatrix         // [D, D]
+    let bqkv: FloatBuffer?          // [Q + 2·kvD] (qwen2)
+    let qNorm: FloatBuffer?         // [head size] (gemma3)
+    let kNorm: FloatBuffer?         // [head size] (gemma3)
+    let wo: QuantizedMatrix         // [D, Q]
+    let attnPostNorm: FloatBuffer?  // [D] (gemma3)
     let ffnNorm: FloatBuffer        // [D]
     let wGate: QuantizedMatrix      // [F, D]
     let wUp: QuantizedMatrix        // [F, D]
     let wDown: QuantizedMatrix      // [D, F]
+    let ffnPostNorm: FloatBuffer?   // [D] (gemma3)
 }
 
 /// All weights of a model. Matrices stay in the file's formats (F32, F16, BF16, Q4_0, Q4_1,
@@ -59,45 +63,56 @@ struct Weights {
             return b
         }
 
-        let d = c.dim, kv = c.kvDim, f = c.ffnDim
+        let d = c.dim, q = c.qDim, kv = c.kvDim, f = c.ffnDim, hd = c.headDim
         // Every shape is checked before anything is read: sizes then come from tensors that fit
-        // in the file, never from metadata alone.
-        for (name, shape) in Self.expectedTensors(c) where name != .output || gguf.tensor(named: name.string) != nil {
+        // in the file, never from metadata alone. A tensor the engine would not read is refused:
+        // without it the model would compute something else, silently.
+        let expected = Self.expectedTensors(c)
+        for (name, shape) in expected where name != .output || gguf.tensor(named: name.string) != nil {
             _ = try need(name, shape)
         }
+        let known = Set(expected.map(\.0.string))
+        if let extra = gguf.tensors.first(where: { !known.contains($0.name) }) { throw ModelError.unexpectedTensor(extra.name) }
         tokenEmbedding = try matrix(.tokenEmbedding, [d, c.vocabSize])
         outputNorm = try vector(.outputNorm, d)
         output = gguf.tensor(named: TensorName.output.string) == nil ? tokenEmbedding : try matrix(.output, [d, c.vocabSize])
         layers = try (0..<c.layers).map { l in
             var bqkv: FloatBuffer?
             if c.architecture.hasQKVBias {
-                let b = FloatBuffer(count: d + 2 * kv)
-                _ = try vector(.attnQBias(l), d, into: b)
-                _ = try vector(.attnKBias(l), kv, into: b, at: d)
-                _ = try vector(.attnVBias(l), kv, into: b, at: d + kv)
+                let b = FloatBuffer(count: q + 2 * kv)
+                _ = try vector(.attnQBias(l), q, into: b)
+                _ = try vector(.attnKBias(l), kv, into: b, at: q)
+                _ = try vector(.attnVBias(l), kv, into: b, at: q + kv)
                 bqkv = b
             }
+            let a = c.architecture
             return LayerWeights(
                 attnNorm: try vector(.attnNorm(l), d),
-                wq: try matrix(.attnQ(l), [d, d]), wk: try matrix(.attnK(l), [d, kv]), wv: try matrix(.attnV(l), [d, kv]),
+                wq: try matrix(.attnQ(l), [d, q]), wk: try matrix(.attnK(l), [d, kv]), wv: try matrix(.attnV(l), [d, kv]),
                 bqkv: bqkv,
-                wo: try matrix(.attnOutput(l), [d, d]),
+                qNorm: a.hasQKNorm ? try vector(.attnQNorm(l), hd) : nil,
+                kNorm: a.hasQKNorm ? try vector(.attnKNorm(l), hd) : nil,
+                wo: try matrix(.attnOutput(l), [q, d]),
+                attnPostNorm: a.hasPostNorms ? try vector(.attnPostNorm(l), d) : nil,
                 ffnNorm: try vector(.ffnNorm(l), d),
                 wGate: try matrix(.ffnGate(l), [d, f]), wUp: try matrix(.ffnUp(l), [d, f]),
-                wDown: try matrix(.ffnDown(l), [f, d]))
+                wDown: try matrix(.ffnDown(l), [f, d]),
+                ffnPostNorm: a.hasPostNorms ? try vector(.ffnPostNorm(l), d) : nil)
         }
     }
 
     /// The tensors a model of this configuration has, with GGUF shapes (ne0 first).
     /// `output` is optional (tied to the embedding when absent).
     static func expectedTensors(_ c: ModelConfig) -> [(TensorName, [Int])] {
-        let d = c.dim, kv = c.kvDim, f = c.ffnDim
+        let d = c.dim, q = c.qDim, kv = c.kvDim, f = c.ffnDim, hd = c.headDim
         var list: [(TensorName, [Int])] = [(.tokenEmbedding, [d, c.vocabSize]), (.outputNorm, [d]), (.output, [d, c.vocabSize])]
         for l in 0..<c.layers {
-            list += [(.attnNorm(l), [d]), (.attnQ(l), [d, d]), (.attnK(l), [d, kv]), (.attnV(l), [d, kv]),
-                     (.attnOutput(l), [d, d]), (.ffnNorm(l), [d]), (.ffnGate(l), [d, f]), (.ffnUp(l), [d, f]),
+            list += [(.attnNorm(l), [d]), (.attnQ(l), [d, q]), (.attnK(l), [d, kv]), (.attnV(l), [d, kv]),
+                     (.attnOutput(l), [q, d]), (.ffnNorm(l), [d]), (.ffnGate(l), [d, f]), (.ffnUp(l), [d, f]),
                      (.ffnDown(l), [f, d])]
-            if c.architecture.hasQKVBias { list += [(.attnQBias(l), [d]), (.attnKBias(l), [kv]), (.attnVBias(l), [kv])] }
+            if c.architecture.hasQKVBias { list += [(.attnQBias(l), [q]), (.attnKBias(l), [kv]), (.attnVBias(l), [kv])] }
+            if c.architecture.hasQKNorm { list += [(.attnQNorm(l), [hd]), (.attnKNorm(l), [hd])] }
+            if c.architecture.hasPostNorms { list += [(.attnPostNorm(l), [d]), (.ffnPostNorm(l), [d])] }
         }
         return list
     }

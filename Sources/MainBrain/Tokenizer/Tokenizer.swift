@@ -1,5 +1,6 @@
-// Byte-level BPE (tokenizer.ggml.model = "gpt2") built from GGUF metadata, matching
-// llama.cpp's llm_tokenizer_bpe token for token.
+// The tokenizers GGUF files name in tokenizer.ggml.model, built from their metadata and
+// matching llama.cpp token for token: byte-level BPE ("gpt2": SmolLM2, Qwen, Llama 3) and
+// SentencePiece with scores and byte fallback ("llama": Gemma, Llama 2).
 
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case missing(String)
@@ -11,7 +12,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         switch self {
         case let .missing(key): return "model file lacks tokenizer metadata '\(key)'"
         case let .unsupportedModel(m):
-            return "tokenizer model '\(m)' is not supported (twinbrain reads byte-level BPE, 'gpt2')"
+            return "tokenizer model '\(m)' is not supported (twinbrain reads byte-level BPE, 'gpt2', and SentencePiece, 'llama')"
         case let .unsupportedPreTokenizer(p):
             return "pre-tokenizer '\(p)' is not supported (supported: gpt2, smollm, llama-bpe, qwen2 and their aliases)"
         case let .malformed(what): return "tokenizer metadata is malformed: \(what)"
@@ -24,9 +25,19 @@ public enum TokenType: Int32, Sendable {
     case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
 }
 
+/// Which algorithm turns text into tokens (`tokenizer.ggml.model`).
+public enum TokenizerModel: String, Sendable {
+    /// "gpt2": byte-level BPE with ranked merges after a pre-tokenizer.
+    case bytePairs = "gpt2"
+    /// "llama": SentencePiece, merging adjacent pieces by score, spaces as ▁, unknown bytes as <0xXX>.
+    case sentencePiece = "llama"
+}
+
 public final class Tokenizer: @unchecked Sendable {
+    public let model: TokenizerModel
     public let tokens: [String]
     public let types: [TokenType]
+    /// The pre-tokenizer of byte-level BPE (SentencePiece has none).
     public let preTokenizer: PreTokenizerKind
     public let bos: Int32?
     public let eos: Int32?
@@ -35,8 +46,12 @@ public final class Tokenizer: @unchecked Sendable {
     public let addBOS: Bool
 
     let ids: [String: Int32]
-    /// (left << 32 | right) → (rank, merged id)
+    /// (left << 32 | right) → (rank, merged id) (byte-level BPE)
     let merges: [UInt64: (rank: Int32, result: Int32)]
+    /// Each token's score (SentencePiece: higher merges first).
+    let scores: [Float]
+    /// SentencePiece: a space goes before text that starts the input or follows a special token.
+    let addSpacePrefix: Bool
     /// Token id of each byte's single-character byte-level token.
     let byteTokens: [Int32]
     /// Control and user-defined tokens, longest first (the order llama.cpp partitions in).
@@ -48,11 +63,16 @@ public final class Tokenizer: @unchecked Sendable {
 
     public init(gguf: GGUFFile) throws {
         let md = gguf.metadata
-        guard let model = md["tokenizer.ggml.model"]?.string else { throw TokenizerError.missing("tokenizer.ggml.model") }
-        guard model == "gpt2" else { throw TokenizerError.unsupportedModel(model) }
-        let preName = md["tokenizer.ggml.pre"]?.string ?? "default"
-        guard let pre = PreTokenizerKind(ggufName: preName) else { throw TokenizerError.unsupportedPreTokenizer(preName) }
-        preTokenizer = pre
+        guard let modelName = md["tokenizer.ggml.model"]?.string else { throw TokenizerError.missing("tokenizer.ggml.model") }
+        guard let model = TokenizerModel(rawValue: modelName) else { throw TokenizerError.unsupportedModel(modelName) }
+        self.model = model
+        if model == .bytePairs {
+            let preName = md["tokenizer.ggml.pre"]?.string ?? "default"
+            guard let pre = PreTokenizerKind(ggufName: preName) else { throw TokenizerError.unsupportedPreTokenizer(preName) }
+            preTokenizer = pre
+        } else {
+            preTokenizer = .gpt2  // unused: llama.cpp ignores the pre-tokenizer of SentencePiece vocabularies
+        }
         guard let tokenValues = md["tokenizer.ggml.tokens"]?.array else { throw TokenizerError.missing("tokenizer.ggml.tokens") }
         var tokens: [String] = []
         tokens.reserveCapacity(tokenValues.count)
@@ -82,22 +102,45 @@ public final class Tokenizer: @unchecked Sendable {
         }
         bos = try tokenId("tokenizer.ggml.bos_token_id")
         eos = try tokenId("tokenizer.ggml.eos_token_id")
-        addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? false
+        // llama.cpp's defaults: SentencePiece adds BOS and a space prefix unless the file says otherwise.
+        addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? (model == .sentencePiece)
+        addSpacePrefix = model == .sentencePiece && (md["tokenizer.ggml.add_space_prefix"]?.bool ?? true)
         var ends = Set<Int32>()
         if let eos { ends.insert(eos) }
         if let eot = try tokenId("tokenizer.ggml.eot_token_id") { ends.insert(eot) }
-        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"] {
+        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>"] {
             if let id = ids[name], types[Int(id)] == .control { ends.insert(id) }
         }
         endOfGeneration = ends
 
         var byteTokens = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
-            if let id = ids[String(ByteLevel.scalar(for: UInt8(b)))] { byteTokens[b] = id }
+            switch model {
+            case .bytePairs:
+                if let id = ids[String(ByteLevel.scalar(for: UInt8(b)))] { byteTokens[b] = id }
+            case .sentencePiece:
+                // "<0xAB>", else the byte itself as a token (llama.cpp's byte_to_token).
+                let hex = "<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"
+                if let id = ids[hex] ?? (b < 0x80 ? ids[String(UnicodeScalar(UInt8(b)))] : nil) { byteTokens[b] = id }
+            }
         }
         self.byteTokens = byteTokens
 
-        guard let mergeValues = md["tokenizer.ggml.merges"]?.array else { throw TokenizerError.missing("tokenizer.ggml.merges") }
+        if model == .sentencePiece {
+            guard let scoreValues = md["tokenizer.ggml.scores"]?.array, scoreValues.count == tokens.count else {
+                throw TokenizerError.missing("tokenizer.ggml.scores")
+            }
+            scores = scoreValues.map { Float($0.float ?? 0) }
+        } else {
+            scores = []
+        }
+        let mergeValues: [GGUFValue]
+        if model == .bytePairs {
+            guard let values = md["tokenizer.ggml.merges"]?.array else { throw TokenizerError.missing("tokenizer.ggml.merges") }
+            mergeValues = values
+        } else {
+            mergeValues = []
+        }
         var merges: [UInt64: (rank: Int32, result: Int32)] = [:]
         merges.reserveCapacity(mergeValues.count)
         for (rank, v) in mergeValues.enumerated() {
@@ -124,6 +167,16 @@ public final class Tokenizer: @unchecked Sendable {
 
         let tokenTypes = types
         pieces = tokens.enumerated().map { i, t in
+            if model == .sentencePiece {
+                switch tokenTypes[i] {
+                case .normal, .undefined: return Array(t.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+                case .byte:
+                    if t.hasPrefix("<0x"), t.hasSuffix(">"), let b = UInt8(t.dropFirst(3).dropLast(), radix: 16) { return [b] }
+                    return []
+                case .unused: return []
+                default: return Array(t.utf8)
+                }
+            }
             switch tokenTypes[i] {
             case .normal, .undefined: return ByteLevel.decode(t)
             case .byte:
@@ -141,10 +194,18 @@ public final class Tokenizer: @unchecked Sendable {
     public func encode(_ text: [UInt8], parseSpecial: Bool = false, addBOS: Bool? = nil) -> [Int32] {
         var out: [Int32] = []
         if addBOS ?? self.addBOS, let bos { out.append(bos) }
+        var afterSpecial = true
         for fragment in partition(text, parseSpecial: parseSpecial) {
             switch fragment {
-            case let .special(id): out.append(id)
-            case let .text(range): encodeText(text[range], into: &out)
+            case let .special(id):
+                out.append(id)
+                afterSpecial = true
+            case let .text(range):
+                switch model {
+                case .bytePairs: encodeText(text[range], into: &out)
+                case .sentencePiece: encodePieces((addSpacePrefix && afterSpecial ? [0x20] : []) + text[range], into: &out)
+                }
+                afterSpecial = false
             }
         }
         return out
@@ -269,6 +330,80 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     private var llama3IgnoresMerges: Bool { preTokenizer == .llama3 }
+
+    // MARK: - SentencePiece
+
+    private struct PieceCandidate: Comparable {
+        let score: Float, left: Int, right: Int, length: Int
+        // The heap pops its least element: the highest score, then the leftmost.
+        static func < (a: PieceCandidate, b: PieceCandidate) -> Bool { a.score != b.score ? a.score > b.score : a.left < b.left }
+    }
+
+    /// llama.cpp's llm_tokenizer_spm: spaces become ▁, the text is split into UTF-8 characters,
+    /// and adjacent pieces whose concatenation is a token merge, best score first; a piece that
+    /// is not a token is written as its bytes' tokens.
+    private func encodePieces(_ raw: [UInt8], into out: inout [Int32]) {
+        var text: [UInt8] = []
+        text.reserveCapacity(raw.count + raw.count / 2)
+        for b in raw { if b == 0x20 { text += [0xE2, 0x96, 0x81] } else { text.append(b) } }
+        guard !text.isEmpty else { return }
+        // Symbols: [start, start + length) of `text`, linked; a merged-away symbol has length 0.
+        var start: [Int] = [], length: [Int] = [], prev: [Int] = [], next: [Int] = []
+        var offset = 0
+        while offset < text.count {
+            let n = min(Self.utf8Length(text[offset]), text.count - offset)
+            prev.append(start.count - 1)
+            start.append(offset)
+            length.append(n)
+            offset += n
+            next.append(offset == text.count ? -1 : start.count)
+        }
+        func token(_ from: Int, _ count: Int) -> Int32? {
+            guard let s = String(validating: text[from..<from + count], as: UTF8.self) else { return nil }
+            return ids[s]
+        }
+        var heap = MinHeap<PieceCandidate>()
+        func consider(_ left: Int, _ right: Int) {
+            guard left >= 0, right >= 0, let id = token(start[left], length[left] + length[right]) else { return }
+            heap.push(PieceCandidate(score: scores[Int(id)], left: left, right: right, length: length[left] + length[right]))
+        }
+        for i in 1..<start.count { consider(i - 1, i) }
+        while let c = heap.pop() {
+            // Stale when either side has merged since this was queued.
+            guard length[c.left] > 0, length[c.right] > 0, length[c.left] + length[c.right] == c.length else { continue }
+            length[c.left] += length[c.right]
+            length[c.right] = 0
+            next[c.left] = next[c.right]
+            if next[c.right] >= 0 { prev[next[c.right]] = c.left }
+            consider(prev[c.left], c.left)
+            consider(c.left, next[c.left])
+        }
+        var i = 0
+        while i >= 0 {
+            if let id = token(start[i], length[i]) {
+                out.append(id)
+            } else {
+                for b in text[start[i]..<start[i] + length[i]] where byteTokens[Int(b)] >= 0 { out.append(byteTokens[Int(b)]) }
+            }
+            i = next[i]
+        }
+    }
+
+    /// Bytes of the UTF-8 character a lead byte starts (1 for a stray continuation byte), as llama.cpp counts.
+    private static func utf8Length(_ lead: UInt8) -> Int {
+        switch lead >> 4 {
+        case 0xC, 0xD: return 2
+        case 0xE: return 3
+        case 0xF: return 4
+        default: return 1
+        }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
 }
 
 /// GPT-2's reversible byte ↔ printable-character mapping.
