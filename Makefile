@@ -31,10 +31,11 @@ DEB_UPGRADE         := .build/deb/twinbrain_$(VERSION)+upgrade_amd64.deb
 STATIC_BUILD        := swift build -c release --static-swift-stdlib --scratch-path .build/static
 EVAL                := .build/release/twinbrain-eval
 PEER_VERSION        := 0.3.36
+GGUF_VERSION        := 0.19.0
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model gemma build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model gemma synthetic-models build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -98,10 +99,15 @@ run: deps model build ## Build, fetch the model, start twinbraind in the foregro
 	@echo "In another terminal:  .build/release/twinbrain ask \"What is the capital of Germany?\""
 	.build/release/twinbraind --dev
 
-test: deps model gemma test-python ## Run every test (fetches the models; the parity and daemon tests need them)
+test: deps model gemma synthetic-models test-python ## Run every test (fetches the models; the parity and daemon tests need them)
 	swift build -c release --build-tests
-	TWINBRAIN_MODEL=$(MODEL) TWINBRAIN_GEMMA_MODEL=$(GEMMA) swift test -c release --skip-build --disable-swift-testing
+	TWINBRAIN_MODEL=$(MODEL) TWINBRAIN_GEMMA_MODEL=$(GEMMA) TWINBRAIN_SYNTHETIC_MODELS=$(CACHE)/synthetic \
+	  swift test -c release --skip-build --disable-swift-testing
 	@$(MAKE) --no-print-directory eval-smoke
+
+synthetic-models: # Small Llama 3 and Qwen3 models with their real tokenizers, for the parity tests (llama.cpp's outputs are committed)
+	@python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet gguf==$(GGUF_VERSION) numpy
+	@python3 scripts/synthetic_vocab_models.py --cache $(CACHE)
 
 test-python: # The OpenAI-client test's Python packages (official client over a Unix socket)
 	@python3 -c "import openai, httpx" 2>/dev/null || python3 -m pip install --quiet openai==$(OPENAI_VERSION) httpx==$(HTTPX_VERSION)

@@ -6,7 +6,7 @@ import Foundation
 
 public enum RoPEOrdering: Sendable { case normal, neox }
 
-/// Cos/sin of θ = scale · pos · base^(-2i/dims) for i < dims/2, computed as ggml does
+/// Cos/sin of θ = scale · pos · base^(-2i/dims) / factor_i for i < dims/2, computed as ggml does
 /// (θ multiplied by the per-pair step one pair after another, in f32, then by the linear
 /// scaling factor) so positions agree to the last bit.
 public struct RoPETable {
@@ -14,11 +14,15 @@ public struct RoPETable {
     public let base: Float
     /// Linear position scaling (1 / factor); 1 for none.
     public let scale: Float
+    /// Per-pair frequency factors (Llama 3's `rope_freqs`): pair i's angle is divided by factors[i].
+    public let factors: [Float]?
 
-    public init(dims: Int, base: Float, scale: Float = 1) {
+    public init(dims: Int, base: Float, scale: Float = 1, factors: [Float]? = nil) {
+        precondition(factors == nil || factors!.count == dims / 2, "one factor per rotated pair")
         self.dims = dims
         self.base = base
         self.scale = scale
+        self.factors = factors
     }
 
     /// cos and sin for one position: out arrays of dims/2.
@@ -26,8 +30,9 @@ public struct RoPETable {
         let thetaScale = powf(base, -2.0 / Float(dims))
         var theta = Float(position)
         for i in 0..<dims / 2 {
-            cosOut[i] = cosf(scale * theta)
-            sinOut[i] = sinf(scale * theta)
+            let angle = scale * (factors.map { theta / $0[i] } ?? theta)
+            cosOut[i] = cosf(angle)
+            sinOut[i] = sinf(angle)
             theta *= thetaScale
         }
     }

@@ -65,14 +65,28 @@ final class ModelTests: XCTestCase {
         }
     }
 
-    /// What the engine would not compute is refused at load, never dropped: Llama 3's
-    /// `rope_freqs`, a RoPE scaling type, softcapping, a mixture of experts.
+    /// What the engine would not compute is refused at load, never dropped: a tensor it does
+    /// not read, a RoPE scaling type, softcapping, a mixture of experts.
     func testWhatTheEngineDoesNotComputeIsRefused() throws {
         var b = tinyLlama()
-        b.add(f32: "rope_freqs.weight", dims: [2], values: [1, 1])
+        b.add(f32: "blk.0.attn_output.bias", dims: [8], values: Array(repeating: 1, count: 8))
         XCTAssertThrowsError(try load(b)) { e in
-            XCTAssertEqual(e as? ModelError, .unexpectedTensor("rope_freqs.weight"))
-            XCTAssertTrue("\(e)".contains("rope_freqs.weight") && "\(e)".contains("different"), "\(e)")
+            XCTAssertEqual(e as? ModelError, .unexpectedTensor("blk.0.attn_output.bias"))
+            XCTAssertTrue("\(e)".contains("blk.0.attn_output.bias") && "\(e)".contains("different"), "\(e)")
+        }
+        // Llama 3's RoPE frequency factors are computed (they change the logits), and checked.
+        let ids: [Int32] = [1, 5, 9, 2, 7]
+        func logits(_ model: Model) throws -> [Float] { try model.forward(ids, cache: model.makeCache(), logits: .last).values }
+        b = tinyLlama()
+        b.add(f32: "rope_freqs.weight", dims: [2], values: [1, 1])
+        XCTAssertEqual(try logits(load(b)), try logits(load(tinyLlama())), "factors of 1 change nothing")
+        b = tinyLlama()
+        b.add(f32: "rope_freqs.weight", dims: [2], values: [1, 8])
+        XCTAssertNotEqual(try logits(load(b)), try logits(load(tinyLlama())))
+        b = tinyLlama()
+        b.add(f32: "rope_freqs.weight", dims: [2], values: [1, 0])
+        XCTAssertThrowsError(try load(b)) { e in
+            guard case .badValue(key: "rope_freqs.weight", _) = e as? ModelError else { return XCTFail("\(e)") }
         }
         for (key, value, shown) in [("llama.rope.scaling.type", GGUFBuilder.Value.string("yarn"), "yarn"),
                                     ("llama.attn_logit_softcapping", .f32(50), "50"),

@@ -71,7 +71,7 @@ public final class Model: @unchecked Sendable {
                 ropeOfLayer.append(i)
             } else {
                 ropeOfLayer.append(ropes.count)
-                ropes.append(RoPETable(dims: config.ropeDims, base: r.base, scale: r.scale))
+                ropes.append(RoPETable(dims: config.ropeDims, base: r.base, scale: r.scale, factors: weights.ropeFactors))
             }
         }
         self.ropes = ropes

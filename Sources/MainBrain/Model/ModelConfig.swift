@@ -52,20 +52,23 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 public enum ModelArchitecture: String, Sendable, CaseIterable {
     case llama
     case qwen2
+    case qwen3
     case gemma3
 
     /// How this family pairs dimensions for RoPE in GGUF files.
     var ropeOrdering: RoPEOrdering {
         switch self {
         case .llama: return .normal
-        case .qwen2, .gemma3: return .neox
+        case .qwen2, .qwen3, .gemma3: return .neox
         }
     }
 
     /// qwen2 adds biases to q, k and v.
     var hasQKVBias: Bool { self == .qwen2 }
-    /// Gemma 3 normalises each head's query and key (RMSNorm over the head) before RoPE.
-    var hasQKNorm: Bool { self == .gemma3 }
+    /// Qwen3 and Gemma 3 normalise each head's query and key (RMSNorm over the head) before RoPE.
+    var hasQKNorm: Bool { self == .qwen3 || self == .gemma3 }
+    /// Llama 3.1+ files carry per-pair RoPE frequency factors (`rope_freqs.weight`: llama3 scaling).
+    var mayHaveRoPEFactors: Bool { self == .llama }
     /// Gemma 3 also normalises each block's output (attention, feed-forward) before adding it to the stream.
     var hasPostNorms: Bool { self == .gemma3 }
     /// Gemma's feed-forward gates with GELU (tanh form); llama's and qwen2's with SiLU.
@@ -87,7 +90,7 @@ public enum ModelArchitecture: String, Sendable, CaseIterable {
 
 public enum FeedForward: Sendable { case swiglu, geglu }
 
-/// Hyperparameters of a transformer of the llama, qwen2 or gemma3 family, read from GGUF keys `<arch>.*`.
+/// Hyperparameters of a transformer of the llama, qwen2, qwen3 or gemma3 family, read from GGUF keys `<arch>.*`.
 /// Any key of the family that would change the computation and is not implemented is refused
 /// (`ModelError.unsupportedFeature`), never ignored.
 public struct ModelConfig: Sendable, Equatable {
@@ -214,7 +217,7 @@ public struct ModelConfig: Sendable, Equatable {
 
 /// GGUF tensor names (llama.cpp's llm_tensor), e.g. `.attnNorm(3)` → "blk.3.attn_norm.weight".
 public enum TensorName: Hashable, Sendable {
-    case tokenEmbedding, outputNorm, output
+    case tokenEmbedding, outputNorm, output, ropeFactors
     case attnNorm(Int), attnQ(Int), attnK(Int), attnV(Int), attnOutput(Int)
     case attnQBias(Int), attnKBias(Int), attnVBias(Int)
     case attnQNorm(Int), attnKNorm(Int), attnPostNorm(Int)
@@ -225,6 +228,7 @@ public enum TensorName: Hashable, Sendable {
         case .tokenEmbedding: return "token_embd.weight"
         case .outputNorm: return "output_norm.weight"
         case .output: return "output.weight"
+        case .ropeFactors: return "rope_freqs.weight"
         case let .attnNorm(l): return "blk.\(l).attn_norm.weight"
         case let .attnQ(l): return "blk.\(l).attn_q.weight"
         case let .attnK(l): return "blk.\(l).attn_k.weight"

@@ -41,6 +41,8 @@ struct Weights {
     let tokenEmbedding: QuantizedMatrix // [V, D]
     let outputNorm: FloatBuffer         // [D]
     let output: QuantizedMatrix         // [V, D]; the embedding itself when tied
+    /// Llama 3's RoPE frequency factors: each pair's angle is divided by its factor.
+    let ropeFactors: [Float]?           // [ropeDims / 2]
     let layers: [LayerWeights]
 
     init(gguf: GGUFFile, config c: ModelConfig) throws {
@@ -68,7 +70,8 @@ struct Weights {
         // in the file, never from metadata alone. A tensor the engine would not read is refused:
         // without it the model would compute something else, silently.
         let expected = Self.expectedTensors(c)
-        for (name, shape) in expected where name != .output || gguf.tensor(named: name.string) != nil {
+        let optional: Set<TensorName> = [.output, .ropeFactors]
+        for (name, shape) in expected where !optional.contains(name) || gguf.tensor(named: name.string) != nil {
             _ = try need(name, shape)
         }
         let known = Set(expected.map(\.0.string))
@@ -76,6 +79,15 @@ struct Weights {
         tokenEmbedding = try matrix(.tokenEmbedding, [d, c.vocabSize])
         outputNorm = try vector(.outputNorm, d)
         output = gguf.tensor(named: TensorName.output.string) == nil ? tokenEmbedding : try matrix(.output, [d, c.vocabSize])
+        if c.architecture.mayHaveRoPEFactors, gguf.tensor(named: TensorName.ropeFactors.string) != nil {
+            let factors = try vector(.ropeFactors, c.ropeDims / 2)
+            ropeFactors = Array(UnsafeBufferPointer(start: factors.pointer, count: c.ropeDims / 2))
+            guard ropeFactors!.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw ModelError.badValue(key: TensorName.ropeFactors.string, value: "a factor that is not a positive number")
+            }
+        } else {
+            ropeFactors = nil
+        }
         layers = try (0..<c.layers).map { l in
             var bqkv: FloatBuffer?
             if c.architecture.hasQKVBias {
@@ -102,10 +114,11 @@ struct Weights {
     }
 
     /// The tensors a model of this configuration has, with GGUF shapes (ne0 first).
-    /// `output` is optional (tied to the embedding when absent).
+    /// `output` is optional (tied to the embedding when absent), and so is `ropeFactors`.
     static func expectedTensors(_ c: ModelConfig) -> [(TensorName, [Int])] {
         let d = c.dim, q = c.qDim, kv = c.kvDim, f = c.ffnDim, hd = c.headDim
         var list: [(TensorName, [Int])] = [(.tokenEmbedding, [d, c.vocabSize]), (.outputNorm, [d]), (.output, [d, c.vocabSize])]
+        if c.architecture.mayHaveRoPEFactors { list.append((.ropeFactors, [c.ropeDims / 2])) }
         for l in 0..<c.layers {
             list += [(.attnNorm(l), [d]), (.attnQ(l), [d, q]), (.attnK(l), [d, kv]), (.attnV(l), [d, kv]),
                      (.attnOutput(l), [q, d]), (.ffnNorm(l), [d]), (.ffnGate(l), [d, f]), (.ffnUp(l), [d, f]),

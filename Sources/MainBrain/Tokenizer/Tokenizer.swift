@@ -102,8 +102,9 @@ public final class Tokenizer: @unchecked Sendable {
         }
         bos = try tokenId("tokenizer.ggml.bos_token_id")
         eos = try tokenId("tokenizer.ggml.eos_token_id")
-        // llama.cpp's defaults: SentencePiece adds BOS and a space prefix unless the file says otherwise.
-        addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? (model == .sentencePiece)
+        // llama.cpp's defaults: SentencePiece and Llama 3's pre-tokenizer add BOS, SentencePiece a
+        // space prefix, unless the file says otherwise.
+        addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? (model == .sentencePiece || preTokenizer == .llama3)
         addSpacePrefix = model == .sentencePiece && (md["tokenizer.ggml.add_space_prefix"]?.bool ?? true)
         var ends = Set<Int32>()
         if let eos { ends.insert(eos) }
