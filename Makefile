@@ -120,12 +120,13 @@ EVAL_ZH_CORPUS := $(CACHE)/freshdocs-dev-zh
 EVAL_ZH_ITEMS  := $(EVAL_ZH_CORPUS)/items.jsonl
 ANSWER_SYSTEMS := base,bm25-rag,hybrid,hybrid-reader,hybrid-reader-site,gold-passage
 
-BENCH_SHAPES   := qwen2.5-1.5b qwen2.5-7b llama-3-8b
+BENCH_SHAPES   := qwen2.5-1.5b qwen2.5-7b llama-3.1-8b qwen3-8b
 
-bench: deps model build $(EVAL_ITEMS) ## Speed and memory against llama.cpp (llama-cpp-python) on the same file: the default model and appliance-size shapes
-	@python3 -c "import llama_cpp, gguf" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION) gguf
+bench: deps model gemma build $(EVAL_ITEMS) ## Speed and memory against llama.cpp (llama-cpp-python) on the same file: the default model, Gemma 3 270M and appliance-size shapes
+	@python3 -c "import llama_cpp, gguf" 2>/dev/null || python3 -m pip install --quiet llama-cpp-python==$(PEER_VERSION) gguf==$(GGUF_VERSION)
 	python3 scripts/bench.py --model $(MODEL) --eval $(EVAL) --runs 5 --out bench-results/default.json
-	@echo "appliance-size models (random weights, real shapes and tokenizers; built once into $(CACHE)/bench-models, about 40 GB):"
+	python3 scripts/bench.py --model $(GEMMA) --eval $(EVAL) --threads 2 --runs 3 --rounds 2 --out bench-results/gemma-3-270m.json
+	@echo "appliance-size models (random weights, real shapes and tokenizers; built once into $(CACHE)/bench-models, about 50 GB):"
 	python3 scripts/synthetic_models.py --cache $(CACHE) $(BENCH_SHAPES)
 	for m in $(foreach s,$(BENCH_SHAPES),$(CACHE)/bench-models/$(s).Q4_K_M.gguf $(CACHE)/bench-models/$(s).Q8_0.gguf); do \
 	  python3 scripts/bench.py --model $$m --eval $(EVAL) --threads 2 --runs 1 --rounds 2 --out bench-results/$$(basename $$m .gguf).json || exit 1; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Appliance-size benchmark models: the shapes of the models buyers bring (Qwen2.5-1.5B,
-Qwen2.5-7B, Llama-3-8B) with random weights and real tokenizers, quantised by llama.cpp's own
+Qwen2.5-7B, Llama-3-8B, Llama-3.1-8B, Qwen3-8B) with random weights and real tokenizers, quantised by llama.cpp's own
 quantizer, cached under .cache/bench-models/ (`make bench` builds what is missing).
 
 Speed depends on shapes and formats, not on what the weights say, so random weights measure
@@ -21,6 +21,12 @@ SHAPES = {
                        rope_base=1e6, eps=1e-6, context=32768, tied=False),
     "llama-3-8b": dict(arch="llama", vocab="llama-bpe", layers=32, dim=4096, ffn=14336, heads=32, kv_heads=8,
                        rope_base=5e5, eps=1e-5, context=8192, tied=False),
+    # Llama 3.1: the same shape with llama3 RoPE frequency factors (rope_freqs.weight).
+    "llama-3.1-8b": dict(arch="llama", vocab="llama-bpe", layers=32, dim=4096, ffn=14336, heads=32, kv_heads=8,
+                         rope_base=5e5, eps=1e-5, context=131072, tied=False, rope_freqs=True),
+    # Qwen3: Q/K norms, 128-wide heads (32 × 128 = 4096 = dim here), no q/k/v biases.
+    "qwen3-8b": dict(arch="qwen3", vocab="qwen2", layers=36, dim=4096, ffn=12288, heads=32, kv_heads=8, head_dim=128,
+                     rope_base=1e6, eps=1e-6, context=40960, tied=False),
 }
 QUANTS = {"Q4_K_M": 15, "Q8_0": 7}  # llama_ftype values
 SDIST = "llama_cpp_python-{version}.tar.gz"
@@ -94,7 +100,7 @@ def write_f16(path: str, shape: dict, vocab_path: str, seed: int = 0) -> None:
     writer.add_name(f"synthetic {os.path.basename(path)} (random weights, for benchmarks)")
     vocab = copy_tokenizer(reader, writer)
     d, f, layers, heads, kv = shape["dim"], shape["ffn"], shape["layers"], shape["heads"], shape["kv_heads"]
-    head_dim = d // heads
+    head_dim = shape.get("head_dim", d // heads)
     writer.add_block_count(layers)
     writer.add_context_length(shape["context"])
     writer.add_embedding_length(d)
@@ -104,20 +110,27 @@ def write_f16(path: str, shape: dict, vocab_path: str, seed: int = 0) -> None:
     writer.add_rope_freq_base(shape["rope_base"])
     writer.add_layer_norm_rms_eps(shape["eps"])
     writer.add_rope_dimension_count(head_dim)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
     writer.add_vocab_size(vocab)
     writer.add_file_type(1)  # mostly F16
 
     tensors = [("token_embd.weight", (vocab, d)), ("output_norm.weight", (d,))]
     if not shape["tied"]:
         tensors.append(("output.weight", (vocab, d)))
+    if shape.get("rope_freqs"):
+        tensors.append(("rope_freqs.weight", (head_dim // 2,)))
+    q = heads * head_dim
     for l in range(layers):
         b = f"blk.{l}."
-        tensors += [(b + "attn_norm.weight", (d,)), (b + "attn_q.weight", (d, d)), (b + "attn_k.weight", (kv * head_dim, d)),
-                    (b + "attn_v.weight", (kv * head_dim, d)), (b + "attn_output.weight", (d, d)),
+        tensors += [(b + "attn_norm.weight", (d,)), (b + "attn_q.weight", (q, d)), (b + "attn_k.weight", (kv * head_dim, d)),
+                    (b + "attn_v.weight", (kv * head_dim, d)), (b + "attn_output.weight", (d, q)),
                     (b + "ffn_norm.weight", (d,)), (b + "ffn_gate.weight", (f, d)), (b + "ffn_up.weight", (f, d)),
                     (b + "ffn_down.weight", (d, f))]
         if arch == "qwen2":
-            tensors += [(b + "attn_q.bias", (d,)), (b + "attn_k.bias", (kv * head_dim,)), (b + "attn_v.bias", (kv * head_dim,))]
+            tensors += [(b + "attn_q.bias", (q,)), (b + "attn_k.bias", (kv * head_dim,)), (b + "attn_v.bias", (kv * head_dim,))]
+        if arch == "qwen3":
+            tensors += [(b + "attn_q_norm.weight", (head_dim,)), (b + "attn_k_norm.weight", (head_dim,))]
 
     def dtype(name, dims):  # norms and biases f32, matrices f16 (as converters write them)
         return np.float32 if len(dims) == 1 else np.float16
@@ -131,7 +144,8 @@ def write_f16(path: str, shape: dict, vocab_path: str, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for i, (name, dims) in enumerate(tensors):
         if len(dims) == 1:
-            data = np.ones(dims, np.float32) if name.endswith("norm.weight") else (rng.standard_normal(dims, np.float32) * 0.02)
+            data = np.ones(dims, np.float32) if name.endswith(("norm.weight", "rope_freqs.weight")) \
+                else (rng.standard_normal(dims, np.float32) * 0.02)
         else:
             # One tensor at a time: a 7B never holds all its weights in memory.
             data = (rng.standard_normal(dims, np.float32) * (1 / np.sqrt(dims[1]))).astype(np.float16)
