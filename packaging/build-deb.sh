@@ -37,10 +37,17 @@ install -m 755 "$bin/twinbrain-extract" systemd/twinbrain-mount "$root/usr/lib/t
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
 	"$root/usr/bin/twinbraind" "$root/usr/bin/twinbrain" "$root/usr/lib/twinbrain/twinbrain-extract"
 
-# The model and its digest: twinbraind checks the digest before loading.
+# The model and its digest: twinbraind checks the digest before loading. Beside them the token
+# memory's fitted keyspace for that file (packaging/models/<sha256>.keyspace.json, `make gate`).
 model_name=$(basename "$model")
 install -m 644 "$model" "$root/usr/share/twinbrain/models/$model_name"
 (cd "$root/usr/share/twinbrain/models" && sha256sum "$model_name" > "$model_name.sha256")
+model_sha=$(cut -d' ' -f1 "$root/usr/share/twinbrain/models/$model_name.sha256")
+if [ -f "packaging/models/$model_sha.keyspace.json" ]; then
+	install -m 644 "packaging/models/$model_sha.keyspace.json" "$root/usr/share/twinbrain/models/"
+else
+	echo "note: no fitted keyspace for $model_name (packaging/models/$model_sha.keyspace.json): the token memory will be off" >&2
+fi
 
 install -m 644 systemd/twinbraind.service systemd/twinbraind.socket "$root/lib/systemd/system/"
 install -m 644 systemd/99-twinbrain-usb.rules "$root/lib/udev/rules.d/"

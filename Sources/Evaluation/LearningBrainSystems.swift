@@ -23,7 +23,7 @@ public final class KNNSystem: EvalSystem {
          trace: RetrievalTrace = RetrievalTrace()) {
         self.id = id
         retrievalTrace = trace
-        if gated, let fitted = FittedKeyspace.forModel(model.config) {
+        if gated, let fitted = FittedKeyspace.shipped(for: model) {
             knn = KNNLanguageModel(model: model, fitted: fitted)
         } else {
             knn = KNNLanguageModel(model: model)
@@ -385,5 +385,18 @@ final class GoldPassageSystem: EvalSystem, ItemAware {
         let prompt = tokenizer.encode(chatTemplate.render([ChatMessage(role: "user", content: text)]), parseSpecial: true)
         return OpenAnswer(tokens: try generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true),
                           passages: [(hit.path, hit.header + "\n" + hit.text)])
+    }
+}
+
+extension FittedKeyspace {
+    /// The model's fitted keyspace for measurements: nil without one; one that exists but cannot
+    /// be used is said on standard error (the measurement then runs with the memory closed).
+    public static func shipped(for model: Model) -> FittedKeyspace? {
+        do {
+            return try forModel(model)
+        } catch {
+            FileHandle.standardError.write(Data("warning: \(error)\n".utf8))
+            return nil
+        }
     }
 }

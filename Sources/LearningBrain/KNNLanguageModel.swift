@@ -42,9 +42,14 @@ public final class KNNLanguageModel: NextTokenPredictor {
         memory = TokenMemory(dimension: projection?.outputDimension ?? model.config.dim)
     }
 
-    /// What the keys mean, for segment files (at most 32 bytes): the model's shape, the tap and
-    /// the projection. Keys of another keyspace are never mixed with these.
+    /// The SHA-256 of the fitted keyspace's file this memory uses (`FittedKeyspace.digest`).
+    public var keyspaceDigest: String?
+
+    /// What the keys mean, for segment files: the fitted keyspace's digest, or for keys of no
+    /// fitted file the model's shape, the tap and the projection (at most 32 bytes). Keys of
+    /// another keyspace are never mixed with these.
     public var keyspace: String {
+        if let keyspaceDigest { return keyspaceDigest }
         let c = model.config
         return "\(c.architecture.rawValue) L\(c.layers) d\(c.dim) f\(c.layers - 1) \(projection?.name ?? "raw")"
     }

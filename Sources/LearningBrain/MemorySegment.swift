@@ -7,7 +7,8 @@ import Kernels
 /// over everything catches a damaged one, which is then learned again rather than trusted.
 ///
 /// Layout (little-endian): magic "TBMEMSG1", dimension u32, count u32, document i64,
-/// keyspace (32 bytes: what the keys mean, e.g. the model's shape and the tap point),
+/// keyspace (32 bytes: what the keys mean: the fitted keyspace file's SHA-256, or for keys of no
+/// fitted file the model's shape and the tap point),
 /// keys f16 [count × dimension], values i32 [count], positions i32 [count], CRC-32 u32 of all
 /// that precedes it.
 public struct MemorySegment: Equatable, Sendable {
@@ -35,9 +36,14 @@ public struct MemorySegment: Equatable, Sendable {
     static let magic = Array("TBMEMSG1".utf8)
     static let headerSize = 8 + 4 + 4 + 8 + 32
 
-    /// The 32 bytes naming what the keys mean (longer names are cut; shorter ones padded).
+    /// The 32 bytes naming what the keys mean: a fitted keyspace's SHA-256 (64 hex digits) as its
+    /// bytes, else the name (longer names are cut; shorter ones padded).
     static func keyspaceBytes(_ keyspace: String) -> [UInt8] {
-        Array((Array(keyspace.utf8) + Array(repeating: 0, count: 32)).prefix(32))
+        let hex = Array(keyspace.utf8)
+        if hex.count == 64, keyspace.allSatisfy(\.isHexDigit) {
+            return stride(from: 0, to: 64, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
+        }
+        return Array((hex + Array(repeating: 0, count: 32)).prefix(32))
     }
 
     public func encoded(keyspace: String) -> Data {

@@ -62,6 +62,19 @@ public struct SHA256: Sendable {
         return hex(digest: h.finalize())
     }
 
+    /// The SHA-256 (hex) of a file's bytes, read in 4 MiB pieces (a model of gigabytes never sits in memory).
+    public static func hex(ofFileAt path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path])
+        }
+        defer { try? handle.close() }
+        var hash = SHA256()
+        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
+            chunk.withUnsafeBytes { hash.update($0) }
+        }
+        return hex(digest: hash.finalize())
+    }
+
     public static func hex(digest: [UInt8]) -> String {
         digest.map { String(format: "%02x", $0) }.joined()
     }

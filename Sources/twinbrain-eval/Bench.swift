@@ -151,7 +151,7 @@ extension Bench {
     func memoryDecode(_ model: Model, _ input: [Int32], entries: Int, seed: [Int32])
         throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double, read: Double)
     {
-        let knn = FittedKeyspace.forModel(model.config).map { KNNLanguageModel(model: model, fitted: $0) }
+        let knn = FittedKeyspace.shipped(for: model).map { KNNLanguageModel(model: model, fitted: $0) }
             ?? KNNLanguageModel(model: model, projection: nil)
         knn.gate = MemoryGate(lambdaMax: 0.5, inner: .infinity, radius: .infinity)
         var rng = SeededGenerator(seed: 7)
@@ -245,7 +245,7 @@ extension Bench {
     func learningSpeed(_ model: Model, document: [Int32], prompt: [Int32])
         throws -> (learn: [Double], prefill: [Double], seconds: [Double], bytesPerToken: Double)
     {
-        let projection = FittedKeyspace.forModel(model.config)?.projection
+        let projection = FittedKeyspace.shipped(for: model)?.projection
         let cache = model.makeCache(capacity: prompt.count)
         var learn: [Double] = [], prefill: [Double] = [], took: [Double] = [], bytes = 0.0
         for i in 0...runs {

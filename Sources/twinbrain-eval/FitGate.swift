@@ -15,7 +15,7 @@ struct FitGate: ParsableCommand {
             (λmax, inner edge, radius) that maximises the mixture's log-likelihood on the first two \
             without making the related or unrelated texts any less likely than the main brain alone \
             makes them, keeping the unrelated texts' mean KL divergence within --kl-limit. Prints the \
-            result as JSON; --swift-out writes the source file that ships the fit. Never run \
+            result as JSON; --keyspace-out writes the file that ships the fit (`<model sha256>.keyspace.json`). Never run \
             it on customer data: the gate must not depend on what the box learns, or forgetting \
             would not be exact.
             """)
@@ -27,8 +27,8 @@ struct FitGate: ParsableCommand {
     @Option(help: "Write the JSON here as well as printing it.") var out: String?
     @Option(help: "Key dimensions to keep (0: the hidden states themselves are the keys).") var dimensions = 192
     @Option(help: "Largest mean KL divergence from the main brain allowed on the unrelated texts.") var klLimit = GateFitting.defaultKLLimit
-    @Option(help: "Write the Swift source that ships the fit (Sources/LearningBrain/FittedKeyspaces.swift).")
-    var swiftOut: String?
+    @Option(help: "Write the fit as the token memory reads it: a directory (the file is named <model sha256>.keyspace.json) or a file path.")
+    var keyspaceOut: String?
 
     func run() throws {
         let (model, tokenizer) = try options.loadModel()
@@ -41,10 +41,16 @@ struct FitGate: ParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(result)
         if let out { try data.write(to: URL(fileURLWithPath: out)) }
-        if let swiftOut {
-            guard let projection, let quantizer else { throw ValidationError("--swift-out ships a projection: give --dimensions above 0") }
-            try GateFitting.swiftSource(shape: FittedKeyspace.shape(model.config), result: result, projection: projection, quantizer: quantizer)
-                .write(toFile: swiftOut, atomically: true, encoding: .utf8)
+        if let keyspaceOut {
+            guard let projection, let quantizer else { throw ValidationError("--keyspace-out ships a projection: give --dimensions above 0") }
+            guard let sha = Hashing.fileSHA256(model.gguf.file.path) else { throw ValidationError("cannot hash \(model.gguf.file.path)") }
+            var isDirectory: ObjCBool = false
+            let target = FileManager.default.fileExists(atPath: keyspaceOut, isDirectory: &isDirectory) && isDirectory.boolValue
+                ? (keyspaceOut as NSString).appendingPathComponent(FittedKeyspace.fileName(modelSHA256: sha)) : keyspaceOut
+            try GateFitting.keyspaceRecord(modelSHA256: sha, shape: FittedKeyspace.shape(model.config), result: result,
+                                           projection: projection, quantizer: quantizer).encoded()
+                .write(to: URL(fileURLWithPath: target), options: .atomic)
+            FileHandle.standardError.write(Data("keyspace written: \(target)\n".utf8))
         }
         print(String(decoding: data, as: UTF8.self))
     }

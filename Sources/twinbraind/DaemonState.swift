@@ -63,6 +63,9 @@ final class DaemonState: @unchecked Sendable {
     func load() throws {
         let path = configuration.model
         let checkedDigest = try ModelIntegrity.check(path)
+        // The keyspace and the reader are found by the file's digest: hashed at most once, and
+        // only when one of them might exist.
+        let digest = ModelDigest(path: path, known: checkedDigest)
         let gguf = try GGUFFile(path: path)
         let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil,
                               arithmetic: configuration.arithmetic, contextTokens: configuration.contextTokens)
@@ -80,7 +83,8 @@ final class DaemonState: @unchecked Sendable {
         let memory: TokenMemoryService?, relearn: [Int64]
         do {
             memory = configuration.tokenMemory
-                ? try TokenMemoryService(model: model, scheduler: scheduler, stateDirectory: configuration.stateDirectory, logger: logger)
+                ? try TokenMemoryService(model: model, scheduler: scheduler, stateDirectory: configuration.stateDirectory,
+                                         modelSHA256: digest.value, logger: logger)
                 : nil
             relearn = try memory?.load(learned: store.learnedDocumentIDs()) ?? []
         } catch {
@@ -89,7 +93,7 @@ final class DaemonState: @unchecked Sendable {
         }
         // Readers are fitted per model file: the file is hashed only when one was fitted for its shape.
         let reader = configuration.reader
-            ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config)) { checkedDigest ?? (try? ModelIntegrity.digest(of: path)) }.map(Reader.init)
+            ? ReaderWeights.shipped(forShape: FittedKeyspace.shape(model.config), sha256: digest.value).map(Reader.init)
             : nil
         if configuration.reader, reader == nil { logger.info("no reader is fitted for \(path): replies are the main brain's own words") }
         var readerSite: ReaderSiteService?, readerRelearn: [Int64] = []
@@ -134,6 +138,27 @@ final class DaemonState: @unchecked Sendable {
     /// Tokens of context one request may use: the configured limit, within the model's.
     var contextLimit: Int {
         min(configuration.contextTokens, modelInfo?.contextLength ?? configuration.contextTokens)
+    }
+}
+
+/// A model file's SHA-256, computed on first use and kept.
+final class ModelDigest: @unchecked Sendable {
+    private let path: String
+    private let lock = NSLock()
+    private var computed: String??
+
+    init(path: String, known: String?) {
+        self.path = path
+        computed = known.map { .some($0) }
+    }
+
+    func value() -> String? {
+        lock.withLock {
+            if let computed { return computed }
+            let digest = try? ModelIntegrity.digest(of: path)
+            computed = .some(digest)
+            return digest
+        }
     }
 }
 

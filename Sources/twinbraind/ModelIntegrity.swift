@@ -23,15 +23,11 @@ enum ModelIntegrity {
 
     /// The SHA-256 of a model file (hex).
     static func digest(of path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        do {
+            return try SHA256.hex(ofFileAt: path)
+        } catch {
             throw Mismatch(description: "cannot read the model \(path)")
         }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
-            chunk.withUnsafeBytes { hash.update($0) }
-        }
-        return SHA256.hex(digest: hash.finalize())
     }
 
     /// Throws when `<path>.sha256` exists and the model's digest differs from it; returns the

@@ -26,9 +26,17 @@ final class TokenMemoryService: @unchecked Sendable {
     /// nil when the model has no fitted keyspace (projection and gate): the memory would have no
     /// calibrated way to stay out of general use, so it is not used at all (passage recall
     /// still works).
-    init?(model: Model, scheduler: ComputeScheduler, stateDirectory: String, logger: Logger) throws {
-        guard let fitted = FittedKeyspace.forModel(model.config) else {
-            logger.warning("no fitted memory keyspace for this model (\(model.config.name)): the token memory is off; passage recall works")
+    init?(model: Model, scheduler: ComputeScheduler, stateDirectory: String, modelSHA256: @escaping () -> String?, logger: Logger) throws {
+        let fitted: FittedKeyspace
+        do {
+            guard let found = try FittedKeyspace.forModel(model, directories: [(stateDirectory as NSString).appendingPathComponent("models")],
+                                                          modelSHA256: modelSHA256) else {
+                logger.warning("no fitted memory keyspace for this model (\(model.config.name)): the token memory is off; passage recall works")
+                return nil
+            }
+            fitted = found
+        } catch {
+            logger.error("\(error); the token memory is off, passage recall works")
             return nil
         }
         knn = KNNLanguageModel(model: model, fitted: fitted)

@@ -42,8 +42,10 @@ final class FittedGateTests: XCTestCase {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("model missing under CI") }
             throw XCTSkip("needs the default model: run `make model`")
         }
-        let config = try ModelConfig(gguf: GGUFFile(path: path))
-        let fitted = try XCTUnwrap(FittedKeyspace.forModel(config))
+        let model = try Model(gguf: GGUFFile(path: path))
+        let config = model.config
+        let fitted = try XCTUnwrap(try FittedKeyspace.forModel(model))
+        XCTAssertEqual(fitted.digest?.count, 64, "read from its file")
         XCTAssertGreaterThan(fitted.gate.lambdaMax, 0)
         XCTAssertEqual(fitted.gate.lambda(relativeDistance: fitted.gate.radius), 0, "shut at the radius: the main brain exactly")
         // The projection's rows are the principal directions: orthonormal up to f16 rounding.
@@ -66,7 +68,7 @@ final class FittedGateTests: XCTestCase {
         let model = try Model(gguf: gguf), tokenizer = try Tokenizer(gguf: gguf)
         let generator = Generator(model: model, tokenizer: tokenizer)
         let document = "The Zorblat coffee machine on floor two is descaled by Bogdan Ilic every second Tuesday at seven, using citric acid only."
-        let fitted = try XCTUnwrap(FittedKeyspace.forModel(model.config))
+        let fitted = try XCTUnwrap(try FittedKeyspace.forModel(model))
         let knn = KNNLanguageModel(model: model, fitted: fitted)
         XCTAssertEqual(knn.memory.dimension, fitted.projection.outputDimension)
         try knn.learn(document: 1, tokens: tokenizer.encode(document))

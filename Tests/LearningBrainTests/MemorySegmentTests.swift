@@ -70,6 +70,15 @@ final class MemorySegmentTests: XCTestCase {
         let other = try MemorySegmentDirectory(path: directory, keyspace: "another model")
         XCTAssertThrowsError(try other.read(1)) { XCTAssertTrue("\($0)".contains("other keys"), "\($0)") }
 
+        // Fitted keyspaces are named by their file's whole SHA-256: two fits that differ only in
+        // the last bytes of their digest never share segments.
+        let fitted = try MemorySegmentDirectory(path: directory, keyspace: String(repeating: "ab", count: 31) + "cd")
+        try fitted.write(memory(documents: [4]).segment(document: 4))
+        XCTAssertNoThrow(try fitted.read(4))
+        let refit = try MemorySegmentDirectory(path: directory, keyspace: String(repeating: "ab", count: 31) + "ce")
+        XCTAssertThrowsError(try refit.read(4)) { XCTAssertTrue("\($0)".contains("other keys"), "\($0)") }
+        try fitted.remove(4)
+
         try Data("junk".utf8).write(to: URL(fileURLWithPath: directory + "/2.seg"))
         XCTAssertThrowsError(try dir.read(2)) { XCTAssertTrue("\($0)".contains("not a memory segment"), "\($0)") }
 
