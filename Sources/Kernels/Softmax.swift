@@ -1,6 +1,6 @@
 import Foundation
 
-// The SwiGLU activation and a stable log-sum-exp (attention's softmax is in CQuant's cq_attention).
+// The SwiGLU and GeGLU activations and a stable log-sum-exp (attention's softmax is in CQuant's cq_attention).
 
 /// SwiGLU: gate[i] = silu(gate[i]) · up[i] over n values, silu(g) = g / (1 + e^-g).
 public func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {

@@ -224,8 +224,7 @@ public final class Model: @unchecked Sendable {
             rmsNorm(blockOut.pointer, blockOut.pointer, norm.pointer, rows: t, dim: d, eps: c.rmsEps)
             for k in 0..<t * d { x.pointer[k] += blockOut.pointer[k] }
         }
-        // Gemma scales the queries before the dot products (as llama.cpp does); the others scale the dot products.
-        let queriesScaled = arch == .gemma3
+        let queriesScaled = arch.scalesQueries
 
         for l in 0..<(layers ?? c.layers) {
             let w = weights.layers[l]

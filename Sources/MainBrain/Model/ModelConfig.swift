@@ -75,6 +75,9 @@ public enum ModelArchitecture: String, Sendable, CaseIterable {
     var feedForward: FeedForward { self == .gemma3 ? .geglu : .swiglu }
     /// Gemma multiplies token embeddings by √dim.
     var scalesEmbedding: Bool { self == .gemma3 }
+    /// Gemma scales the queries before the dot products (as llama.cpp computes it); the others
+    /// scale the dot products, which rounds differently.
+    var scalesQueries: Bool { self == .gemma3 }
 
     /// Metadata keys (after `<arch>.`) this family may carry that the engine reads or that do not change the math.
     var knownKeys: Set<String> {

@@ -18,7 +18,7 @@ public struct MemoryRequirement: Sendable, Equatable, CustomStringConvertible {
         weights = gguf.file.bytes.count
         self.contextTokens = min(contextTokens, config.contextLength)
         kvCache = KVCache.bytes(config: config, positions: self.contextTokens, precision: kvPrecision)
-        let activations = 4 * batch * (3 * config.dim + config.dim + 2 * config.kvDim + 2 * config.ffnDim)
+        let activations = 4 * batch * (4 * config.dim + 2 * config.qDim + 2 * config.kvDim + 2 * config.ffnDim)
         working = activations + 4 * config.vocabSize + 4 * QuantizedProducts.tileElements + Self.runtimeAllowance
     }
 
