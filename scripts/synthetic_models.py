@@ -92,6 +92,24 @@ def copy_tokenizer(reader, writer) -> int:
     return count
 
 
+def add_hyperparameters(writer, *, layers: int, context: int, dim: int, ffn: int, heads: int, kv_heads: int,
+                        head_dim: int, rope_base: float, eps: float, vocab: int) -> None:
+    """The `<arch>.*` keys of a llama-family model, as converters write them (mostly-F16 file)."""
+    writer.add_block_count(layers)
+    writer.add_context_length(context)
+    writer.add_embedding_length(dim)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(rope_base)
+    writer.add_layer_norm_rms_eps(eps)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_vocab_size(vocab)
+    writer.add_file_type(1)  # mostly F16
+
+
 def write_f16(path: str, shape: dict, vocab_path: str, seed: int = 0) -> None:
     import gguf
     reader = gguf.GGUFReader(vocab_path)
@@ -101,19 +119,8 @@ def write_f16(path: str, shape: dict, vocab_path: str, seed: int = 0) -> None:
     vocab = copy_tokenizer(reader, writer)
     d, f, layers, heads, kv = shape["dim"], shape["ffn"], shape["layers"], shape["heads"], shape["kv_heads"]
     head_dim = shape.get("head_dim", d // heads)
-    writer.add_block_count(layers)
-    writer.add_context_length(shape["context"])
-    writer.add_embedding_length(d)
-    writer.add_feed_forward_length(f)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv)
-    writer.add_rope_freq_base(shape["rope_base"])
-    writer.add_layer_norm_rms_eps(shape["eps"])
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_vocab_size(vocab)
-    writer.add_file_type(1)  # mostly F16
+    add_hyperparameters(writer, layers=layers, context=shape["context"], dim=d, ffn=f, heads=heads, kv_heads=kv,
+                        head_dim=head_dim, rope_base=shape["rope_base"], eps=shape["eps"], vocab=vocab)
 
     tensors = [("token_embd.weight", (vocab, d)), ("output_norm.weight", (d,))]
     if not shape["tied"]:

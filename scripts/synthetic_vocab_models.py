@@ -24,7 +24,7 @@ import argparse, json, math, os, sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synthetic_models import copy_tokenizer, vocab_file  # noqa: E402
+from synthetic_models import add_hyperparameters, copy_tokenizer, vocab_file  # noqa: E402
 
 PEER_VERSION = "0.3.36"
 FIXTURES = "Tests/MainBrainTests/Fixtures"
@@ -73,19 +73,8 @@ def write_model(path: str, m: dict, vocab_path: str) -> None:
     writer.add_name(f"synthetic {os.path.basename(path)} (hashed weights, for parity tests)")
     vocab = copy_tokenizer(reader, writer)
     d, f, heads, kv, hd = m["dim"], m["ffn"], m["heads"], m["kv_heads"], m["head_dim"]
-    writer.add_block_count(LAYERS)
-    writer.add_context_length(4096)
-    writer.add_embedding_length(d)
-    writer.add_feed_forward_length(f)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv)
-    writer.add_key_length(hd)
-    writer.add_value_length(hd)
-    writer.add_rope_freq_base(m["rope_base"])
-    writer.add_layer_norm_rms_eps(m["eps"])
-    writer.add_rope_dimension_count(hd)
-    writer.add_vocab_size(vocab)
-    writer.add_file_type(1)  # mostly F16
+    add_hyperparameters(writer, layers=LAYERS, context=4096, dim=d, ffn=f, heads=heads, kv_heads=kv, head_dim=hd,
+                        rope_base=m["rope_base"], eps=m["eps"], vocab=vocab)
 
     tensors = [("token_embd.weight", (vocab, d)), ("output_norm.weight", (d,))]
     if not m["tied"]:

@@ -32,11 +32,8 @@ final class ParityTests: XCTestCase {
             XCTAssertLessThanOrEqual(worst, 0.01, "\(name): max |Δlogit| on the listed ids")
 
             // The full last-position vector.
-            let last = try Fixtures.bytes("logits/\(name).last.f32")
-            XCTAssertEqual(last.count, 4 * model.config.vocabSize)
-            let reference: [Float] = last.withUnsafeBytes { raw in
-                (0..<model.config.vocabSize).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
-            }
+            let reference = try Fixtures.floats("logits/\(name).last.f32")
+            XCTAssertEqual(reference.count, model.config.vocabSize)
             let row = logits.row(ids.count - 1)
             let maxDelta = zip(row, reference).map { abs($0 - $1) }.max()!
             XCTAssertLessThanOrEqual(maxDelta, 0.01, "\(name): max |Δ| over the last position")
@@ -48,12 +45,7 @@ final class ParityTests: XCTestCase {
         let generator = Generator(model: model, tokenizer: tokenizer)
         for name in Self.names {
             let ref = try Fixtures.json("logits/\(name).json")
-            var request = GenerationRequest(prompt: [Int32](json: ref["ids"]))
-            request.maxTokens = 24
-            request.sampling = .greedy
-            request.stopAtEndOfGeneration = false
-            let result = try generator.generate(request)
-            XCTAssertEqual(result.ids, [Int32](json: ref["greedy"]), name)
+            XCTAssertEqual(try greedyContinuation(generator, prompt: [Int32](json: ref["ids"]), count: 24), [Int32](json: ref["greedy"]), name)
         }
     }
 
@@ -94,11 +86,7 @@ final class ParityTests: XCTestCase {
             floorAgree += floor["same_top1"]!.intValue
             floorCompared += floor["compared"]!.intValue
             floorWorst = max(floorWorst, floor["max_abs_delta"]!.floatValue)
-            var request = GenerationRequest(prompt: ids)
-            request.maxTokens = 24
-            request.sampling = .greedy
-            request.stopAtEndOfGeneration = false
-            if try generator.generate(request).ids == [Int32](json: ref["greedy"]) { sameGreedy += 1 }
+            if try greedyContinuation(generator, prompt: ids, count: 24) == [Int32](json: ref["greedy"]) { sameGreedy += 1 }
         }
         print("quantized arithmetic against llama.cpp on the file: top-1 \(agree)/\(compared), max |Δlogit| \(worst), "
               + "greedy continuations equal \(sameGreedy)/\(Self.names.count); llama.cpp against itself: top-1 \(floorAgree)/\(floorCompared), "

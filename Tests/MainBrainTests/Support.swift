@@ -11,6 +11,14 @@ enum Fixtures {
 
     static func bytes(_ relative: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url(relative))) }
 
+    /// Little-endian f32 values of a fixture (a reference's full logit row).
+    static func floats(_ relative: String) throws -> [Float] {
+        let bytes = try bytes(relative)
+        return bytes.withUnsafeBytes { raw in
+            (0..<bytes.count / 4).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        }
+    }
+
     static func json(_ relative: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: url(relative))) as! [String: Any]
     }
@@ -67,6 +75,15 @@ enum Fixtures {
             return pair
         }
     }
+}
+
+/// `count` tokens after `prompt`, greedy, not stopping at the end of a turn (as the references were made).
+func greedyContinuation(_ generator: Generator, prompt: [Int32], count: Int) throws -> [Int32] {
+    var request = GenerationRequest(prompt: prompt)
+    request.maxTokens = count
+    request.sampling = .greedy
+    request.stopAtEndOfGeneration = false
+    return try generator.generate(request).ids
 }
 
 extension Array where Element == Int32 {

@@ -49,11 +49,7 @@ final class SyntheticModelTests: XCTestCase {
                 for e in entries { worst = max(worst, abs(row[row.startIndex + e[0].intValue] - e[1].floatValue)) }
             }
             XCTAssertLessThanOrEqual(worst, 0.01, "\(name) \(text): max |Δlogit| on the listed ids")
-            var request = GenerationRequest(prompt: ids)
-            request.maxTokens = 16
-            request.sampling = .greedy
-            request.stopAtEndOfGeneration = false
-            XCTAssertEqual(try generator.generate(request).ids, [Int32](json: entry["greedy"]), "\(name) \(text): greedy")
+            XCTAssertEqual(try greedyContinuation(generator, prompt: ids, count: 16), [Int32](json: entry["greedy"]), "\(name) \(text): greedy")
         }
     }
 

@@ -2,6 +2,8 @@
 // matching llama.cpp token for token: byte-level BPE ("gpt2": SmolLM2, Qwen, Llama 3) and
 // SentencePiece with scores and byte fallback ("llama": Gemma, Llama 2).
 
+import Foundation
+
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case missing(String)
     case unsupportedModel(String)
@@ -121,8 +123,7 @@ public final class Tokenizer: @unchecked Sendable {
                 if let id = ids[String(ByteLevel.scalar(for: UInt8(b)))] { byteTokens[b] = id }
             case .sentencePiece:
                 // "<0xAB>", else the byte itself as a token (llama.cpp's byte_to_token).
-                let hex = "<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"
-                if let id = ids[hex] ?? (b < 0x80 ? ids[String(UnicodeScalar(UInt8(b)))] : nil) { byteTokens[b] = id }
+                if let id = ids[String(format: "<0x%02X>", b)] ?? (b < 0x80 ? ids[String(UnicodeScalar(UInt8(b)))] : nil) { byteTokens[b] = id }
             }
         }
         self.byteTokens = byteTokens
@@ -401,11 +402,6 @@ public final class Tokenizer: @unchecked Sendable {
     }
 }
 
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}
 
 /// GPT-2's reversible byte ↔ printable-character mapping.
 enum ByteLevel {
