@@ -277,7 +277,24 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         public var running: Int
         public var waiting: Int
         public var capacity: Int
-        public init(running: Int, waiting: Int, capacity: Int) { self.running = running; self.waiting = waiting; self.capacity = capacity }
+        /// Requests generated at once at most (`slots`), and those generating now.
+        public var slots: Int?
+        public var slotsInUse: Int?
+        /// Sequences one decode step advanced, on average since the start.
+        public var meanBatch: Double?
+        /// Tokens generated per second over the last 10 s: by all requests, and per request.
+        public var tokensPerSecond: Double?
+        public var tokensPerSecondPerRequest: Double?
+        public init(running: Int, waiting: Int, capacity: Int, slots: Int? = nil, slotsInUse: Int? = nil, meanBatch: Double? = nil,
+                    tokensPerSecond: Double? = nil, tokensPerSecondPerRequest: Double? = nil) {
+            self.running = running; self.waiting = waiting; self.capacity = capacity
+            self.slots = slots; self.slotsInUse = slotsInUse; self.meanBatch = meanBatch
+            self.tokensPerSecond = tokensPerSecond; self.tokensPerSecondPerRequest = tokensPerSecondPerRequest
+        }
+        enum CodingKeys: String, CodingKey {
+            case running, waiting, capacity, slots, slotsInUse = "slots_in_use", meanBatch = "mean_batch"
+            case tokensPerSecond = "tokens_per_s", tokensPerSecondPerRequest = "tokens_per_s_per_request"
+        }
     }
     public var version: String
     /// "loading", "ready" or "stopping".

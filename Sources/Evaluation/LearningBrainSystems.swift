@@ -230,7 +230,7 @@ public final class HybridSystem: EvalSystem {
         let (prompt, recall) = try knowledgePrompt(chatPrompt)
         let use = KnowledgeUse(recall: recall, memory: nil)
         let reading = reader.flatMap { reader in
-            recall.reading(model: model, tokenizer: tokenizer, template: chatTemplate, reader: reader, inner: memory.knn, question: question)
+            recall.reading(model: model, tokenizer: tokenizer, template: chatTemplate, reader: reader, inner: MemoryJoin(memory.knn), question: question)
         }
         let result = try memory.generate(prompt: prompt, maxTokens: maxTokens, stopAtEnd: true, reading: reading) { use.tally($0, weight: $1) }
         let tokens = result.ids

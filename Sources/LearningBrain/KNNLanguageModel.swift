@@ -23,10 +23,7 @@ public final class KNNLanguageModel: NextTokenPredictor {
     public var gate: MemoryGate?
     /// Told the neighbours and the memory's weight (λ) of every generation step (`nextLogits`):
     /// provenance for traces and sources.
-    public var onGenerationStep: (([TokenMemory.Neighbor], Double) -> Void)?
-    /// Also receives the states of the main brain's passes while predicting (the reader's layer),
-    /// so another part of the learning brain reads the same prefill.
-    public var extraTap: HiddenStateTap?
+    public var onGenerationStep: StepReport?
     /// Learning runs the main brain over a document in pieces of `pieceLength` tokens, each
     /// after the first starting `pieceOverlap` tokens before the first entry it keeps: every key
     /// sees at least that much of the document before it (unless it is nearer the start), and
@@ -102,8 +99,11 @@ public final class KNNLanguageModel: NextTokenPredictor {
 
     /// The main brain's logits and its hidden states at the tap (the queries, before any
     /// projection) for the rows of `input` from `first` (relative to `input`, which continues
-    /// what `cache` holds).
-    public func mainBrain(_ input: [Int32], cache: KVCache, from first: Int) throws -> (logits: Logits, queries: [Float]) {
+    /// what `cache` holds). `extraTap` also receives the pass's states (the reader's layer), so
+    /// another part of the learning brain reads the same prefill.
+    public func mainBrain(_ input: [Int32], cache: KVCache, from first: Int, extraTap: HiddenStateTap? = nil) throws
+        -> (logits: Logits, queries: [Float])
+    {
         let recorder = HiddenStateRecorder(points: [tapPoint])
         let logits = try model.forward(input, cache: cache, logits: .from(first), tap: extraTap.map { FanTap([recorder, $0]) } ?? recorder)
         let states = recorder.states[tapPoint]!
@@ -112,11 +112,32 @@ public final class KNNLanguageModel: NextTokenPredictor {
 
     /// One generation step: the main brain on `input`, the last row mixed with the memory.
     public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {
-        let (logits, queries) = try mainBrain(input, cache: cache, from: input.count - 1)
+        try step(input, cache: cache, extraTap: nil, report: onGenerationStep)
+    }
+
+    public var decodeTap: TapPoint? { tapPoint }
+
+    public func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits {
+        decoded(logits, state: state, report: onGenerationStep)
+    }
+
+    func step(_ input: [Int32], cache: KVCache, extraTap: HiddenStateTap?, report: StepReport?) throws -> Logits {
+        let (logits, queries) = try mainBrain(input, cache: cache, from: input.count - 1, extraTap: extraTap)
+        return mixed(logits, queries: queries, report: report)
+    }
+
+    func decoded(_ logits: Logits, state: ArraySlice<Float>?, report: StepReport?) -> Logits {
+        mixed(logits, queries: Array(state!), report: report)
+    }
+
+    private func mixed(_ logits: Logits, queries: [Float], report: StepReport?) -> Logits {
         let (mixed, found, weights) = mix(logits, queries: queries)
-        onGenerationStep?(found[0], weights[0])
+        report?(found[0], weights[0])
         return mixed
     }
+
+    /// What a generation step tells its listener: the neighbours and the memory's weight (λ).
+    public typealias StepReport = ([TokenMemory.Neighbor], Double) -> Void
 
     /// Each neighbour's vote (they sum to 1): exp(−(d − d₁)/d₁), d₁ the nearest distance.
     public static func votes(_ neighbours: [TokenMemory.Neighbor]) -> [Double] {
@@ -225,6 +246,31 @@ public final class KNNLanguageModel: NextTokenPredictor {
                             votedMain: voted.map { exp(Double(row[row.startIndex + Int($0)]) - lse) },
                             votedMemory: voted.map { memoryP[$0]! })
         }
+    }
+}
+
+/// One generation's use of the shared token memory: its steps report to its own listener (the
+/// answer's tally), so generations decoded together keep their provenance apart.
+public final class MemoryJoin: NextTokenPredictor {
+    public let knn: KNNLanguageModel
+    let report: KNNLanguageModel.StepReport?
+    /// Also receives the main brain's states of the next `nextLogits` pass (the reader's layer).
+    public var extraTap: HiddenStateTap?
+
+    /// `report`: nil reports to the memory's own `onGenerationStep`.
+    public init(_ knn: KNNLanguageModel, report: KNNLanguageModel.StepReport? = nil) {
+        self.knn = knn
+        self.report = report
+    }
+
+    public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {
+        try knn.step(input, cache: cache, extraTap: extraTap, report: report ?? knn.onGenerationStep)
+    }
+
+    public var decodeTap: TapPoint? { knn.tapPoint }
+
+    public func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits {
+        knn.decoded(logits, state: state, report: report ?? knn.onGenerationStep)
     }
 }
 

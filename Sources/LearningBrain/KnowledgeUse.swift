@@ -28,11 +28,11 @@ public final class KnowledgeUse: @unchecked Sendable {
     /// memory alone, or nil (the main brain alone).
     /// `template`: the chat template, for the reader to read near misses in a prompt of their own.
     public func predictor(model: Model, tokenizer: Tokenizer, template: ChatTemplate? = nil) -> NextTokenPredictor? {
-        memory?.onGenerationStep = { [self] neighbours, weight in tally(neighbours, weight: weight) }
-        guard let reading else { return memory }
-        reader = recall.reading(model: model, tokenizer: tokenizer, template: template, reader: reading.reader, inner: memory,
+        let join = memory.map { MemoryJoin($0) { [self] neighbours, weight in tally(neighbours, weight: weight) } }
+        guard let reading else { return join }
+        reader = recall.reading(model: model, tokenizer: tokenizer, template: template, reader: reading.reader, inner: join,
                                 question: reading.question)
-        return reader ?? memory
+        return reader ?? join
     }
 
     /// One generation step's neighbours and the memory's weight in it.
@@ -48,8 +48,6 @@ public final class KnowledgeUse: @unchecked Sendable {
             }
         }
     }
-
-    public func generationEnded() { memory?.onGenerationStep = nil }
 
     /// A document the token memory alone drew on is cited only when its entries carried at
     /// least this share of the memory's weight in the answer: a few stray votes (1–3% each)

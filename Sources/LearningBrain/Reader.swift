@@ -588,7 +588,7 @@ public final class ReadingPredictor: NextTokenPredictor {
     let model: Model
     let tokenizer: Tokenizer
     let reader: Reader
-    let inner: KNNLanguageModel?
+    let inner: MemoryJoin?
     let recalled: [KnowledgeContext.Recalled]
     let question: String
     /// After a stated span: nothing (`none`, the reply is the span, the evidence line under it),
@@ -609,7 +609,7 @@ public final class ReadingPredictor: NextTokenPredictor {
     /// The first passage's shard, whose adapter reads (`Reader.adapter(for:)`).
     let shard: String?
 
-    public init(model: Model, tokenizer: Tokenizer, reader: Reader, inner: KNNLanguageModel?,
+    public init(model: Model, tokenizer: Tokenizer, reader: Reader, inner: MemoryJoin?,
                 recalled: [KnowledgeContext.Recalled], question: String, probe: [Int32]? = nil, shard: String? = nil) {
         self.model = model
         self.tokenizer = tokenizer
@@ -653,6 +653,18 @@ public final class ReadingPredictor: NextTokenPredictor {
         } else {
             logits = try inner?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
         }
+        return steered(logits)
+    }
+
+    public var decodeTap: TapPoint? { inner?.decodeTap }
+
+    public func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits {
+        steered(inner?.decoded(logits, state: state) ?? logits)
+    }
+
+    /// The step's row after the reader's decision: its span or silence forced token by token,
+    /// then (after a span, `afterSpan == .line`) the reply ending with its line.
+    private func steered(_ logits: Logits) -> Logits {
         if forced.isEmpty, afterSpan == .line, case .stated = decision { return endingLines(logits) }
         guard !forced.isEmpty else { return logits }
         let token = forced.removeFirst()

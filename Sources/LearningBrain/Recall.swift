@@ -123,7 +123,7 @@ public struct Recall: Sendable {
     /// The reader for a question, around the generation's predictor: over the recalled
     /// passages, or, when none cleared the floor, over the near misses in a prompt of their own
     /// (`ReadingPredictor.probe`), only to say the documents do not answer. Nil: nothing to read.
-    public func reading(model: Model, tokenizer: Tokenizer, template: ChatTemplate?, reader: Reader, inner: KNNLanguageModel?,
+    public func reading(model: Model, tokenizer: Tokenizer, template: ChatTemplate?, reader: Reader, inner: MemoryJoin?,
                         question: String) -> ReadingPredictor? {
         if let first = passages.first {
             return ReadingPredictor(model: model, tokenizer: tokenizer, reader: reader, inner: inner, recalled: recalled, question: question,

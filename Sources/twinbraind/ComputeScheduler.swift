@@ -1,47 +1,108 @@
 import Dispatch
 import Foundation
 import MainBrain
+import Metrics
 
-/// The single owner of the model and the BLAS threads. Jobs run one at a time on a dedicated
-/// thread (never on NIO's event loops or Swift's cooperative pool, which must not block);
-/// at most `capacity` wait behind the running one, so the queue is never unbounded.
+/// The single owner of the model and the BLAS threads, on a dedicated thread (never NIO's event
+/// loops or Swift's cooperative pool, which must not block).
+///
+/// Generations share it by continuous batching: up to `slots` run at once, each with its own KV
+/// cache, and one decode step advances all of them with one read of the weights
+/// (`Generator.step`). A generation joins at any step (its prompt is evaluated between two
+/// steps) and leaves when done or when its client goes. Other work (learning a piece of a
+/// document, forgetting) runs as one-shot jobs in the gaps: whenever no generation runs, and
+/// otherwise for at most about half of the time, so questions come before learning. Waiting
+/// generations are admitted by owner, the one with the fewest running first, so one script
+/// cannot starve the office. At most `capacity` jobs wait; beyond that, submit refuses (429).
 final class ComputeScheduler: @unchecked Sendable {
     enum SubmitError: Error {
         case overloaded(waiting: Int)
         case stopping
     }
 
-    /// One unit of work: runs on the compute thread with the generator.
+    /// One unit of work: a one-shot job on the compute thread, or a generation.
     final class Job: @unchecked Sendable {
-        let work: (Generator, Job) -> Void
+        enum Kind {
+            case work((Generator, Job) -> Void)
+            case generation(Generation)
+        }
+
+        /// A generation's two ends on the compute thread: `begin` builds its session (its
+        /// predictor, its cache), `end` hands out the result or the error.
+        struct Generation {
+            let begin: (Generator) throws -> GenerationSession
+            let end: (Result<GenerationResult, Error>, _ queueSeconds: Double) -> Void
+        }
+
+        let kind: Kind
+        /// The caller's uid, for the fair share of slots.
+        let owner: UInt32?
         let enqueued = DispatchTime.now()
         private let lock = NSLock()
         private var cancelled = false
 
-        init(work: @escaping (Generator, Job) -> Void) { self.work = work }
+        init(work: @escaping (Generator, Job) -> Void) {
+            kind = .work(work)
+            owner = nil
+        }
+
+        init(owner: UInt32?, generation: Generation) {
+            kind = .generation(generation)
+            self.owner = owner
+        }
 
         var isCancelled: Bool { lock.withLock { cancelled } }
-        /// Called when the client goes away: generation stops at the next token.
+        /// Called when the client goes away: a generation leaves its slot before the next step.
         func cancel() { lock.withLock { cancelled = true } }
+
+        var isGeneration: Bool { if case .generation = kind { true } else { false } }
+
+        var queueSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - enqueued.uptimeNanoseconds) / 1e9 }
+    }
+
+    /// A generation holding a slot.
+    private struct Running {
+        let job: Job
+        let generation: Job.Generation
+        let session: GenerationSession
+        let queueSeconds: Double
     }
 
     let generator: Generator
     let capacity: Int
+    let slots: Int
     private let condition = NSCondition()
     private var waiting: [Job] = []
-    private var running: Job?
+    /// Slots in use, by owner (the compute thread's `running` mirrored for other threads).
+    private var slotOwners: [UInt32?] = []
+    private var busyWithWork = false
     private var stopped = false
     private var thread: Thread?
-    /// Set while a job runs ("generating 12/256 tokens"); read by /v1/status.
+    /// What the compute loop does ("generating for 3 requests"); read by /v1/status.
     private var activityText = "idle"
     /// Last sign of life from the compute loop (uptime ns): the watchdog pings only while it is fresh.
     private var heartbeat = DispatchTime.now().uptimeNanoseconds
     /// Test-only stall (see `stall(seconds:)`).
     private var stallUntil: UInt64 = 0
+    /// Decode steps taken and the sequences they advanced (for the mean batch size).
+    private var steps = 0
+    private var stepRows = 0
+    /// The last few seconds' decode steps (uptime ns, sequences advanced): the current rates.
+    private var recentSteps: [(at: UInt64, rows: Int)] = []
+    static let rateWindowNanoseconds: UInt64 = 10_000_000_000
 
-    init(generator: Generator, capacity: Int) {
+    /// Compute-thread state.
+    private var running: [Running] = []
+    /// When the last job ended, and how long it ran (uptime ns): with generations running, the
+    /// next job waits as long again, so work takes at most half of the time.
+    private var lastWorkEnd: UInt64 = 0
+    private var lastWorkNanoseconds: UInt64 = 0
+
+    init(generator: Generator, capacity: Int, slots: Int = 1) {
+        precondition(slots >= 1)
         self.generator = generator
         self.capacity = capacity
+        self.slots = slots
     }
 
     func start() {
@@ -52,24 +113,26 @@ final class ComputeScheduler: @unchecked Sendable {
         t.start()
     }
 
-    /// Queues a job, or refuses it when `capacity` jobs already wait.
+    /// Queues a job, or refuses it when `capacity` jobs already wait (a generation is taken
+    /// whenever a slot is free, whatever the queue).
     func submit(_ job: Job) throws {
         condition.lock()
         defer { condition.unlock() }
         guard !stopped else { throw SubmitError.stopping }
-        guard waiting.count < capacity || (running == nil && waiting.isEmpty) else {
+        let idle = slotOwners.isEmpty && !busyWithWork && waiting.isEmpty
+        let freeSlot = job.isGeneration && slotOwners.count + waiting.filter(\.isGeneration).count < slots
+        guard waiting.count < capacity || idle || freeSlot else {
             throw SubmitError.overloaded(waiting: waiting.count)
         }
         waiting.append(job)
         condition.signal()
     }
 
-    /// Stops taking jobs; queued ones are cancelled, the running one is asked to stop.
+    /// Stops taking jobs; queued ones are cancelled, running generations are asked to stop.
     func shutdown() {
         condition.lock()
         stopped = true
         for job in waiting { job.cancel() }
-        running?.cancel()
         condition.broadcast()
         condition.unlock()
     }
@@ -78,14 +141,36 @@ final class ComputeScheduler: @unchecked Sendable {
     func waitUntilIdle(timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let busy = condition.withLock { running != nil || !waiting.isEmpty }
+            let busy = condition.withLock { !slotOwners.isEmpty || busyWithWork || !waiting.isEmpty }
             if !busy { return }
             try? await Task.sleep(for: .milliseconds(20))
         }
     }
 
-    var snapshot: (running: Int, waiting: Int, activity: String) {
-        condition.withLock { (running == nil ? 0 : 1, waiting.count, activityText) }
+    struct Snapshot {
+        var running = 0
+        var waiting = 0
+        var activity = "idle"
+        var slotsInUse = 0
+        /// Sequences a decode step advanced, on average since the start.
+        var meanBatch = 0.0
+        /// Tokens generated per second over the last `rateWindowNanoseconds`, by all sequences
+        /// together and per sequence.
+        var tokensPerSecond = 0.0
+        var tokensPerSecondPerSequence = 0.0
+    }
+
+    var snapshot: Snapshot {
+        condition.withLock {
+            let now = DispatchTime.now().uptimeNanoseconds
+            let recent = recentSteps.filter { now - $0.at < Self.rateWindowNanoseconds }
+            let tokens = recent.reduce(0) { $0 + $1.rows }
+            let span = recent.first.map { Double(now - $0.at) / 1e9 } ?? 0
+            let rate = span > 0.05 ? Double(tokens) / span : 0
+            return Snapshot(running: slotOwners.count + (busyWithWork ? 1 : 0), waiting: waiting.count, activity: activityText,
+                            slotsInUse: slotOwners.count, meanBatch: steps > 0 ? Double(stepRows) / Double(steps) : 0,
+                            tokensPerSecond: rate, tokensPerSecondPerSequence: recent.isEmpty ? 0 : rate * Double(recent.count) / Double(tokens))
+        }
     }
 
     func setActivity(_ text: String) {
@@ -109,10 +194,12 @@ final class ComputeScheduler: @unchecked Sendable {
         condition.signal()
     }
 
+    // MARK: - The compute thread
+
     private func loop() {
         while true {
             condition.lock()
-            while waiting.isEmpty && !stopped && stallUntil == 0 {
+            while waiting.isEmpty && running.isEmpty && !stopped && stallUntil == 0 {
                 heartbeat = DispatchTime.now().uptimeNanoseconds
                 _ = condition.wait(until: Date(timeIntervalSinceNow: 0.25))
             }
@@ -123,20 +210,99 @@ final class ComputeScheduler: @unchecked Sendable {
                 while DispatchTime.now().uptimeNanoseconds < until { usleep(10_000) }
                 continue
             }
-            if waiting.isEmpty && stopped { condition.unlock(); return }
-            let job = waiting.removeFirst()
-            running = job
-            activityText = "starting a request"
+            if stopped { for r in running { r.job.cancel() } }
+            if waiting.isEmpty && running.isEmpty && stopped { condition.unlock(); return }
+            let next = takeNext()
+            if let next, !next.isGeneration { busyWithWork = true }
             heartbeat = DispatchTime.now().uptimeNanoseconds
             condition.unlock()
 
-            job.work(generator, job)
+            if let next {
+                switch next.kind {
+                case let .work(work): runWork(work, next)
+                case let .generation(generation): admit(next, generation)
+                }
+            }
+            if !running.isEmpty { decodeStep() }
 
-            condition.lock()
-            running = nil
-            activityText = "idle"
-            heartbeat = DispatchTime.now().uptimeNanoseconds
-            condition.unlock()
+            condition.withLock {
+                busyWithWork = false
+                slotOwners = running.map(\.job.owner)
+                activityText = running.isEmpty ? "idle" : "generating for \(running.count) request\(running.count == 1 ? "" : "s")"
+                heartbeat = DispatchTime.now().uptimeNanoseconds
+            }
         }
+    }
+
+    /// The next job to start (under the lock): a waiting generation when a slot is free, the
+    /// owner with the fewest running first (then the oldest); else the oldest one-shot job,
+    /// unless generations are running and the last job's share of time is not yet made up.
+    private func takeNext() -> Job? {
+        if running.count < slots {
+            let runningBy = Dictionary(grouping: running, by: \.job.owner).mapValues(\.count)
+            let candidates = waiting.indices.filter { waiting[$0].isGeneration }
+            if let i = candidates.min(by: { (runningBy[waiting[$0].owner] ?? 0, $0) < (runningBy[waiting[$1].owner] ?? 0, $1) }) {
+                return waiting.remove(at: i)
+            }
+        }
+        guard let i = waiting.firstIndex(where: { !$0.isGeneration }) else { return nil }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard running.isEmpty || stopped || now - lastWorkEnd >= lastWorkNanoseconds else { return nil }
+        return waiting.remove(at: i)
+    }
+
+    private func runWork(_ work: (Generator, Job) -> Void, _ job: Job) {
+        let began = DispatchTime.now().uptimeNanoseconds
+        setActivity("starting a job")
+        work(generator, job)
+        lastWorkEnd = DispatchTime.now().uptimeNanoseconds
+        lastWorkNanoseconds = lastWorkEnd - began
+    }
+
+    /// Builds the generation's session and evaluates its prompt; it holds a slot until done.
+    private func admit(_ job: Job, _ generation: Job.Generation) {
+        let queued = job.queueSeconds
+        guard !job.isCancelled else { return generation.end(.failure(CancellationError()), queued) }
+        do {
+            setActivity("evaluating a prompt")
+            let session = try generation.begin(generator)
+            try session.prefill(model: generator.model)
+            Timer(label: "twinbrain_time_to_first_token_seconds").recordSeconds(queued + session.result.prefillSeconds)
+            let entry = Running(job: job, generation: generation, session: session, queueSeconds: queued)
+            if session.isFinished { finish(entry) } else { running.append(entry) }
+        } catch {
+            generation.end(.failure(error), queued)
+        }
+    }
+
+    /// One decode step for every running generation; the finished and the cancelled leave.
+    private func decodeStep() {
+        for r in running where r.job.isCancelled { r.session.cancel() }
+        let active = running.filter { !$0.session.isFinished }
+        if !active.isEmpty {
+            do {
+                let began = DispatchTime.now().uptimeNanoseconds
+                try generator.step(active.map(\.session))
+                let ended = DispatchTime.now().uptimeNanoseconds
+                Timer(label: "twinbrain_inter_token_seconds").recordNanoseconds(Int64(ended - began))
+                condition.withLock {
+                    steps += 1
+                    stepRows += active.count
+                    recentSteps.append((ended, active.count))
+                    if let first = recentSteps.first, ended - first.at > 2 * Self.rateWindowNanoseconds {
+                        recentSteps.removeAll { ended - $0.at >= Self.rateWindowNanoseconds }
+                    }
+                }
+            } catch {
+                for r in active { r.generation.end(.failure(error), r.queueSeconds) }
+                running.removeAll { r in active.contains { $0.job === r.job } }
+            }
+        }
+        for r in running where r.session.isFinished { finish(r) }
+        running.removeAll { $0.session.isFinished }
+    }
+
+    private func finish(_ r: Running) {
+        r.generation.end(.success(r.session.result), r.queueSeconds)
     }
 }

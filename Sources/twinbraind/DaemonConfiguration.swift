@@ -21,8 +21,11 @@ struct DaemonConfiguration: Equatable {
     var arithmetic = ProductArithmetic.exact
     /// Largest context per request, in tokens (capped at the model's).
     var contextTokens = 4096
-    /// Requests that may wait behind the running one; beyond this callers get 429.
-    var queueDepth = 8
+    /// Requests generated at once (continuous batching: one read of the weights per step serves
+    /// them all), each with a KV cache of `context` tokens; 1…16.
+    var slots = 8
+    /// Requests that may wait for a slot; beyond this callers get 429.
+    var queueDepth = 32
     var maxBodyBytes = 1 << 20
     var defaultMaxTokens = 256
     var maxTokensLimit = 4096
@@ -66,6 +69,7 @@ struct DaemonConfiguration: Equatable {
             $0.arithmetic = a
         },
         "queue_depth": { $0.queueDepth = try int($1, "queue_depth", 0...10_000) },
+        "slots": { $0.slots = try int($1, "slots", 1...Model.decodeBatchLimit) },
         "max_body_bytes": { $0.maxBodyBytes = try int($1, "max_body_bytes", 1024...(1 << 30)) },
         "default_max_tokens": { $0.defaultMaxTokens = try int($1, "default_max_tokens", 1...1_048_576) },
         "max_tokens_limit": { $0.maxTokensLimit = try int($1, "max_tokens_limit", 1...1_048_576) },
@@ -133,6 +137,9 @@ struct DaemonConfiguration: Equatable {
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw Problem(description: "log_level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
+        guard (1...Model.decodeBatchLimit).contains(slots) else {
+            throw Problem(description: "slots is \(slots), expected 1…\(Model.decodeBatchLimit)")
+        }
         guard defaultMaxTokens <= maxTokensLimit else {
             throw Problem(description: "default_max_tokens (\(defaultMaxTokens)) is above max_tokens_limit (\(maxTokensLimit))")
         }
@@ -166,6 +173,7 @@ struct DaemonConfiguration: Equatable {
         threads = \(threads)
         context = \(contextTokens)
         arithmetic = "\(arithmetic.rawValue)"
+        slots = \(slots)
         queue_depth = \(queueDepth)
         max_body_bytes = \(maxBodyBytes)
         default_max_tokens = \(defaultMaxTokens)

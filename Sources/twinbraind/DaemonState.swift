@@ -68,7 +68,8 @@ final class DaemonState: @unchecked Sendable {
         let digest = ModelDigest(path: path, known: checkedDigest)
         let gguf = try GGUFFile(path: path)
         let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil,
-                              arithmetic: configuration.arithmetic, contextTokens: configuration.contextTokens)
+                              arithmetic: configuration.arithmetic, contextTokens: configuration.contextTokens,
+                              sequences: configuration.slots)
         let tokenizer = try Tokenizer(gguf: gguf)
         var template: ChatTemplate?
         var templateError: String?
@@ -78,7 +79,8 @@ final class DaemonState: @unchecked Sendable {
         } catch {
             templateError = "\(error)"
         }
-        let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth)
+        let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth,
+                                         slots: configuration.slots)
         // The memory is read back before the compute thread starts: nothing else touches it yet.
         let memory: TokenMemoryService?, relearn: [Int64]
         do {

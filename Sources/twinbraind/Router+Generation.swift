@@ -66,33 +66,28 @@ extension API {
         return request
     }
 
-    /// Queues a generation; 429 with Retry-After when the queue is full.
+    /// Queues a generation; 429 with Retry-After when the queue is full. `owner`: the caller's
+    /// uid (slots are shared fairly between callers).
     /// With `knowledge`, the token memory joins every step (on the compute thread, the memory's only user).
-    func start(_ request: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?,
+    func start(_ request: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?, owner: UInt32?,
                cancel: CancelBox? = nil) throws -> GenerationRun {
         let (events, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()
-        let job = ComputeScheduler.Job { generator, job in
-            let queued = Double(DispatchTime.now().uptimeNanoseconds - job.enqueued.uptimeNanoseconds) / 1e9
-            guard !job.isCancelled else { continuation.finish(throwing: CancellationError()); return }
-            var produced = 0
-            scheduler.setActivity("evaluating a \(request.prompt.count)-token prompt")
-            let predictor = knowledge?.predictor(model: generator.model, tokenizer: generator.tokenizer, template: try? state.chatTemplate())
-            defer { knowledge?.generationEnded() }
-            do {
-                let result = try generator.generate(request, predictor: predictor, isCancelled: { job.isCancelled }, onText: { piece in
-                    produced += 1
-                    scheduler.setActivity("generating (\(produced) pieces, up to \(request.maxTokens) tokens)")
-                    continuation.yield(.text(piece))
-                })
+        let template = try? state.chatTemplate()
+        let job = ComputeScheduler.Job(owner: owner, generation: .init(begin: { generator in
+            let predictor = knowledge?.predictor(model: generator.model, tokenizer: generator.tokenizer, template: template)
+            return generator.session(request, predictor: predictor) { continuation.yield(.text($0)) }
+        }, end: { outcome, queued in
+            switch outcome {
+            case let .success(result):
                 Counter(label: "twinbrain_prompt_tokens_total").increment(by: result.promptTokens)
                 Counter(label: "twinbrain_generated_tokens_total").increment(by: result.ids.count)
                 Timer(label: "twinbrain_prefill_seconds").recordSeconds(result.prefillSeconds)
                 continuation.yield(.finished(result, queueSeconds: queued))
                 continuation.finish()
-            } catch {
+            case let .failure(error):
                 continuation.finish(throwing: error)
             }
-        }
+        }))
         continuation.onTermination = { _ in job.cancel() }
         cancel?.attach(job)
         do {
@@ -107,12 +102,12 @@ extension API {
     }
 
     /// Runs a whole (non-streamed) generation; the client closing its connection cancels it.
-    func generateWhole(_ generation: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?,
+    func generateWhole(_ generation: GenerationRequest, scheduler: ComputeScheduler, knowledge: KnowledgeUse?, owner: UInt32?,
                        request: Request) async throws -> (text: String, result: GenerationResult, queueSeconds: Double)
     {
         let cancel = CancelBox()
         return try await request.body.consumeWithInboundCloseHandler { _ in
-            try await collect(start(generation, scheduler: scheduler, knowledge: knowledge, cancel: cancel))
+            try await collect(start(generation, scheduler: scheduler, knowledge: knowledge, owner: owner, cancel: cancel))
         } onInboundClosed: { cancel.cancel() }
     }
 
@@ -164,21 +159,21 @@ extension API {
     // MARK: - Native endpoints
 
     func nativeGenerate(_ request: Request, _ context: DaemonContext) async throws -> Response {
-        try await authorize(context, needs: .user)
+        let (peer, _) = try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(GenerateRequest.self, from: request.body)
         let (prompt, knowledge) = try knowledgePrompt(body.prompt, knowledge: body.knowledge, scheduler: scheduler)
         return try await native(makeRequest(prompt: prompt, options: body.options, knowledge: knowledge), knowledge: knowledge,
-                                stream: body.stream ?? false, scheduler: scheduler, request: request)
+                                stream: body.stream ?? false, scheduler: scheduler, owner: peer.uid, request: request)
     }
 
     func nativeChat(_ request: Request, _ context: DaemonContext) async throws -> Response {
-        try await authorize(context, needs: .user)
+        let (peer, _) = try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(ChatRequest.self, from: request.body)
         let (prompt, knowledge) = try knowledgeChatPrompt(body.messages, knowledge: body.knowledge, scheduler: scheduler)
         return try await native(makeRequest(prompt: prompt, options: body.options, knowledge: knowledge), knowledge: knowledge,
-                                stream: body.stream ?? false, scheduler: scheduler, request: request)
+                                stream: body.stream ?? false, scheduler: scheduler, owner: peer.uid, request: request)
     }
 
     func chatPrompt(_ messages: [ChatMessageBody], scheduler: ComputeScheduler) throws -> [Int32] {
@@ -239,10 +234,10 @@ extension API {
     }
 
     private func native(_ generation: GenerationRequest, knowledge: KnowledgeUse?, stream: Bool, scheduler: ComputeScheduler,
-                        request: Request) async throws -> Response {
+                        owner: UInt32, request: Request) async throws -> Response {
         let model = state.modelID, store = state.store
         if stream {
-            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge, owner: owner)
             let encoder = JSONEncoder()
             return streamingResponse(contentType: "application/x-ndjson", run, lines: { event in
                 switch event {
@@ -259,7 +254,8 @@ extension API {
                 return String(decoding: (try? encoder.encode(StreamLine(error: e))) ?? Data(), as: UTF8.self) + "\n"
             })
         }
-        let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
+        let (_, result, queued) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, owner: owner,
+                                                          request: request)
         return try Self.json(GenerateResponse(text: result.text, stopReason: result.stopReason.rawValue, model: model,
                                               usage: usage(result, queueSeconds: queued), sources: knowledge?.sources(store: store),
                                               evidence: knowledge?.evidence(answer: result.text), reader: knowledge?.readerDecision))

@@ -35,7 +35,7 @@ extension API {
     static func finishReason(_ r: StopReason) -> String { r == .maxTokens ? "length" : "stop" }
 
     func openAIChat(_ request: Request, _ context: DaemonContext) async throws -> Response {
-        try await authorize(context, needs: .user)
+        let (peer, _) = try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(OpenAIChatRequest.self, from: request.body)
         try checkModel(body.model)
@@ -46,7 +46,7 @@ extension API {
         let store = state.store
         let id = "chatcmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
-            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge, owner: peer.uid)
             let includeUsage = body.streamOptions?.includeUsage == true
             let first = try Self.sse(OpenAIChatChunk(id: id, created: created, model: model, role: "assistant", content: "", finishReason: nil))
             return streamingResponse(contentType: "text/event-stream", run, leading: [first], lines: { event in
@@ -67,7 +67,7 @@ extension API {
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, owner: peer.uid, request: request)
         return try Self.json(OpenAIChatResponse(id: id, created: created, model: model, text: result.text,
                                                 finishReason: Self.finishReason(result.stopReason),
                                                 usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),
@@ -76,7 +76,7 @@ extension API {
     }
 
     func openAICompletion(_ request: Request, _ context: DaemonContext) async throws -> Response {
-        try await authorize(context, needs: .user)
+        let (peer, _) = try await authorize(context, needs: .user)
         let scheduler = try await readyScheduler()
         let body = try await decode(OpenAICompletionRequest.self, from: request.body)
         try checkModel(body.model)
@@ -87,7 +87,7 @@ extension API {
         let store = state.store
         let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970), model = state.modelID
         if body.stream == true {
-            let run = try start(generation, scheduler: scheduler, knowledge: knowledge)
+            let run = try start(generation, scheduler: scheduler, knowledge: knowledge, owner: peer.uid)
             let includeUsage = body.streamOptions?.includeUsage == true
             return streamingResponse(contentType: "text/event-stream", run, lines: { event in
                 switch event {
@@ -104,7 +104,7 @@ extension API {
                 (try? Self.sse(ErrorBody(code: .internalError, message: "\(error)"))) ?? nil
             }, trailer: ["data: [DONE]\n\n"])
         }
-        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, request: request)
+        let (_, result, _) = try await generateWhole(generation, scheduler: scheduler, knowledge: knowledge, owner: peer.uid, request: request)
         return try Self.json(OpenAICompletionResponse(id: id, created: created, model: model, text: result.text,
                                                       finishReason: Self.finishReason(result.stopReason),
                                                       usage: OpenAIUsage(prompt: result.promptTokens, completion: result.ids.count),

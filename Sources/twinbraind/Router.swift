@@ -112,13 +112,15 @@ struct API: Sendable {
 
     func status(_ request: Request, _ context: DaemonContext) async throws -> Response {
         let (peer, level) = try await authorize(context, needs: .user)
-        let snapshot = state.scheduler?.snapshot ?? (running: 0, waiting: 0, activity: state.phase == .loading ? "loading the model" : "idle")
+        let snapshot = state.scheduler?.snapshot ?? .init(activity: state.phase == .loading ? "loading the model" : "idle")
         let counts = try state.store.documentCounts(), stored = try state.store.passageCounts(), memory = state.memory?.status
         let readerSite = state.readerSite?.status
         let body = StatusResponse(
             version: twinbrainVersion, state: state.phase.rawValue, activity: snapshot.activity,
             model: state.modelInfo, uptimeSeconds: Date().timeIntervalSince(state.started),
-            queue: .init(running: snapshot.running, waiting: snapshot.waiting, capacity: state.configuration.queueDepth),
+            queue: .init(running: snapshot.running, waiting: snapshot.waiting, capacity: state.configuration.queueDepth,
+                         slots: state.configuration.slots, slotsInUse: snapshot.slotsInUse, meanBatch: snapshot.meanBatch,
+                         tokensPerSecond: snapshot.tokensPerSecond, tokensPerSecondPerRequest: snapshot.tokensPerSecondPerSequence),
             residentMemoryMiB: residentMemoryMiB(), threads: effectiveThreads(state.configuration),
             caller: Caller(uid: peer.uid, pid: peer.pid, access: level.rawValue),
             intake: .init(driveEvents: state.intake.drives.eventSource, mediaRoots: state.configuration.mediaRoots,
@@ -141,9 +143,14 @@ struct API: Sendable {
 
     func metrics(_ request: Request, _ context: DaemonContext) async throws -> Response {
         try await authorize(context, needs: .user)
-        let snapshot = state.scheduler?.snapshot ?? (running: 0, waiting: 0, activity: "")
+        let snapshot = state.scheduler?.snapshot ?? .init()
         Gauge(label: "twinbrain_queue_waiting").record(snapshot.waiting)
         Gauge(label: "twinbrain_queue_running").record(snapshot.running)
+        Gauge(label: "twinbrain_slots").record(state.configuration.slots)
+        Gauge(label: "twinbrain_slots_in_use").record(snapshot.slotsInUse)
+        Gauge(label: "twinbrain_decode_batch_mean").record(snapshot.meanBatch)
+        Gauge(label: "twinbrain_generated_tokens_per_second").record(snapshot.tokensPerSecond)
+        Gauge(label: "twinbrain_generated_tokens_per_second_per_request").record(snapshot.tokensPerSecondPerSequence)
         Gauge(label: "twinbrain_resident_memory_bytes").record(residentMemoryMiB() * 1024 * 1024)
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)

@@ -32,7 +32,8 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(help: "Configuration file (TOML).") var config: String?
     @Option(help: "Compute threads (0 = all cores).") var threads: Int?
     @Option(help: "Matrix arithmetic: exact (the default: f32), mixed (prompts f32, decoded tokens quantised: about twice the decoding speed) or quantized (llama.cpp's).") var arithmetic: String?
-    @Option(name: .customLong("queue-depth"), help: "Requests that may wait behind the running one.") var queueDepth: Int?
+    @Option(help: "Requests generated at once (1…16), each with a KV cache of the context.") var slots: Int?
+    @Option(name: .customLong("queue-depth"), help: "Requests that may wait for a slot.") var queueDepth: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Option(name: .customLong("media-root"), help: "A directory whose mounted filesystems are drives to read (repeatable; replaces media_roots).")
@@ -69,6 +70,7 @@ struct Twinbraind: AsyncParsableCommand {
             c.arithmetic = a
         }
         if let queueDepth { c.queueDepth = queueDepth }
+        if let slots { c.slots = slots }
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }
         if !mediaRoots.isEmpty { c.mediaRoots = mediaRoots.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }

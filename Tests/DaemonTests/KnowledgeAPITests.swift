@@ -181,6 +181,40 @@ final class KnowledgeAPITests: XCTestCase {
 
     /// Passages first: every document of a drive is answerable as soon as it is extracted,
     /// while the token memory is still learning them behind; the answer cites the line.
+    /// Questions asked at once are decoded together (continuous batching), each with its own
+    /// recall, token memory tally and reader, and get the reply and sources they get alone.
+    func testQuestionsAskedTogetherGetWhatTheyGetAlone() throws {
+        let daemon = try DaemonProcess()
+        try daemon.waitUntilReady()
+        let docs = daemon.directory.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        try Data(travel.utf8).write(to: docs.appendingPathComponent("travel.md"))
+        try Data(canteen.utf8).write(to: docs.appendingPathComponent("canteen.txt"))
+        try ingest(daemon, docs.path, expectLearned: 2)
+        _ = try waitFor("both documents in the token memory") { try learning(daemon).memoryDocuments == 2 ? true : nil }
+        let questions = ["Who approves flights?", "When does the canteen serve lunch?", "What is served on Fridays?",
+                         "How much is a hotel night in Vienna?", "Who maintains the coffee machine?", "Write a haiku about trains."]
+        let alone = try questions.map { try chat(daemon, $0, extra: ["max_tokens": 24]) }
+        let together = ReplyBox(count: questions.count)
+        let client = daemon.client
+        DispatchQueue.concurrentPerform(iterations: questions.count) { i in
+            together.set(i, Result {
+                let body = json(["messages": [["role": "user", "content": questions[i]]], "max_tokens": 24, "temperature": 0])
+                return try JSONDecoder().decode(GenerateResponse.self, from: try client.send("POST", "/v1/chat", body: body).body)
+            })
+        }
+        for (i, reply) in together.replies.enumerated() {
+            let r = try XCTUnwrap(reply).get()
+            XCTAssertEqual(r.text, alone[i].text, questions[i])
+            XCTAssertEqual(r.sources, alone[i].sources, questions[i])
+            XCTAssertEqual(r.reader, alone[i].reader, questions[i])
+        }
+        let status = try JSONDecoder().decode(StatusResponse.self, from: try daemon.client.send("GET", "/v1/status").body)
+        XCTAssertEqual(status.queue.slots, 8)
+        XCTAssertGreaterThan(try XCTUnwrap(status.queue.meanBatch), 1.05, "the questions were decoded one by one")
+        XCTAssertEqual(daemon.terminate(), 0)
+    }
+
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()
@@ -227,4 +261,13 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(try chat(daemon, "Which room did the meeting move to?").sources?.first?.path, "late.md")
         XCTAssertEqual(daemon.terminate(), 0)
     }
+}
+
+/// Replies collected from concurrent clients, by index.
+final class ReplyBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _replies: [Result<GenerateResponse, Error>?]
+    init(count: Int) { _replies = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ reply: Result<GenerateResponse, Error>) { lock.withLock { _replies[i] = reply } }
+    var replies: [Result<GenerateResponse, Error>?] { lock.withLock { _replies } }
 }

@@ -77,10 +77,11 @@ public enum ProductArithmetic: String, Sendable {
     /// computes them (its perplexity is the lower), decoding at llama.cpp's speed.
     case mixed
 
-    /// The arithmetic a product of `rows` activation rows is computed in.
-    public func products(ofRows rows: Int) -> ProductArithmetic {
+    /// The arithmetic a product of `rows` activation rows is computed in; `decoded`: the rows are
+    /// decoded tokens of several sequences (a batch of decode steps), never a prompt.
+    public func products(ofRows rows: Int, decoded: Bool = false) -> ProductArithmetic {
         switch self {
-        case .mixed: rows > 1 ? .exact : .quantized
+        case .mixed: rows > 1 && !decoded ? .exact : .quantized
         default: self
         }
     }
@@ -113,7 +114,7 @@ public final class QuantizedProducts: @unchecked Sendable {
     /// costs the same whatever the rows, so below this each weight row is dequantised on its
     /// own and dotted with the few (measured on the default Q4_1 and a 1.5B Q4_K_M: the tiles
     /// overtake between 16 and 32 rows on both).
-    static let exactRowsPerDot = 16
+    public static let exactRowsPerDot = 16
     /// f32 elements of a dequantised weight tile (16 MiB: big enough for sgemm).
     public static let tileElements = 1 << 22
     private var tile: UnsafeMutablePointer<Float>?
@@ -149,11 +150,12 @@ public final class QuantizedProducts: @unchecked Sendable {
         }
     }
 
-    /// x: [t, cols] (row stride ldx) against every target (all of `cols` columns).
-    public func multiply(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int? = nil, _ targets: [Target]) {
+    /// x: [t, cols] (row stride ldx) against every target (all of `cols` columns). `decoded`: the
+    /// rows are decoded tokens (see `ProductArithmetic.products(ofRows:decoded:)`).
+    public func multiply(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int? = nil, decoded: Bool = false, _ targets: [Target]) {
         guard let cols = targets.first?.weights.cols, t > 0 else { return }
         precondition(targets.allSatisfy { $0.weights.cols == cols }, "targets of one product share their input width")
-        let arithmetic = arithmetic.products(ofRows: t)
+        let arithmetic = arithmetic.products(ofRows: t, decoded: decoded)
         if arithmetic == .exact && t > Self.exactRowsPerDot {
             for target in targets { multiplyByTiles(x, rows: t, ldx: ldx ?? cols, target) }
             return

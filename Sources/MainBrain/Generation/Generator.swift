@@ -32,14 +32,117 @@ public struct GenerationResult: Sendable {
 }
 
 /// Takes over the model's forward step during generation, to change the next-token distribution
-/// (the learning brain joins the main brain here). Returns one row: logits or log-probabilities
-/// for the position after `input`, which continues what `cache` holds. Runs on the generating
-/// thread.
+/// (the learning brain joins the main brain here). Runs on the generating thread.
 public protocol NextTokenPredictor: AnyObject {
+    /// One row (logits or log-probabilities) for the position after `input`, which continues
+    /// what `cache` holds: the prompt, or a step not batched with others.
     func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits
+    /// The hidden state a batched decode step records for `decoded` (nil: none).
+    var decodeTap: TapPoint? { get }
+    /// A batched decode step's row: from the main brain's logits for one decoded token (one row)
+    /// and its state at `decodeTap`. Equals `nextLogits([token], cache:)` alone.
+    func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits
 }
 
-/// Runs generation on a model and its tokenizer, one request at a time.
+/// One generation between its steps: the prompt's evaluation, then sampling, stop tokens and
+/// strings and the text handed out as it becomes certain. `Generator.generate` runs one to the
+/// end; a scheduler runs the decode steps of many together (`Generator.step`), each session's
+/// tokens the same as alone.
+public final class GenerationSession {
+    public let request: GenerationRequest
+    public let cache: KVCache
+    let predictor: NextTokenPredictor?
+    private let tokenizer: Tokenizer
+    private let onText: (String) -> Void
+    public private(set) var result = GenerationResult()
+    /// The token the next decode step evaluates; nil before the prompt and once finished.
+    public private(set) var next: Int32?
+    public private(set) var isFinished = false
+    private var sampler: Sampler
+    private var detokenizer: StreamingDetokenizer
+    private let stops: Set<Int32>
+    private var history: [Int32]
+    private var text = ""        // all text so far
+    private var emitted = 0      // characters of `text` handed out
+    private var prefilled = DispatchTime.now()
+
+    init(request: GenerationRequest, cache: KVCache, tokenizer: Tokenizer, predictor: NextTokenPredictor?, onText: @escaping (String) -> Void) {
+        self.request = request
+        self.cache = cache
+        self.tokenizer = tokenizer
+        self.predictor = predictor
+        self.onText = onText
+        sampler = Sampler(request.sampling)
+        detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
+        var stops = request.stopTokens
+        if request.stopAtEndOfGeneration { stops.formUnion(tokenizer.endOfGeneration) }
+        self.stops = stops
+        history = request.prompt
+        result.promptTokens = request.prompt.count
+    }
+
+    /// Evaluates the prompt (from an empty cache) and takes the first token.
+    public func prefill(model: Model) throws {
+        precondition(!isFinished && next == nil, "a session's prompt is evaluated once")
+        cache.clear()
+        guard request.maxTokens > 0 else { isFinished = true; return }
+        let start = DispatchTime.now()
+        let logits = try predictor?.nextLogits(request.prompt, cache: cache) ?? model.forward(request.prompt, cache: cache, logits: .last)
+        prefilled = DispatchTime.now()
+        result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        take(logits.row(0))
+    }
+
+    /// Ends the generation where it is (the client went away), before its prompt or between steps.
+    public func cancel() {
+        guard !isFinished else { return }
+        result.stopReason = .cancelled
+        finish()
+    }
+
+    /// Takes a step's row: samples the next token, then stops, or hands out the text now certain
+    /// and waits for the next step.
+    func take(_ row: ArraySlice<Float>) {
+        let token = sampler.sample(row, history: history)
+        if stops.contains(token) { result.stopReason = .endOfGeneration; return finish() }
+        result.ids.append(token)
+        history.append(token)
+        text += detokenizer.append(token)
+        if let cut = Generator.firstStop(in: text, stopStrings: request.stopStrings) {
+            text = String(text[..<cut])
+            result.stopReason = .endOfGeneration
+            return finish(flushing: false)
+        }
+        emit(upTo: text.count - Generator.heldBack(text, stopStrings: request.stopStrings))
+        if result.ids.count >= request.maxTokens || cache.count >= cache.capacity {
+            result.stopReason = .maxTokens
+            return finish()
+        }
+        next = token
+    }
+
+    private func finish(flushing: Bool = true) {
+        next = nil
+        isFinished = true
+        if flushing {
+            text += detokenizer.flush()
+            if let cut = Generator.firstStop(in: text, stopStrings: request.stopStrings) { text = String(text[..<cut]) }
+        }
+        emit(upTo: text.count)
+        result.text = text
+        result.generateSeconds = Double(DispatchTime.now().uptimeNanoseconds - prefilled.uptimeNanoseconds) / 1e9
+    }
+
+    private func emit(upTo end: Int) {
+        guard end > emitted else { return }
+        let start = text.index(text.startIndex, offsetBy: emitted)
+        let stop = text.index(text.startIndex, offsetBy: end)
+        onText(String(text[start..<stop]))
+        emitted = end
+    }
+}
+
+/// Runs generation on a model and its tokenizer.
 public final class Generator: @unchecked Sendable {
     public let model: Model
     public let tokenizer: Tokenizer
@@ -49,70 +152,46 @@ public final class Generator: @unchecked Sendable {
         self.tokenizer = tokenizer
     }
 
+    /// A generation to run step by step (`GenerationSession.prefill`, then `step`), handing each
+    /// new piece of text to `onText` as soon as it is certain (not part of a possible stop string).
+    public func session(
+        _ request: GenerationRequest, cache: KVCache? = nil, predictor: NextTokenPredictor? = nil, onText: @escaping (String) -> Void = { _ in }
+    ) -> GenerationSession {
+        let cache = cache ?? model.makeCache(capacity: min(model.config.contextLength, request.prompt.count + request.maxTokens))
+        return GenerationSession(request: request, cache: cache, tokenizer: tokenizer, predictor: predictor, onText: onText)
+    }
+
+    /// One decode step of every session waiting for one: the main brain reads each session's
+    /// last token in one batched pass (`Model.decode`), then each session's predictor and sampler
+    /// take their row. Sessions finished or not yet prefilled are left alone.
+    public func step(_ sessions: [GenerationSession]) throws {
+        let active = sessions.filter { $0.next != nil }
+        guard !active.isEmpty else { return }
+        let points = Set(active.compactMap { $0.predictor?.decodeTap })
+        let recorder = points.isEmpty ? nil : HiddenStateRecorder(points: points)
+        let logits = try model.decode(active.map { ($0.next!, $0.cache) }, tap: recorder)
+        for (i, session) in active.enumerated() {
+            let row = Logits(rows: 1, vocab: logits.vocab, values: Array(logits.row(i)))
+            guard let predictor = session.predictor else { session.take(row.row(0)); continue }
+            let state = predictor.decodeTap.map { recorder!.row($0, i) }
+            session.take(predictor.decoded(row, state: state).row(0))
+        }
+    }
+
     /// Generates synchronously, handing each new piece of text to `onText` as soon as it
     /// is certain (not part of a possible stop string). `isCancelled` is polled per token.
     public func generate(
         _ request: GenerationRequest, cache: KVCache? = nil, predictor: NextTokenPredictor? = nil,
-        isCancelled: () -> Bool = { false }, onText: (String) -> Void = { _ in }
+        isCancelled: () -> Bool = { false }, onText: @escaping (String) -> Void = { _ in }
     ) throws -> GenerationResult {
-        let cache = cache ?? model.makeCache(capacity: min(model.config.contextLength, request.prompt.count + request.maxTokens))
-        cache.clear()
-        var result = GenerationResult()
-        result.promptTokens = request.prompt.count
-        guard request.maxTokens > 0 else { return result }
-        var sampler = Sampler(request.sampling)
-        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
-        var stops = request.stopTokens
-        if request.stopAtEndOfGeneration { stops.formUnion(tokenizer.endOfGeneration) }
-        var history = request.prompt
-        var text = ""        // all text so far
-        var emitted = 0      // characters of `text` handed out
-        let start = DispatchTime.now()
-        func step(_ input: [Int32]) throws -> Logits {
-            try predictor?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
+        let session = session(request, cache: cache, predictor: predictor, onText: onText)
+        if isCancelled() { session.cancel(); return session.result }
+        try session.prefill(model: model)
+        while !session.isFinished {
+            if isCancelled() { session.cancel(); break }
+            try step([session])
         }
-        var logits = try step(request.prompt)
-        let prefilled = DispatchTime.now()
-        result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        func finished() -> GenerationResult {
-            result.generateSeconds = Double(DispatchTime.now().uptimeNanoseconds - prefilled.uptimeNanoseconds) / 1e9
-            return result
-        }
-
-        func emit(upTo end: Int) {
-            guard end > emitted else { return }
-            let start = text.index(text.startIndex, offsetBy: emitted)
-            let stop = text.index(text.startIndex, offsetBy: end)
-            onText(String(text[start..<stop]))
-            emitted = end
-        }
-
-        while true {
-            if isCancelled() { result.stopReason = .cancelled; break }
-            let next = sampler.sample(logits.row(0), history: history)
-            if stops.contains(next) { result.stopReason = .endOfGeneration; break }
-            result.ids.append(next)
-            history.append(next)
-            text += detokenizer.append(next)
-            if let cut = Self.firstStop(in: text, stopStrings: request.stopStrings) {
-                text = String(text[..<cut])
-                emit(upTo: text.count)
-                result.stopReason = .endOfGeneration
-                result.text = text
-                return finished()
-            }
-            emit(upTo: text.count - Self.heldBack(text, stopStrings: request.stopStrings))
-            if result.ids.count >= request.maxTokens || cache.count >= cache.capacity {
-                result.stopReason = .maxTokens
-                break
-            }
-            logits = try step([next])
-        }
-        text += detokenizer.flush()
-        if let cut = Self.firstStop(in: text, stopStrings: request.stopStrings) { text = String(text[..<cut]) }
-        emit(upTo: text.count)
-        result.text = text
-        return finished()
+        return session.result
     }
 
     /// Streams text pieces; ending the iteration early (or cancelling the task) stops generation.

@@ -54,15 +54,15 @@ public final class Model: @unchecked Sendable {
     /// CPU kernels on the file (activations quantised per block); `.mixed` a prompt as the f32
     /// engine and each decoded token as llama.cpp. `kvPrecision`: f32 for exact
     /// arithmetic, else f16 (llama.cpp's default), unless given. A model that cannot fit
-    /// in `availableMemory` (default: the machine's) with a cache of `contextTokens` (default: the
-    /// model's context) is refused before its weights are touched.
+    /// in `availableMemory` (default: the machine's) with `sequences` caches of `contextTokens`
+    /// (default: the model's context) is refused before its weights are touched.
     public init(gguf: GGUFFile, threads: Int? = nil, arithmetic: ProductArithmetic = .exact, kvPrecision: KVPrecision? = nil,
-                contextTokens: Int? = nil, availableMemory: Int? = MachineMemory.available()) throws {
+                contextTokens: Int? = nil, sequences: Int = 1, availableMemory: Int? = MachineMemory.available()) throws {
         self.kvPrecision = kvPrecision ?? .matching(arithmetic)
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
         try MemoryRequirement(gguf: gguf, config: config, contextTokens: contextTokens ?? config.contextLength,
-                              kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize).check(available: availableMemory)
+                              kvPrecision: self.kvPrecision, batch: Self.defaultBatchSize, sequences: sequences).check(available: availableMemory)
         weights = try Weights(gguf: gguf, config: config)
         var ropes: [RoPETable] = [], ropeOfLayer: [Int] = []
         for l in 0..<config.layers {
@@ -180,18 +180,68 @@ public final class Model: @unchecked Sendable {
         let branchStart: [Int]
     }
 
-    /// One batch: the transformer over `tokens`, logits for `logitRows` (indices into the batch).
-    /// Without a layout the rows are one sequence continuing the cache.
+    /// Rows of a batch that continue one cache: a sequence's new tokens (positions from the
+    /// cache's end), or with a layout the branches of one prefix.
+    struct Segment {
+        let cache: KVCache
+        let rows: Range<Int>
+        var layout: BranchLayout? = nil
+
+        func position(ofRow i: Int) -> Int { layout?.positions[i - rows.lowerBound] ?? cache.count + i - rows.lowerBound }
+    }
+
+    /// Evaluates one new token for each of several sequences in one pass, so every weight is read
+    /// once for all of them (continuous batching); returns one row of logits per step, in order.
+    /// Each row equals what `forward([token], cache:)` gives alone: the kernels keep every
+    /// output's accumulation order whatever the batch (batches of more than
+    /// `decodeBatchLimit` rows are split so the exact arithmetic stays on its row dots). `tap`
+    /// receives the rows in step order (positions: row indices of the call).
+    public func decode(_ steps: [(token: Int32, cache: KVCache)], tap: HiddenStateTap? = nil) throws -> Logits {
+        guard !steps.isEmpty else { throw ModelError.emptyInput }
+        precondition(Set(steps.map { ObjectIdentifier($0.cache) }).count == steps.count, "one step per cache")
+        for (token, cache) in steps {
+            if let depth = cache.depth { throw ModelError.shallowCache(layers: depth) }
+            guard cache.count < cache.capacity else { throw ModelError.contextFull(limit: cache.capacity, requested: cache.count + 1) }
+            guard token >= 0 && Int(token) < config.vocabSize else { throw ModelError.tokenOutOfRange(id: token, vocab: config.vocabSize) }
+        }
+        var values: [Float] = []
+        values.reserveCapacity(steps.count * config.vocabSize)
+        var start = 0
+        while start < steps.count {
+            let group = steps[start..<min(start + Self.decodeBatchLimit, steps.count)]
+            let segments = group.indices.map { Segment(cache: steps[$0].cache, rows: ($0 - start)..<($0 - start + 1)) }
+            values += evaluate(ArraySlice(group.map(\.token)), segments: segments, logitRows: 0..<group.count, tap: tap, decoded: true)
+            start += group.count
+        }
+        return Logits(rows: steps.count, vocab: config.vocabSize, values: values)
+    }
+
+    /// Decoded rows evaluated in one pass at most (`QuantizedProducts.exactRowsPerDot`).
+    public static let decodeBatchLimit = QuantizedProducts.exactRowsPerDot
+
     private func evaluate(
         _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: Range<Int>, tap: HiddenStateTap?,
         layout: BranchLayout? = nil, layers: Int? = nil
+    ) -> [Float] {
+        evaluate(tokens, segments: [Segment(cache: cache, rows: 0..<tokens.count, layout: layout)], logitRows: logitRows, tap: tap, layers: layers)
+    }
+
+    /// One batch: the transformer over `tokens`, logits for `logitRows` (indices into the batch).
+    /// Each segment's rows continue its own cache (one segment: a sequence, or its branches).
+    /// `decoded`: every row is a decoded token (`ProductArithmetic.products(ofRows:decoded:)`).
+    private func evaluate(
+        _ tokens: ArraySlice<Int32>, segments: [Segment], logitRows: Range<Int>, tap: HiddenStateTap?,
+        layers: Int? = nil, decoded: Bool = false
     ) -> [Float] {
         let c = config
         let arch = c.architecture
         let t = tokens.count, d = c.dim, qd = c.qDim, kvd = c.kvDim, hd = c.headDim, f = c.ffnDim
         let qkvWidth = qd + 2 * kvd
-        let p0 = cache.count
         let halfRope = c.ropeDims / 2
+        let tokens = Array(tokens)
+        var segmentOfRow = [Int](repeating: 0, count: t)
+        for (s, segment) in segments.enumerated() { for i in segment.rows { segmentOfRow[i] = s } }
+        let positions = (0..<t).map { segments[segmentOfRow[$0]].position(ofRow: $0) }
 
         let x = FloatBuffer(count: t * d)            // residual stream [T, D]
         let xn = FloatBuffer(count: t * d)           // normed input [T, D]
@@ -208,15 +258,18 @@ public final class Model: @unchecked Sendable {
             weights.tokenEmbedding.dequantizeRow(Int(token), into: x.pointer + i * d)
             if arch.scalesEmbedding { for k in 0..<d { x.pointer[i * d + k] *= embeddingScale } }
             for (r, rope) in ropes.enumerated() {
-                rope.fill(position: layout?.positions[i] ?? p0 + i, cos: cosTables[r].pointer + i * halfRope, sin: sinTables[r].pointer + i * halfRope)
+                rope.fill(position: positions[i], cos: cosTables[r].pointer + i * halfRope, sin: sinTables[r].pointer + i * halfRope)
             }
         }
-        let visible = visibility(rows: t, prefix: p0, layout: layout, window: nil)
-        let slidingVisible = c.slidingWindow.map { visibility(rows: t, prefix: p0, layout: layout, window: $0) }
+        let visible = segments.map { visibility(rows: $0.rows.count, prefix: $0.cache.count, layout: $0.layout, window: nil) }
+        let slidingVisible = c.slidingWindow.map { w in
+            segments.map { visibility(rows: $0.rows.count, prefix: $0.cache.count, layout: $0.layout, window: w) }
+        }
         let wants = tap?.points ?? []
+        let tapPositions = segments.count == 1 ? segments[0].cache.count..<segments[0].cache.count + t : 0..<t
         func report(_ point: TapPoint, _ buffer: FloatBuffer) {
             guard let tap, wants.contains(point) else { return }
-            tap.receive(point, positions: p0..<p0 + t, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
+            tap.receive(point, positions: tapPositions, values: UnsafeBufferPointer(start: buffer.pointer, count: t * d), dim: d)
         }
         /// Adds a block's output (in `blockOut`) to the stream after its post-norm.
         func addNormed(_ norm: FloatBuffer?) {
@@ -231,7 +284,7 @@ public final class Model: @unchecked Sendable {
             let cosTable = cosTables[ropeOfLayer[l]], sinTable = sinTables[ropeOfLayer[l]]
             // Attention block.
             rmsNorm(xn.pointer, x.pointer, w.attnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
-            products.multiply(xn.pointer, rows: t, [.init(w.wq, out: qkv.pointer, ldo: qkvWidth),
+            products.multiply(xn.pointer, rows: t, decoded: decoded, [.init(w.wq, out: qkv.pointer, ldo: qkvWidth),
                                                     .init(w.wk, out: qkv.pointer + qd, ldo: qkvWidth),
                                                     .init(w.wv, out: qkv.pointer + qd + kvd, ldo: qkvWidth)])
             for i in 0..<t {
@@ -245,23 +298,28 @@ public final class Model: @unchecked Sendable {
                 applyRoPE(row, heads: c.heads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
                 applyRoPE(row + qd, heads: c.kvHeads, headDim: hd, dims: c.ropeDims, cos: cosRow, sin: sinRow, ordering: c.ropeOrdering)
                 if queriesScaled { for j in 0..<qd { row[j] *= c.attentionScale } }
-                cache.store(layer: l, position: p0 + i, keys: row + qd, values: row + qd + kvd)
+                let segment = segments[segmentOfRow[i]]
+                segment.cache.store(layer: l, position: segment.cache.count + i - segment.rows.lowerBound, keys: row + qd, values: row + qd + kvd)
             }
-            products.attention(qkv.pointer, qStride: qkvWidth, rows: t, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
-                               keys: cache.keys(layer: l), values: cache.values(layer: l), halfPrecision: cache.precision == .f16,
-                               kvStride: kvd, visible: c.isSliding(layer: l) ? slidingVisible! : visible,
-                               scale: queriesScaled ? 1 : c.attentionScale, out: attn.pointer, outStride: qd)
+            for (s, segment) in segments.enumerated() {
+                let cache = segment.cache, first = segment.rows.lowerBound
+                products.attention(qkv.pointer + first * qkvWidth, qStride: qkvWidth, rows: segment.rows.count, heads: c.heads,
+                                   kvHeads: c.kvHeads, headDim: hd, keys: cache.keys(layer: l), values: cache.values(layer: l),
+                                   halfPrecision: cache.precision == .f16, kvStride: kvd,
+                                   visible: c.isSliding(layer: l) ? slidingVisible![s] : visible[s],
+                                   scale: queriesScaled ? 1 : c.attentionScale, out: attn.pointer + first * qd, outStride: qd)
+            }
             if let blockOut {
-                products.multiply(attn.pointer, rows: t, [.init(w.wo, out: blockOut.pointer)])
+                products.multiply(attn.pointer, rows: t, decoded: decoded, [.init(w.wo, out: blockOut.pointer)])
                 addNormed(w.attnPostNorm)
             } else {
-                products.multiply(attn.pointer, rows: t, [.init(w.wo, out: x.pointer, accumulate: true)])
+                products.multiply(attn.pointer, rows: t, decoded: decoded, [.init(w.wo, out: x.pointer, accumulate: true)])
             }
 
             // Feed-forward block (SwiGLU, or GeGLU for Gemma).
             rmsNorm(xn.pointer, x.pointer, w.ffnNorm.pointer, rows: t, dim: d, eps: c.rmsEps)
             report(.ffnInput(layer: l), xn)
-            products.multiply(xn.pointer, rows: t, [.init(w.wGate, out: gateUp.pointer, ldo: 2 * f),
+            products.multiply(xn.pointer, rows: t, decoded: decoded, [.init(w.wGate, out: gateUp.pointer, ldo: 2 * f),
                                                    .init(w.wUp, out: gateUp.pointer + f, ldo: 2 * f)])
             for i in 0..<t {
                 let row = gateUp.pointer + i * 2 * f
@@ -271,21 +329,21 @@ public final class Model: @unchecked Sendable {
                 }
             }
             if let blockOut {
-                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: blockOut.pointer)])
+                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, decoded: decoded, [.init(w.wDown, out: blockOut.pointer)])
                 addNormed(w.ffnPostNorm)
             } else {
-                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, [.init(w.wDown, out: x.pointer, accumulate: true)])
+                products.multiply(gateUp.pointer, rows: t, ldx: 2 * f, decoded: decoded, [.init(w.wDown, out: x.pointer, accumulate: true)])
             }
             report(.residual(layer: l), x)
         }
-        cache.advance(by: t)
+        for segment in segments { segment.cache.advance(by: segment.rows.count) }
 
         guard !logitRows.isEmpty else { return [] }
         let r = logitRows.count
         rmsNorm(xn.pointer, x.pointer + logitRows.lowerBound * d, weights.outputNorm.pointer, rows: r, dim: d, eps: c.rmsEps)
         var result = [Float](repeating: 0, count: r * c.vocabSize)
         result.withUnsafeMutableBufferPointer { buf in
-            products.multiply(xn.pointer, rows: r, [.init(weights.output, out: buf.baseAddress!)])
+            products.multiply(xn.pointer, rows: r, decoded: decoded, [.init(weights.output, out: buf.baseAddress!)])
         }
         return result
     }

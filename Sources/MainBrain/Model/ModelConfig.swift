@@ -44,7 +44,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .insufficientMemory(needed, available):
             return "the model needs about \(MemoryRequirement.mebibytes(needed.total)) of memory (\(needed)) and this machine has "
                 + "\(MemoryRequirement.mebibytes(available)) available; use a smaller model or a smaller quantisation of it (e.g. Q4_K_M), "
-                + "or lower the context size"
+                + (needed.sequences > 1 ? "or lower the context size or the sequences served at once (slots)" : "or lower the context size")
         }
     }
 }

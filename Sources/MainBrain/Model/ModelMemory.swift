@@ -9,15 +9,18 @@ public struct MemoryRequirement: Sendable, Equatable, CustomStringConvertible {
     public let kvCache: Int
     public let working: Int
     public let contextTokens: Int
+    /// Sequences served at once, each with a cache of `contextTokens`.
+    public let sequences: Int
     public var total: Int { weights + kvCache + working }
 
     /// Tokenizer tables, code, OpenBLAS's buffers, the learning brain's working set.
     static let runtimeAllowance = 128 << 20
 
-    public init(gguf: GGUFFile, config: ModelConfig, contextTokens: Int, kvPrecision: KVPrecision, batch: Int) {
+    public init(gguf: GGUFFile, config: ModelConfig, contextTokens: Int, kvPrecision: KVPrecision, batch: Int, sequences: Int = 1) {
         weights = gguf.file.bytes.count
         self.contextTokens = min(contextTokens, config.contextLength)
-        kvCache = KVCache.bytes(config: config, positions: self.contextTokens, precision: kvPrecision)
+        self.sequences = sequences
+        kvCache = sequences * KVCache.bytes(config: config, positions: self.contextTokens, precision: kvPrecision)
         let activations = 4 * batch * (4 * config.dim + 2 * config.qDim + 2 * config.kvDim + 2 * config.ffnDim)
         working = activations + 4 * config.vocabSize + 4 * QuantizedProducts.tileElements + Self.runtimeAllowance
     }
@@ -28,7 +31,8 @@ public struct MemoryRequirement: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "weights \(Self.mebibytes(weights)) + KV cache for \(contextTokens) tokens \(Self.mebibytes(kvCache)) + working memory \(Self.mebibytes(working))"
+        "weights \(Self.mebibytes(weights)) + KV cache for \(sequences == 1 ? "" : "\(sequences) sequences of ")\(contextTokens) tokens "
+            + "\(Self.mebibytes(kvCache)) + working memory \(Self.mebibytes(working))"
     }
 
     static func mebibytes(_ bytes: Int) -> String {

@@ -22,7 +22,14 @@ extension Twinbrain {
                     }
                 }
                 print("uptime:  \(Self.duration(status.uptimeSeconds))   memory: \(Int(status.residentMemoryMiB)) MiB   threads: \(status.threads)")
-                print("queue:   \(status.queue.running) running, \(status.queue.waiting) waiting (room for \(status.queue.capacity))")
+                let q = status.queue
+                if let slots = q.slots, let inUse = q.slotsInUse {
+                    let rate = (q.tokensPerSecond ?? 0) > 0
+                        ? String(format: ", %.1f tokens/s (%.1f per request), %.1f per step on average", q.tokensPerSecond!,
+                                 q.tokensPerSecondPerRequest ?? 0, q.meanBatch ?? 0) : ""
+                    print("slots:   \(inUse) of \(slots) generating\(rate)")
+                }
+                print("queue:   \(q.running) running, \(q.waiting) waiting (room for \(q.capacity))")
                 if let i = status.intake {
                     let docs = i.documents.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
                     print("drives:  \(i.drivesPresent) present, \(i.jobsRunning) job\(i.jobsRunning == 1 ? "" : "s") running (events: \(i.driveEvents))")
