@@ -141,6 +141,9 @@ bench: deps model gemma build $(EVAL_ITEMS) ## Speed and memory against llama.cp
 	$(EVAL) bench --model $(MODEL) --memory-entries 100000 --memory-entries 1000000 --memory-text $(EVAL_CORPUS)/docs --runs 5
 	@echo "daemon (start to READY, idle RSS, API overhead on a 64-token answer, time to first token minus prefill, time to knowledge):"
 	python3 scripts/bench_daemon.py --daemon .build/release/twinbraind --model $(MODEL) --runs 5
+	@echo "serving several people at once (continuous batching, through the socket, against llama.cpp's batched decoding; then while a drive is learned):"
+	python3 scripts/bench_batch.py --daemon .build/release/twinbraind --model $(MODEL) --runs 3 --out bench-results/batching.json
+	python3 scripts/bench_batch.py --daemon .build/release/twinbraind --model $(MODEL) --runs 3 --arithmetic mixed --no-learning --out bench-results/batching-mixed.json
 
 # The corpus is rebuilt when its scripts change; items.jsonl is written last, so a build that
 # stopped half-way is redone.

@@ -75,8 +75,13 @@ typedef void (*cq_dot4_fn)(int cols, const uint8_t *w, size_t row_bytes, const u
 // The same four rows times two activation rows (xq_stride apart): out [2][4].
 typedef void (*cq_dot4x2_fn)(int cols, const uint8_t *w, size_t row_bytes, const uint8_t *xq, size_t xq_stride, float *out);
 
+// One f32 weight row times four f32 activation rows (x_stride bytes apart): out[i] is what the
+// one-row f32 kernel gives for row i, to the bit (the exact arithmetic's decode batches).
+typedef void (*cq_dot_rows4_fn)(int cols, const uint8_t *w, const uint8_t *x, size_t x_stride, float *out);
+
 // The AVX2 kernels for a type, or NULL (x86-64 with AVX2, FMA and F16C only).
 cq_dot_fn cq_avx2_dot(int type);
+cq_dot_rows4_fn cq_avx2_f32_rows4(void);
 cq_dot4_fn cq_avx2_dot4(int type);
 cq_dot4x2_fn cq_avx2_dot4x2(int type);
 /// Dequantises `blocks` whole blocks, the same bits as the portable dequantiser; NULL where none.

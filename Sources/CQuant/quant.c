@@ -497,6 +497,7 @@ typedef struct {
     const float *x;
     size_t ldx;
     cq_dot_fn f32_dot;
+    cq_dot_rows4_fn f32_rows4;     // the same dot, four activation rows at once, or NULL
     // Worker w owns chunks [w·total/W, (w+1)·total/W) and takes them in order, so it streams
     // through memory; a worker done with its own takes from the others' (the machine is
     // shared and noisy).
@@ -540,7 +541,13 @@ static void dequantized_chunk(matmul_work *m, int j, int r0, int r1, float *row)
     const cq_matmul_job *job = &m->jobs[j];
     for (int r = r0; r < r1; r++) {
         cq_dequantize(job->type, (const uint8_t *)job->weights + (size_t)r * job->row_bytes, row, (size_t)m->cols);
-        for (int i = 0; i < m->rows; i++)
+        int i = 0;
+        for (; m->f32_rows4 && i + 4 <= m->rows; i += 4) {
+            float v[4];
+            m->f32_rows4(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx), m->ldx * sizeof(float), v);
+            for (int k = 0; k < 4; k++) store(job, job->out + (size_t)(i + k) * job->ldo + r, v[k]);
+        }
+        for (; i < m->rows; i++)
             store(job, job->out + (size_t)i * job->ldo + r,
                   m->f32_dot(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx)));
     }
@@ -601,6 +608,7 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
         m.x = exact ? x : 0;
         m.ldx = ldx;
         m.f32_dot = dot_for(CQ_F32);
+        m.f32_rows4 = cq_fast_kernels() ? cq_avx2_f32_rows4() : 0;
         const uint8_t *formats[ACT_COUNT] = {0};
         uint8_t *cursor = scratch;
         m.first_chunk[0] = 0;

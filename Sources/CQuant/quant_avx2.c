@@ -278,6 +278,28 @@ static float dot_f32(int cols, const uint8_t *w, const uint8_t *y) {
     return s;
 }
 
+// dot_f32 of one weight row with four activation rows at once (the weight loaded once); each
+// output's operations are dot_f32's, in its order.
+static void dot_f32_rows4(int cols, const uint8_t *w, const uint8_t *y, size_t ys, float *out) {
+    const float *a = (const float *)w;
+    const float *x[4] = {(const float *)y, (const float *)(y + ys), (const float *)(y + 2 * ys), (const float *)(y + 3 * ys)};
+    __m256 lo[4], hi[4];
+    for (int i = 0; i < 4; i++) lo[i] = hi[i] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        __m256 a0 = _mm256_loadu_ps(a + j), a1 = _mm256_loadu_ps(a + j + 8);
+        for (int i = 0; i < 4; i++) {
+            lo[i] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x[i] + j), lo[i]);
+            hi[i] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x[i] + j + 8), hi[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        float s = hsum(_mm256_add_ps(lo[i], hi[i]));
+        for (int k = j; k < cols; k++) s += a[k] * x[i][k];
+        out[i] = s;
+    }
+}
+
 static float dot_f16(int cols, const uint8_t *w, const uint8_t *y) {
     const float *x = (const float *)y;
     __m256 acc = _mm256_setzero_ps();
@@ -409,6 +431,8 @@ cq_dot_fn cq_avx2_dot(int type) {
     }
 }
 
+cq_dot_rows4_fn cq_avx2_f32_rows4(void) { return dot_f32_rows4; }
+
 cq_dot4_fn cq_avx2_dot4(int type) {
     switch (type) {
     case CQ_Q4_0: return dot4_q4_0;
@@ -438,6 +462,7 @@ cq_dot4x2_fn cq_avx2_dot4x2(int type) {
 
 int cq_cpu_has_avx2(void) { return 0; }
 cq_dot_fn cq_avx2_dot(int type) { (void)type; return 0; }
+cq_dot_rows4_fn cq_avx2_f32_rows4(void) { return 0; }
 cq_dot4_fn cq_avx2_dot4(int type) { (void)type; return 0; }
 cq_dot4x2_fn cq_avx2_dot4x2(int type) { (void)type; return 0; }
 cq_dequantize_fn cq_avx2_dequantize(int type) { (void)type; return 0; }

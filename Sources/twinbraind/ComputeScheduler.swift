@@ -8,12 +8,14 @@ import Metrics
 ///
 /// Generations share it by continuous batching: up to `slots` run at once, each with its own KV
 /// cache, and one decode step advances all of them with one read of the weights
-/// (`Generator.step`). A generation joins at any step (its prompt is evaluated between two
-/// steps) and leaves when done or when its client goes. Other work (learning a piece of a
-/// document, forgetting) runs as one-shot jobs in the gaps: whenever no generation runs, and
-/// otherwise for at most about half of the time, so questions come before learning. Waiting
-/// generations are admitted by owner, the one with the fewest running first, so one script
-/// cannot starve the office. At most `capacity` jobs wait; beyond that, submit refuses (429).
+/// (`Generator.step`). A generation joins at any step and leaves when done or when its client
+/// goes. Other work (learning a document, forgetting) runs as one-shot jobs. Long forwards, a
+/// job's or a prompt's, run in chunks of `chunkRows` (`Model.chunking`), and between two chunks
+/// the running generations take decode steps (and, inside a job, waiting questions are admitted
+/// first), so learning yields to questions at chunk boundaries and no stream stalls for longer
+/// than a chunk. Waiting generations are admitted by owner, the one with the fewest running
+/// first, so one script cannot starve the office. At most `capacity` jobs wait; beyond that,
+/// submit refuses (429).
 final class ComputeScheduler: @unchecked Sendable {
     enum SubmitError: Error {
         case overloaded(waiting: Int)
@@ -93,10 +95,26 @@ final class ComputeScheduler: @unchecked Sendable {
 
     /// Compute-thread state.
     private var running: [Running] = []
-    /// When the last job ended, and how long it ran (uptime ns): with generations running, the
-    /// next job waits as long again, so work takes at most half of the time.
-    private var lastWorkEnd: UInt64 = 0
-    private var lastWorkNanoseconds: UInt64 = 0
+    /// What the compute thread is inside of, innermost last: a job, or a prompt's evaluation.
+    private enum Phase { case work, prompt }
+    private var phases: [Phase] = []
+    /// When the innermost job last resumed (uptime ns): between its chunks, decode steps take as
+    /// long as it computed since, so learning gets about half of the time while people ask.
+    private var workResumed: UInt64 = 0
+    /// Rows a long forward evaluates between two decode steps while generations run (about 0.2 s
+    /// on the default model), and a job's chunk while none runs (a question arriving waits for
+    /// one at most). Each chunk of the exact arithmetic reads the weights again, so a prompt
+    /// with nobody else to serve runs unchunked.
+    static let chunkRows = 128
+    static let idleJobChunkRows = 256
+
+    private func chunkRows() -> Int {
+        switch phases.last {
+        case .prompt?: running.isEmpty ? Int.max : Self.chunkRows
+        case .work?: running.isEmpty && condition.withLock({ !waiting.contains(where: \.isGeneration) }) ? Self.idleJobChunkRows : Self.chunkRows
+        case nil: Int.max
+        }
+    }
 
     init(generator: Generator, capacity: Int, slots: Int = 1) {
         precondition(slots >= 1)
@@ -106,6 +124,7 @@ final class ComputeScheduler: @unchecked Sendable {
     }
 
     func start() {
+        generator.model.chunking = .init(rows: { [unowned self] in chunkRows() }, between: { [unowned self] in betweenChunks() })
         let t = Thread { [self] in loop() }
         t.name = "twinbrain-compute"
         t.stackSize = 8 << 20
@@ -235,34 +254,60 @@ final class ComputeScheduler: @unchecked Sendable {
     }
 
     /// The next job to start (under the lock): a waiting generation when a slot is free, the
-    /// owner with the fewest running first (then the oldest); else the oldest one-shot job,
-    /// unless generations are running and the last job's share of time is not yet made up.
+    /// owner with the fewest running first (then the oldest); else the oldest one-shot job.
     private func takeNext() -> Job? {
-        if running.count < slots {
-            let runningBy = Dictionary(grouping: running, by: \.job.owner).mapValues(\.count)
-            let candidates = waiting.indices.filter { waiting[$0].isGeneration }
-            if let i = candidates.min(by: { (runningBy[waiting[$0].owner] ?? 0, $0) < (runningBy[waiting[$1].owner] ?? 0, $1) }) {
-                return waiting.remove(at: i)
-            }
-        }
-        guard let i = waiting.firstIndex(where: { !$0.isGeneration }) else { return nil }
-        let now = DispatchTime.now().uptimeNanoseconds
-        guard running.isEmpty || stopped || now - lastWorkEnd >= lastWorkNanoseconds else { return nil }
+        takeGeneration() ?? waiting.firstIndex { !$0.isGeneration }.map { waiting.remove(at: $0) }
+    }
+
+    private func takeGeneration() -> Job? {
+        guard running.count < slots else { return nil }
+        let runningBy = Dictionary(grouping: running, by: \.job.owner).mapValues(\.count)
+        let candidates = waiting.indices.filter { waiting[$0].isGeneration }
+        guard let i = candidates.min(by: { (runningBy[waiting[$0].owner] ?? 0, $0) < (runningBy[waiting[$1].owner] ?? 0, $1) })
+        else { return nil }
         return waiting.remove(at: i)
     }
 
     private func runWork(_ work: (Generator, Job) -> Void, _ job: Job) {
-        let began = DispatchTime.now().uptimeNanoseconds
         setActivity("starting a job")
+        phases.append(.work)
+        defer { phases.removeLast() }
+        workResumed = DispatchTime.now().uptimeNanoseconds
         work(generator, job)
-        lastWorkEnd = DispatchTime.now().uptimeNanoseconds
-        lastWorkNanoseconds = lastWorkEnd - began
+    }
+
+    /// Between two chunks of a long forward (`Model.chunking`). Inside a prompt's evaluation:
+    /// one decode step for the running generations. Inside a job: waiting generations are
+    /// admitted, then decode steps take as long as the job computed since it last resumed.
+    private func betweenChunks() {
+        switch phases.last {
+        case .prompt?:
+            if !running.isEmpty { decodeStep() }
+        case .work?:
+            let began = DispatchTime.now().uptimeNanoseconds
+            let share = began - workResumed
+            while let next = condition.withLock({ stopped ? nil : takeGeneration() }) {
+                if case let .generation(generation) = next.kind { admit(next, generation) }
+            }
+            repeat {
+                if !running.isEmpty { decodeStep() }
+            } while !running.isEmpty && DispatchTime.now().uptimeNanoseconds - began < share
+            condition.withLock {
+                slotOwners = running.map(\.job.owner)
+                heartbeat = DispatchTime.now().uptimeNanoseconds
+            }
+            workResumed = DispatchTime.now().uptimeNanoseconds
+        case nil:
+            break
+        }
     }
 
     /// Builds the generation's session and evaluates its prompt; it holds a slot until done.
     private func admit(_ job: Job, _ generation: Job.Generation) {
         let queued = job.queueSeconds
         guard !job.isCancelled else { return generation.end(.failure(CancellationError()), queued) }
+        phases.append(.prompt)
+        defer { phases.removeLast() }
         do {
             setActivity("evaluating a prompt")
             let session = try generation.begin(generator)

@@ -95,6 +95,21 @@ final class BatchedDecodeTests: XCTestCase {
         }
     }
 
+    /// A prompt evaluated in chunks (so others' decode steps can run between them) gives the
+    /// logits it gives in one batch, bit for bit.
+    func testChunkedPrefillEqualsWhole() throws {
+        let (model, tokenizer) = try Fixtures.model(.exact)
+        let prompt = tokenizer.encode(String(repeating: "The river runs past the mill and under the old stone bridge. ", count: 30))
+        XCTAssertGreaterThan(prompt.count, 300)
+        let whole = try model.forward(prompt, cache: model.makeCache(capacity: prompt.count), logits: .all)
+        var chunks = 0
+        model.chunking = .init(rows: { 100 }, between: { chunks += 1 })
+        defer { model.chunking = nil }
+        let chunked = try model.forward(prompt, cache: model.makeCache(capacity: prompt.count), logits: .all)
+        XCTAssertEqual(chunks, (prompt.count - 1) / 100)
+        XCTAssertTrue(chunked.values == whole.values, "chunked prefill differs")
+    }
+
     func testDecodeRefusesWhatForwardRefuses() throws {
         let (model, tokenizer) = try Fixtures.model(.exact)
         let full = model.makeCache(capacity: 3)

@@ -144,6 +144,14 @@ final class ModelTests: XCTestCase {
         XCTAssertLessThan(needed.working, 200 << 20)
         XCTAssertEqual(MemoryRequirement(gguf: real, config: config, contextTokens: 1 << 20, kvPrecision: .f32, batch: 512).contextTokens,
                        config.contextLength, "a cache is never longer than the model's context")
+
+        // Sequences served at once each hold a cache: a count the memory cannot hold is refused with both figures.
+        let eight = MemoryRequirement(gguf: real, config: config, contextTokens: 4096, kvPrecision: .f16, batch: 512, sequences: 8)
+        XCTAssertEqual(eight.kvCache, 8 * needed.kvCache)
+        XCTAssertThrowsError(try Model(gguf: real, contextTokens: 4096, sequences: 8, availableMemory: needed.total + needed.kvCache)) { e in
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("KV cache for 8 sequences of 4096 tokens") && text.contains("slots"), text)
+        }
     }
 
     /// Prefill in one batch, in several batches, and token by token give the same logits.

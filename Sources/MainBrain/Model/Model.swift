@@ -49,6 +49,23 @@ public final class Model: @unchecked Sendable {
     public var batchSize = Model.defaultBatchSize
     public static let defaultBatchSize = 512
 
+    /// Evaluate long inputs in chunks of `rows()` (asked before each chunk, at most `batchSize`)
+    /// and call `between` after each chunk but the last, on the forward's thread: the daemon's
+    /// scheduler runs other sequences' decode steps there, so a long prompt or a document being
+    /// learned stalls them for one chunk at most. The caches are the caller's; nothing `forward`
+    /// holds is touched between chunks, and the results are the same bits as in one batch.
+    public struct Chunking {
+        public let rows: () -> Int
+        public let between: () -> Void
+        public init(rows: @escaping () -> Int, between: @escaping () -> Void) {
+            self.rows = rows
+            self.between = between
+        }
+    }
+
+    /// Set by the model's one user (the daemon's scheduler); nil: one batch of up to `batchSize`.
+    public var chunking: Chunking?
+
     /// `threads`: the worker threads of matrix products (default: OpenBLAS's count).
     /// `arithmetic`: `.exact` (the default) computes as an f32 engine; `.quantized` as llama.cpp's
     /// CPU kernels on the file (activations quantised per block); `.mixed` a prompt as the f32
@@ -119,7 +136,8 @@ public final class Model: @unchecked Sendable {
         values.reserveCapacity((tokens.count - firstLogitRow) * config.vocabSize)
         var start = 0
         while start < tokens.count {
-            let end = min(start + batchSize, tokens.count)
+            if start > 0 { chunking?.between() }
+            let end = min(start + max(1, min(batchSize, chunking?.rows() ?? batchSize)), tokens.count)
             let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
                                        logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap, layers: layers)
