@@ -38,7 +38,7 @@ GGUF_VERSION        := 0.19.0
 OPENAI_VERSION      := 3.51.0
 HTTPX_VERSION       := 0.28.1
 
-.PHONY: help deps model gemma synthetic-models build run test test-python bench eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
+.PHONY: help deps model gemma synthetic-models build run test test-python bench soak eval-data eval eval-resume eval-answers eval-smoke reader-data reader gate recall-floor completions deb integration integration-usb clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -144,6 +144,9 @@ bench: deps model gemma build $(EVAL_ITEMS) ## Speed and memory against llama.cp
 	@echo "serving several people at once (continuous batching, through the socket, against llama.cpp's batched decoding; then while a drive is learned):"
 	python3 scripts/bench_batch.py --daemon .build/release/twinbraind --model $(MODEL) --runs 3 --out bench-results/batching.json
 	python3 scripts/bench_batch.py --daemon .build/release/twinbraind --model $(MODEL) --runs 3 --arithmetic mixed --no-learning --out bench-results/batching-mixed.json
+
+soak: deps model build ## A bounded soak of mixed load (questions, hang-ups, ingests, forgets) on a fresh daemon: RSS and open files stay flat (SOAK_MINUTES, default 10)
+	python3 scripts/soak.py --daemon .build/release/twinbraind --model $(MODEL) --minutes $(or $(SOAK_MINUTES),10) --out bench-results/soak.json
 
 # The corpus is rebuilt when its scripts change; items.jsonl is written last, so a build that
 # stopped half-way is redone.

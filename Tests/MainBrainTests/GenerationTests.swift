@@ -101,6 +101,13 @@ final class GenerationTests: XCTestCase {
         p = .greedy; p.repetitionPenalty = 2
         s = Sampler(p)
         XCTAssertEqual(s.sample(logits[...], history: [7]), 8)
+
+        // Top-k in one pass equals sorting the whole vocabulary (ties: the lower id first).
+        var rng = SeededGenerator(seed: 3)
+        let many = (0..<5000).map { _ in Float(rng.next() % 3000) / 7 }
+        let sorted = many.indices.sorted { many[$0] > many[$1] || (many[$0] == many[$1] && $0 < $1) }
+        XCTAssertEqual(Sampler.top(40, of: many).map(\.id), sorted.prefix(40).map { Int32($0) })
+        XCTAssertEqual(Sampler.top(40, of: many).map(\.logit), sorted.prefix(40).map { many[$0] })
     }
 
     func testStopStringsAreCutAndNeverStreamed() throws {
