@@ -67,6 +67,16 @@ final class BatchedDecodeTests: XCTestCase {
         try checkAloneEqualsTogether(model, tokenizer, prompts: prompts, steps: 10)
     }
 
+    /// Qwen3 (Q/K norms, K-quant blocks) with its real tokenizer, exact and mixed.
+    func testSyntheticQwen3() throws {
+        let gguf = try GGUFFile(path: try SyntheticModelTests.modelPath("qwen3"))
+        let tokenizer = try Tokenizer(gguf: gguf)
+        for arithmetic in [ProductArithmetic.exact, .mixed] {
+            let model = try Model(gguf: gguf, arithmetic: arithmetic, contextTokens: 1024)
+            try checkAloneEqualsTogether(model, tokenizer, prompts: Self.prompts.map { tokenizer.encode($0) }, steps: 8)
+        }
+    }
+
     /// Sessions stepped together (`Generator.step`) give each request the reply it gets alone,
     /// with stop strings and a request that ends first.
     func testSessionsTogetherMatchAlone() throws {
