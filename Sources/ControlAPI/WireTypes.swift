@@ -347,17 +347,21 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         /// examples it keeps; nil when it is off (no reader, or `reader_adapts = false`).
         public var readerDocuments: Int?
         public var readerExamples: Int?
+        /// Why learning waits, when it does: the state directory's disk is full; it resumes by itself.
+        public var paused: String?
         public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?,
-                    memoryEntries: Int? = nil, memoryDocuments: Int? = nil, readerDocuments: Int? = nil, readerExamples: Int? = nil) {
+                    memoryEntries: Int? = nil, memoryDocuments: Int? = nil, readerDocuments: Int? = nil, readerExamples: Int? = nil,
+                    paused: String? = nil) {
             self.documentsLearned = documentsLearned; self.documentsWaiting = documentsWaiting
             self.passages = passages; self.current = current
             self.memoryEntries = memoryEntries; self.memoryDocuments = memoryDocuments
             self.readerDocuments = readerDocuments; self.readerExamples = readerExamples
+            self.paused = paused
         }
         enum CodingKeys: String, CodingKey {
             case documentsLearned = "documents_learned", documentsWaiting = "documents_waiting", passages, current
             case memoryEntries = "memory_entries", memoryDocuments = "memory_documents"
-            case readerDocuments = "reader_documents", readerExamples = "reader_examples"
+            case readerDocuments = "reader_documents", readerExamples = "reader_examples", paused
         }
     }
 

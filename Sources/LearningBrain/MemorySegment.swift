@@ -174,8 +174,15 @@ public struct DocumentFiles: Sendable {
         guard fsync(fd) == 0 else { throw Self.error("fsync \(path)") }
     }
 
-    static func error(_ what: String) -> MemorySegment.Damaged {
-        MemorySegment.Damaged(description: "cannot \(what): \(String(cString: strerror(errno)))")
+    static func error(_ what: String) -> FileError { FileError(operation: what, code: errno) }
+
+    /// A file operation that failed, with the system's reason.
+    public struct FileError: Error, CustomStringConvertible {
+        public let operation: String
+        public let code: Int32
+        public var description: String { "cannot \(operation): \(String(cString: strerror(code)))" }
+        /// The filesystem is full (or the quota used up): worth retrying once space is freed.
+        public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
     }
 }
 

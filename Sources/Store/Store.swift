@@ -50,3 +50,10 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension Store {
+    /// Whether `error` is SQLite's "database or disk is full": the write can succeed once space is freed.
+    public static func isDiskFull(_ error: Error) -> Bool {
+        (error as? DatabaseError)?.resultCode == .SQLITE_FULL
+    }
+}

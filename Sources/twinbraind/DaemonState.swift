@@ -40,7 +40,7 @@ final class DaemonState: @unchecked Sendable {
         store = try Store(path: (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite"))
         audit = AuditLog(store: store, logger: logger)
         intake = IntakeService(store: store, mediaRoots: configuration.mediaRoots, logger: logger)
-        learning = LearningService(store: store, logger: logger)
+        learning = LearningService(store: store, stateDirectory: configuration.stateDirectory, logger: logger)
         intake.onJobFinished = { [learning] in learning.wake() }
     }
 

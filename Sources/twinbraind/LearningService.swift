@@ -32,9 +32,16 @@ final class LearningService: @unchecked Sendable {
     private var readerBacklog: [Document] = []
     private var readerRelearn: [Int64] = []
     private var thread: Thread?
+    /// Why learning waits, when it does (the disk is full), for status.
+    private var paused: String?
+    /// The directory whose filesystem holds the store, the memory and the reader's examples.
+    let stateDirectory: String
+    /// Free space at which learning paused on a full disk resumes.
+    static let resumeFreeBytes: UInt64 = 16 << 20
 
-    init(store: Store, logger: Logger) {
+    init(store: Store, stateDirectory: String, logger: Logger) {
         self.store = store
+        self.stateDirectory = stateDirectory
         self.logger = logger
     }
 
@@ -65,6 +72,44 @@ final class LearningService: @unchecked Sendable {
 
     /// The document being learned now, if any (status).
     var activity: String? { condition.withLock { current } }
+
+    /// Why learning is paused, if it is (status).
+    var pausedReason: String? { condition.withLock { paused } }
+
+    /// Whether `error` says the disk is full: SQLite's, or a memory or reader file's (ENOSPC, EDQUOT).
+    static func isDiskFull(_ error: Error) -> Bool {
+        Store.isDiskFull(error) || (error as? DocumentFiles.FileError)?.isDiskFull == true
+    }
+
+    /// Free bytes for twinbraind on the state directory's filesystem (nil when it cannot be read).
+    func freeBytes() -> UInt64? {
+        var s = statvfs()
+        guard statvfs(stateDirectory, &s) == 0 else { return nil }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
+    /// After a write failed on a full disk: learning pauses, saying why in the status and the
+    /// journal, until `resumeFreeBytes` are free again (looked at every 5 s); nothing half-written
+    /// was kept, so the caller then does the same work again. False when the daemon stops meanwhile.
+    func waitForSpace(after error: Error, learning what: String) -> Bool {
+        let free = freeBytes().map { "\($0 >> 20) MiB free" } ?? "free space unknown"
+        let reason = "the disk holding \(stateDirectory) is full (\(free)); learning \(what) resumes by itself once "
+            + "\(Self.resumeFreeBytes >> 20) MiB are free"
+        logger.error("learning paused: \(reason) (\(error))")
+        condition.withLock { paused = reason }
+        defer { condition.withLock { paused = nil } }
+        while true {
+            let stop = condition.withLock {
+                if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 5)) }
+                return stopping
+            }
+            if stop { return false }
+            if let bytes = freeBytes(), bytes >= Self.resumeFreeBytes {
+                logger.notice("learning resumes: \(bytes >> 20) MiB free on the disk holding \(stateDirectory)")
+                return true
+            }
+        }
+    }
 
     /// Passages first: every waiting document's passages are stored (milliseconds each) before
     /// the token memory learns the next one, and between the pieces of the one it is learning
@@ -131,11 +176,12 @@ final class LearningService: @unchecked Sendable {
         return any
     }
 
-    /// Learns a version's passages; true when it was learned.
+    /// Learns a version's passages; true when it was learned. A full disk pauses it (`waitForSpace`).
     private func learn(_ document: Document, tokenizer: Tokenizer) -> Bool {
         condition.withLock { current = document.path }
         defer { condition.withLock { current = nil } }
         let start = Date()
+        while true {
         do {
             // No text: forgotten (or superseded and dropped) since it was listed; learn() refuses it below.
             let passages = passageBuilder.records(of: try text(of: document), tokenizer: tokenizer)
@@ -145,10 +191,13 @@ final class LearningService: @unchecked Sendable {
             let ms = Int(Date().timeIntervalSince(start) * 1000)
             logger.info("learned \(document.path) (document \(document.id), version \(document.version)): \(passages.count) passages in \(ms) ms")
             return true
+        } catch where Self.isDiskFull(error) {
+            guard waitForSpace(after: error, learning: document.path) else { return false }
         } catch {
             condition.withLock { _ = failed.insert(document.id) }
             logger.error("cannot learn \(document.path) (document \(document.id)): \(error); it is tried again after a restart")
             return false
+        }
         }
     }
 }
@@ -197,6 +246,8 @@ extension LearningService {
             logger.info("memorised \(document.path) (document \(document.id)): \(max(0, tokens.count - 1)) entries in \(seconds) s")
         } catch is CancellationError {
             logger.info("stopped memorising \(document.path) (stopping, or it was forgotten)")
+        } catch where Self.isDiskFull(error) {
+            if waitForSpace(after: error, learning: "the token memory of \(document.path)") { memorise(document, tokenizer: tokenizer) }
         } catch {
             logger.error("cannot memorise \(document.path) (document \(document.id)): \(error); it is learned again at the next start")
         }
@@ -237,6 +288,8 @@ extension LearningService {
             letGoOfUnlearned()
         } catch is CancellationError {
             logger.info("reader: stopped learning \(document.path) (stopping, or it was forgotten)")
+        } catch where Self.isDiskFull(error) {
+            if waitForSpace(after: error, learning: "the reader's questions on \(document.path)") { adaptReader(to: document, tokenizer: tokenizer) }
         } catch {
             logger.error("reader: cannot learn \(document.path) (document \(document.id)): \(error); it is learned again at the next start")
         }

@@ -130,7 +130,8 @@ struct API: Sendable {
             learning: .init(documentsLearned: counts[.learned] ?? 0, documentsWaiting: counts[.extracted] ?? 0,
                             passages: stored.passages, current: state.learning.activity,
                             memoryEntries: memory?.entries, memoryDocuments: memory?.documents,
-                            readerDocuments: readerSite?.documents, readerExamples: readerSite?.examples))
+                            readerDocuments: readerSite?.documents, readerExamples: readerSite?.examples,
+                            paused: state.learning.pausedReason))
         return try Self.json(body)
     }
 

@@ -215,6 +215,56 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(daemon.terminate(), 0)
     }
 
+    /// A full disk while the token memory learns pauses learning with a clear status; questions
+    /// are still answered; once space is freed learning resumes by itself, and nothing was
+    /// half-written. Needs root (the state directory is a size-limited tmpfs).
+    func testAFullDiskPausesLearningUntilSpaceIsFreed() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a small tmpfs") }
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("twinbraind-full-\(UUID().uuidString.prefix(8))")
+        let state = directory.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        XCTAssertEqual(try runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=32m", "tmpfs", state.path]).0, 0)
+        defer {
+            _ = try? runProgram("/bin/umount", [state.path])
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let daemon = try DaemonProcess(directory: directory)
+        daemon.removesDirectory = false
+        defer { _ = daemon.terminate() }
+        try daemon.waitUntilReady()
+        // Long documents (about 9,000 tokens each): the memory takes seconds over each.
+        let licence = try String(contentsOfFile: "/usr/share/common-licenses/GPL-3", encoding: .utf8)
+        let docs = directory.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        for (n, steward) in ["Vermillion", "Marchetti", "Okonkwo"].enumerated() {
+            try Data("# Copy \(n + 1)\n\nThe steward of this copy is Ada \(steward).\n\n\(licence)".utf8)
+                .write(to: docs.appendingPathComponent("copy-\(n + 1).md"))
+        }
+        try ingest(daemon, docs.path, expectLearned: 3)
+        XCTAssertLessThan(try learning(daemon).memoryDocuments ?? 0, 3)
+        // Fill the disk.
+        let filler = state.appendingPathComponent("filler")
+        FileManager.default.createFile(atPath: filler.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: filler)
+        let block = Data(repeating: 0, count: 1 << 20)
+        while (try? handle.write(contentsOf: block)) != nil {}
+        try? handle.close()
+
+        let paused = try waitFor("learning to pause", timeout: 120) { try learning(daemon).paused }
+        XCTAssertTrue(paused.contains("is full") && paused.contains(state.path) && paused.contains("resumes"), paused)
+        XCTAssertEqual(try chat(daemon, "Who is Ada Marchetti?").sources?.first?.path, "copy-2.md", "questions are answered meanwhile")
+        try FileManager.default.removeItem(at: filler)
+        _ = try waitFor("learning to resume and finish", timeout: 180) { () -> Bool? in
+            let l = try learning(daemon)
+            return l.memoryDocuments == 3 && l.paused == nil ? true : nil
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: state.appendingPathComponent("memory").path)
+        XCTAssertEqual(segments.filter { $0.hasSuffix(".seg") }.count, 3, "\(segments)")
+        XCTAssertFalse(segments.contains { $0.hasSuffix(".tmp") }, "\(segments)")
+        XCTAssertTrue(daemon.logText.contains("learning paused") && daemon.logText.contains("learning resumes"))
+        XCTAssertEqual(daemon.terminate(), 0)
+    }
+
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()

@@ -39,6 +39,7 @@ extension Twinbrain {
                     let now = l.current.map { ", learning \(Docs.printable($0))" } ?? ""
                     let memory = l.memoryEntries.map { ", \($0) memory entries" } ?? ""
                     print("learned: \(l.documentsLearned) documents (\(l.passages) passages\(memory)), \(l.documentsWaiting) waiting\(now)")
+                    if let paused = l.paused { print("paused:  \(paused)") }
                 }
                 print("you:     uid \(status.caller.uid), \(status.caller.access) access")
             }
