@@ -52,7 +52,6 @@ public final class GenerationSession {
     public let request: GenerationRequest
     public let cache: KVCache
     let predictor: NextTokenPredictor?
-    private let tokenizer: Tokenizer
     private let onText: (String) -> Void
     public private(set) var result = GenerationResult()
     /// The token the next decode step evaluates; nil before the prompt and once finished.
@@ -69,7 +68,6 @@ public final class GenerationSession {
     init(request: GenerationRequest, cache: KVCache, tokenizer: Tokenizer, predictor: NextTokenPredictor?, onText: @escaping (String) -> Void) {
         self.request = request
         self.cache = cache
-        self.tokenizer = tokenizer
         self.predictor = predictor
         self.onText = onText
         sampler = Sampler(request.sampling)
