@@ -107,6 +107,15 @@ final class IntakeAPITests: XCTestCase {
             if progress >= 20 || j.isFinished { break }
             usleep(20_000)
         }
+        // People are asking when the plug is pulled: four answers generated together.
+        let client = daemon.client
+        for i in 0..<4 {
+            DispatchQueue.global().async { _ = try? client.send("POST", "/v1/generate", body: json(["prompt": "Story \(i):", "max_tokens": 3000])) }
+        }
+        _ = try waitFor("the answers being generated") { () -> Bool? in
+            let queue = try JSONDecoder().decode(StatusResponse.self, from: try client.send("GET", "/v1/status").body).queue
+            return (queue.slotsInUse ?? 0) >= 2 ? true : nil
+        }
         daemon.kill9()
         XCTAssertLessThan(progress, files, "the ingest finished before the kill; make the tree bigger")
 
@@ -132,6 +141,13 @@ final class IntakeAPITests: XCTestCase {
         }
         let segments = try FileManager.default.contentsOfDirectory(atPath: daemon.directory.appendingPathComponent("state/memory").path)
         XCTAssertEqual(segments.filter { $0.hasSuffix(".seg") }.count, files)
+        // And the box answers several at once again.
+        let statuses = ResultBox(), again = restarted.client
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            let reply = try? again.send("POST", "/v1/generate", body: json(["prompt": "Note \(i) says", "max_tokens": 8]))
+            statuses.add(reply?.status ?? -1, retryAfter: nil)
+        }
+        XCTAssertEqual(statuses.statuses, [200, 200, 200, 200])
         XCTAssertEqual(restarted.terminate(), 0)
     }
 }
