@@ -41,7 +41,8 @@ final class KnowledgeAPITests: XCTestCase {
         return try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
     }
 
-    func testQuestionsRecallLearnedDocumentsWithSourcesAndForgettingRemovesThem() throws {
+    /// A daemon that has learned `travel.md` and `canteen.txt` (their passages), from `docs`.
+    func daemonWithTravelAndCanteen() throws -> (DaemonProcess, URL) {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()
         let docs = daemon.directory.appendingPathComponent("docs")
@@ -49,6 +50,11 @@ final class KnowledgeAPITests: XCTestCase {
         try Data(travel.utf8).write(to: docs.appendingPathComponent("travel.md"))
         try Data(canteen.utf8).write(to: docs.appendingPathComponent("canteen.txt"))
         try ingest(daemon, docs.path, expectLearned: 2)
+        return (daemon, docs)
+    }
+
+    func testQuestionsRecallLearnedDocumentsWithSourcesAndForgettingRemovesThem() throws {
+        let (daemon, docs) = try daemonWithTravelAndCanteen()
         XCTAssertEqual(try learning(daemon).passages, 2)
         let memorised = try waitFor("both documents in the token memory") { () -> StatusResponse.Learning? in
             let l = try learning(daemon)
@@ -179,18 +185,10 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(repaired.terminate(), 0)
     }
 
-    /// Passages first: every document of a drive is answerable as soon as it is extracted,
-    /// while the token memory is still learning them behind; the answer cites the line.
     /// Questions asked at once are decoded together (continuous batching), each with its own
     /// recall, token memory tally and reader, and get the reply and sources they get alone.
     func testQuestionsAskedTogetherGetWhatTheyGetAlone() throws {
-        let daemon = try DaemonProcess()
-        try daemon.waitUntilReady()
-        let docs = daemon.directory.appendingPathComponent("docs")
-        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
-        try Data(travel.utf8).write(to: docs.appendingPathComponent("travel.md"))
-        try Data(canteen.utf8).write(to: docs.appendingPathComponent("canteen.txt"))
-        try ingest(daemon, docs.path, expectLearned: 2)
+        let (daemon, _) = try daemonWithTravelAndCanteen()
         _ = try waitFor("both documents in the token memory") { try learning(daemon).memoryDocuments == 2 ? true : nil }
         let questions = ["Who approves flights?", "When does the canteen serve lunch?", "What is served on Fridays?",
                          "How much is a hotel night in Vienna?", "Who maintains the coffee machine?", "Write a haiku about trains."]
@@ -265,6 +263,8 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(daemon.terminate(), 0)
     }
 
+    /// Passages first: every document of a drive is answerable as soon as it is extracted,
+    /// while the token memory is still learning them behind; the answer cites the line.
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()

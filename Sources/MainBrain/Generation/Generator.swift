@@ -169,8 +169,8 @@ public final class Generator: @unchecked Sendable {
         let recorder = points.isEmpty ? nil : HiddenStateRecorder(points: points)
         let logits = try model.decode(active.map { ($0.next!, $0.cache) }, tap: recorder)
         for (i, session) in active.enumerated() {
+            guard let predictor = session.predictor else { session.take(logits.row(i)); continue }
             let row = Logits(rows: 1, vocab: logits.vocab, values: Array(logits.row(i)))
-            guard let predictor = session.predictor else { session.take(row.row(0)); continue }
             let state = predictor.decodeTap.map { recorder!.row($0, i) }
             session.take(predictor.decoded(row, state: state).row(0))
         }
