@@ -15,7 +15,10 @@ One client with --slots 1 (no batching) gives the single-client baseline.
 Then, unless --no-learning: questions asked one after another while a drive of 60 documents is
 learned (time to first token, median and worst), and the drive's learning rate with and without them.
 Usage: bench_batch.py --daemon BIN --model FILE [--threads 2] [--runs 3] [--arithmetic A] [--no-learning] [--out FILE]"""
-import argparse, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, threading, time
+
+import daemon_process
+from daemon_process import get, send
 
 GENERATED = 64
 COUNTS = [1, 2, 4, 8]
@@ -26,20 +29,6 @@ def prompts(n):
               "the mechanical clock", "the microscope", "the telegraph", "the bicycle", "the sewing machine", "the camera"]
     return [f"Chapter {i + 1}. A short history of {topics[i % len(topics)]}, written for a school library, begins "
             f"with the people who first used it and the problems it solved for them in daily life:" for i in range(n)]
-
-def send(sock_path, method, path, body=None):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sock_path)
-    data = json.dumps(body).encode() if body is not None else b""
-    s.sendall(method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-              b"Content-Type: application/json\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
-    return s
-
-def get(sock_path, path):
-    s, raw = send(sock_path, "GET", path), b""
-    while chunk := s.recv(65536):
-        raw += chunk
-    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
 
 def stream(sock_path, body, path="/v1/generate"):
     """(status, seconds to the first text, seconds to the end, tokens generated) of one streamed request."""
@@ -72,18 +61,8 @@ def clients(sock_path, texts):
     return results, time.perf_counter() - t
 
 def start_daemon(a, tmp, name, extra):
-    sock_path, notify_path = os.path.join(tmp, f"{name}.sock"), os.path.join(tmp, f"{name}.notify")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(60)
-    cmd = [a.daemon, "--socket", sock_path, "--state-dir", os.path.join(tmp, f"{name}-state"), "--model", a.model,
-           "--config", "/dev/null", "--threads", str(a.threads)] + extra
-    if a.arithmetic:
-        cmd += ["--arithmetic", a.arithmetic]
-    p = subprocess.Popen(cmd, env=dict(os.environ, NOTIFY_SOCKET=notify_path), stderr=subprocess.DEVNULL)
-    while b"READY=1" not in notify.recv(4096):
-        pass
-    return p, sock_path
+    extra = ["--threads", str(a.threads)] + (["--arithmetic", a.arithmetic] if a.arithmetic else []) + extra
+    return daemon_process.start(a.daemon, a.model, tmp, name, extra)
 
 def ours(a, tmp):
     p, sock_path = start_daemon(a, tmp, "batched", [])

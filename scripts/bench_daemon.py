@@ -6,7 +6,9 @@ its token memory being in use, and from ingesting a directory of 100 documents (
 of them answering (all passages searchable, and a question about the last one citing it) while the
 memory learns behind. Medians over --runs runs (the drive: up to 3 runs, each after the memory caught up).
 Usage: bench_daemon.py --daemon BIN --model FILE [--runs N]"""
-import argparse, json, os, socket, statistics, subprocess, tempfile, time
+import argparse, json, os, socket, statistics, tempfile, time
+
+import daemon_process
 
 def request(sock_path, body, stream=False, path="/v1/generate"):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -96,17 +98,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    sock_path, notify_path = os.path.join(tmp, "d.sock"), os.path.join(tmp, "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(30)
-    env = dict(os.environ, NOTIFY_SOCKET=notify_path)
     t0 = time.perf_counter()
-    p = subprocess.Popen([a.daemon, "--socket", sock_path, "--state-dir", os.path.join(tmp, "state"), "--model", a.model,
-                          "--config", "/dev/null"], env=env, stderr=subprocess.DEVNULL)
+    p, sock_path = daemon_process.start(a.daemon, a.model, tmp)
     try:
-        while b"READY=1" not in notify.recv(4096):
-            pass
         ready_s = time.perf_counter() - t0
         time.sleep(1)
         rss = next(int(l.split()[1]) for l in open(f"/proc/{p.pid}/status") if l.startswith("VmRSS:")) / 1024

@@ -10,24 +10,10 @@ minute's warm-up), the open files (not sockets) grew at all or the resident memo
 --rss-growth (10% by default); when, once the load stopped, more sockets stay open than before it
 began (a connection never closed); or when any request got an answer other than 200/202/429.
 Usage: soak.py --daemon BIN --model FILE [--minutes 10] [--clients 4] [--out FILE]"""
-import argparse, json, os, random, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, random, statistics, sys, tempfile, threading, time
 
-def send(sock_path, method, path, body=None):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(120)
-    s.connect(sock_path)
-    data = json.dumps(body).encode() if body is not None else b""
-    s.sendall(method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-              b"Content-Type: application/json\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
-    return s
-
-def call(sock_path, method, path, body=None):
-    s, raw = send(sock_path, method, path, body), b""
-    while chunk := s.recv(65536):
-        raw += chunk
-    s.close()
-    head, _, payload = raw.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), payload
+import daemon_process
+from daemon_process import call, send
 
 def sample(pid):
     """(resident MiB, open files other than sockets, open sockets)."""
@@ -51,14 +37,7 @@ def main():
     ap.add_argument("--out")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    sock_path, notify_path = os.path.join(tmp, "d.sock"), os.path.join(tmp, "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(60)
-    daemon = subprocess.Popen([a.daemon, "--socket", sock_path, "--state-dir", os.path.join(tmp, "state"), "--model", a.model,
-                               "--config", "/dev/null"], env=dict(os.environ, NOTIFY_SOCKET=notify_path), stderr=subprocess.DEVNULL)
-    while b"READY=1" not in notify.recv(4096):
-        pass
+    daemon, sock_path = daemon_process.start(a.daemon, a.model, tmp)
     time.sleep(1)
     idle_sockets = sample(daemon.pid)[2]
     deadline = time.time() + a.minutes * 60
