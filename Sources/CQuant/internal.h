@@ -78,10 +78,16 @@ typedef void (*cq_dot4x2_fn)(int cols, const uint8_t *w, size_t row_bytes, const
 // One f32 weight row times four f32 activation rows (x_stride bytes apart): out[i] is what the
 // one-row f32 kernel gives for row i, to the bit (the exact arithmetic's decode batches).
 typedef void (*cq_dot_rows4_fn)(int cols, const uint8_t *w, const uint8_t *x, size_t x_stride, float *out);
+// Three f32 weight rows (w_stride bytes apart) times two activation rows: out[i·3 + r] is the
+// one-row f32 kernel's result for weight row r and activation row i, to the bit. Each loaded
+// weight vector meets two rows and each activation vector three, so decode batches are not
+// bound by loads.
+typedef void (*cq_dot_tile3x2_fn)(int cols, const uint8_t *w, size_t w_stride, const uint8_t *x, size_t x_stride, float *out);
 
 // The AVX2 kernels for a type, or NULL (x86-64 with AVX2, FMA and F16C only).
 cq_dot_fn cq_avx2_dot(int type);
 cq_dot_rows4_fn cq_avx2_f32_rows4(void);
+cq_dot_tile3x2_fn cq_avx2_f32_tile3x2(void);
 cq_dot4_fn cq_avx2_dot4(int type);
 cq_dot4x2_fn cq_avx2_dot4x2(int type);
 /// Dequantises `blocks` whole blocks, the same bits as the portable dequantiser; NULL where none.

@@ -498,6 +498,7 @@ typedef struct {
     size_t ldx;
     cq_dot_fn f32_dot;
     cq_dot_rows4_fn f32_rows4;     // the same dot, four activation rows at once, or NULL
+    cq_dot_tile3x2_fn f32_tile3x2; // three weight rows by two activation rows, or NULL
     // Worker w owns chunks [w·total/W, (w+1)·total/W) and takes them in order, so it streams
     // through memory; a worker done with its own takes from the others' (the machine is
     // shared and noisy).
@@ -536,20 +537,36 @@ static void quantized_chunk(matmul_work *m, int j, int r0, int r1) {
     }
 }
 
-// The same in f32: each weight row dequantised into `row`, times the f32 activations.
-static void dequantized_chunk(matmul_work *m, int j, int r0, int r1, float *row) {
+// The same in f32: each weight row dequantised into `rows` (room for three), times the f32
+// activations; with two activation rows or more, three weight rows at a time meet them in pairs.
+static void dequantized_chunk(matmul_work *m, int j, int r0, int r1, float *rows) {
     const cq_matmul_job *job = &m->jobs[j];
-    for (int r = r0; r < r1; r++) {
-        cq_dequantize(job->type, (const uint8_t *)job->weights + (size_t)r * job->row_bytes, row, (size_t)m->cols);
+    const uint8_t *weights = (const uint8_t *)job->weights;
+    size_t xs = m->ldx * sizeof(float);
+    int r = r0;
+    for (; m->f32_tile3x2 && m->rows >= 2 && r + 3 <= r1; r += 3) {
+        for (int k = 0; k < 3; k++) cq_dequantize(job->type, weights + (size_t)(r + k) * job->row_bytes, rows + (size_t)k * m->cols, (size_t)m->cols);
+        int i = 0;
+        for (; i + 2 <= m->rows; i += 2) {
+            float v[6];
+            m->f32_tile3x2(m->cols, (const uint8_t *)rows, m->cols * sizeof(float), (const uint8_t *)(m->x + (size_t)i * m->ldx), xs, v);
+            for (int k = 0; k < 6; k++) store(job, job->out + (size_t)(i + k / 3) * job->ldo + r + k % 3, v[k]);
+        }
+        for (; i < m->rows; i++)
+            for (int k = 0; k < 3; k++)
+                store(job, job->out + (size_t)i * job->ldo + r + k,
+                      m->f32_dot(m->cols, (const uint8_t *)(rows + (size_t)k * m->cols), (const uint8_t *)(m->x + (size_t)i * m->ldx)));
+    }
+    for (; r < r1; r++) {
+        cq_dequantize(job->type, weights + (size_t)r * job->row_bytes, rows, (size_t)m->cols);
         int i = 0;
         for (; m->f32_rows4 && i + 4 <= m->rows; i += 4) {
             float v[4];
-            m->f32_rows4(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx), m->ldx * sizeof(float), v);
+            m->f32_rows4(m->cols, (const uint8_t *)rows, (const uint8_t *)(m->x + (size_t)i * m->ldx), xs, v);
             for (int k = 0; k < 4; k++) store(job, job->out + (size_t)(i + k) * job->ldo + r, v[k]);
         }
         for (; i < m->rows; i++)
-            store(job, job->out + (size_t)i * job->ldo + r,
-                  m->f32_dot(m->cols, (const uint8_t *)row, (const uint8_t *)(m->x + (size_t)i * m->ldx)));
+            store(job, job->out + (size_t)i * job->ldo + r, m->f32_dot(m->cols, (const uint8_t *)rows, (const uint8_t *)(m->x + (size_t)i * m->ldx)));
     }
 }
 
@@ -557,7 +574,7 @@ static void matmul_worker(void *ctx, int worker, int workers) {
     matmul_work *m = ctx;
     int total = m->first_chunk[m->njobs];
     if (workers > MAX_WORKERS) workers = MAX_WORKERS;
-    float *row = m->x ? malloc(sizeof(float) * (size_t)m->cols) : 0;
+    float *row = m->x ? malloc(3 * sizeof(float) * (size_t)m->cols) : 0;
     for (int k = 0; k < workers && worker < MAX_WORKERS; k++) {
         int owner = (worker + k) % workers, end = (int)((long)total * (owner + 1) / workers);
         for (;;) {
@@ -609,6 +626,7 @@ void cq_matmul(cq_pool *pool, const float *x, int rows, size_t ldx, int cols, co
         m.ldx = ldx;
         m.f32_dot = dot_for(CQ_F32);
         m.f32_rows4 = cq_fast_kernels() ? cq_avx2_f32_rows4() : 0;
+        m.f32_tile3x2 = cq_fast_kernels() ? cq_avx2_f32_tile3x2() : 0;
         const uint8_t *formats[ACT_COUNT] = {0};
         uint8_t *cursor = scratch;
         m.first_chunk[0] = 0;

@@ -300,6 +300,29 @@ static void dot_f32_rows4(int cols, const uint8_t *w, const uint8_t *y, size_t y
     }
 }
 
+static void dot_f32_tile3x2(int cols, const uint8_t *w, size_t ws, const uint8_t *y, size_t ys, float *out) {
+    const float *a[3] = {(const float *)w, (const float *)(w + ws), (const float *)(w + 2 * ws)};
+    const float *x[2] = {(const float *)y, (const float *)(y + ys)};
+    __m256 lo[2][3], hi[2][3];
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 3; r++) lo[i][r] = hi[i][r] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= cols; j += 16)
+        for (int r = 0; r < 3; r++) {
+            __m256 a0 = _mm256_loadu_ps(a[r] + j), a1 = _mm256_loadu_ps(a[r] + j + 8);
+            for (int i = 0; i < 2; i++) {
+                lo[i][r] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x[i] + j), lo[i][r]);
+                hi[i][r] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x[i] + j + 8), hi[i][r]);
+            }
+        }
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 3; r++) {
+            float s = hsum(_mm256_add_ps(lo[i][r], hi[i][r]));
+            for (int k = j; k < cols; k++) s += a[r][k] * x[i][k];
+            out[i * 3 + r] = s;
+        }
+}
+
 static float dot_f16(int cols, const uint8_t *w, const uint8_t *y) {
     const float *x = (const float *)y;
     __m256 acc = _mm256_setzero_ps();
@@ -432,6 +455,7 @@ cq_dot_fn cq_avx2_dot(int type) {
 }
 
 cq_dot_rows4_fn cq_avx2_f32_rows4(void) { return dot_f32_rows4; }
+cq_dot_tile3x2_fn cq_avx2_f32_tile3x2(void) { return dot_f32_tile3x2; }
 
 cq_dot4_fn cq_avx2_dot4(int type) {
     switch (type) {
@@ -463,6 +487,7 @@ cq_dot4x2_fn cq_avx2_dot4x2(int type) {
 int cq_cpu_has_avx2(void) { return 0; }
 cq_dot_fn cq_avx2_dot(int type) { (void)type; return 0; }
 cq_dot_rows4_fn cq_avx2_f32_rows4(void) { return 0; }
+cq_dot_tile3x2_fn cq_avx2_f32_tile3x2(void) { return 0; }
 cq_dot4_fn cq_avx2_dot4(int type) { (void)type; return 0; }
 cq_dot4x2_fn cq_avx2_dot4x2(int type) { (void)type; return 0; }
 cq_dequantize_fn cq_avx2_dequantize(int type) { (void)type; return 0; }

@@ -92,36 +92,42 @@ final class QuantizedDotTests: XCTestCase {
     }
 
     /// The pool's products: each output is the row's dot product, whatever the number of rows
-    /// in the call (decode and prefill agree exactly), with row strides and accumulation.
+    /// in the call (decode and prefill agree exactly), with row strides and accumulation; in
+    /// the exact arithmetic too, up to its switch to sgemm tiles.
     func testPoolProductsMatchRowDotsWhateverTheBatch() {
-        let products = QuantizedProducts(pool: ComputePool(threads: 2))
+        let pool = ComputePool(threads: 2)
         // Odd batches and row counts reach every kernel: four weight rows by two activation
-        // rows, four by one, and one by one.
-        for (type, cols, t) in [(GGMLType.q4_1, 256, 6), (.q8_0, 256, 6), (.q4_K, 256, 6), (.q6_K, 256, 6), (.f16, 256, 6),
-                                (.q5_0, 576, 14), (.q4_1, 576, 1), (.q4_0, 256, 5), (.q5_1, 256, 3), (.q8_0, 576, 11)] {
-            let (a, wa) = randomMatrix(type, rows: 100, cols: cols, seed: 11)
-            let (b, wb) = randomMatrix(type, rows: 37, cols: cols, seed: 12)
-            defer { a.deallocate(); b.deallocate() }
-            let ldx = cols + 8
-            let x = randomVector(t * ldx, seed: 3)
-            func product(rows: Range<Int>) -> [Float] {
-                var out = [Float](repeating: 1, count: rows.count * 137)
-                x.withUnsafeBufferPointer { x in
-                    out.withUnsafeMutableBufferPointer { o in
-                        products.multiply(x.baseAddress! + rows.lowerBound * ldx, rows: rows.count, ldx: ldx,
-                                          [.init(wa, out: o.baseAddress!, ldo: 137), .init(wb, out: o.baseAddress! + 100, ldo: 137, accumulate: true)])
+        // rows, four by one, and one by one; in f32, three weight rows by two activation rows,
+        // one by four, and one by one.
+        for arithmetic in [ProductArithmetic.quantized, .exact] {
+            let products = QuantizedProducts(pool: pool, arithmetic: arithmetic)
+            for (type, cols, t) in [(GGMLType.q4_1, 256, 6), (.q8_0, 256, 6), (.q4_K, 256, 6), (.q6_K, 256, 6), (.f16, 256, 6),
+                                    (.q5_0, 576, 14), (.q4_1, 576, 1), (.q4_0, 256, 5), (.q5_1, 256, 3), (.q8_0, 576, 11)] {
+                let (a, wa) = randomMatrix(type, rows: 100, cols: cols, seed: 11)
+                let (b, wb) = randomMatrix(type, rows: 37, cols: cols, seed: 12)
+                defer { a.deallocate(); b.deallocate() }
+                let ldx = cols + 8
+                let x = randomVector(t * ldx, seed: 3)
+                func product(rows: Range<Int>) -> [Float] {
+                    var out = [Float](repeating: 1, count: rows.count * 137)
+                    x.withUnsafeBufferPointer { x in
+                        out.withUnsafeMutableBufferPointer { o in
+                            products.multiply(x.baseAddress! + rows.lowerBound * ldx, rows: rows.count, ldx: ldx,
+                                              [.init(wa, out: o.baseAddress!, ldo: 137), .init(wb, out: o.baseAddress! + 100, ldo: 137, accumulate: true)])
+                        }
                     }
+                    return out
                 }
-                return out
-            }
-            let batch = product(rows: 0..<t)
-            let xq = UnsafeMutableRawPointer.allocate(byteCount: wa.activationBytes, alignment: 64)
-            defer { xq.deallocate() }
-            for i in 0..<t {
-                XCTAssertEqual(product(rows: i..<i + 1), Array(batch[i * 137..<(i + 1) * 137]), "\(type.description) row \(i): alone and in the batch")
-                x.withUnsafeBufferPointer { wa.quantizeActivations($0.baseAddress! + i * ldx, into: xq) }
-                XCTAssertEqual(batch[i * 137 + 42], wa.dot(row: 42, quantized: xq), "\(type.description)")
-                XCTAssertEqual(batch[i * 137 + 100 + 36], 1 + wb.dot(row: 36, quantized: xq), "\(type.description)")
+                let batch = product(rows: 0..<t)
+                let xq = UnsafeMutableRawPointer.allocate(byteCount: wa.activationBytes, alignment: 64)
+                defer { xq.deallocate() }
+                for i in 0..<t {
+                    XCTAssertEqual(product(rows: i..<i + 1), Array(batch[i * 137..<(i + 1) * 137]), "\(type.description) row \(i): alone and in the batch (\(arithmetic))")
+                    guard arithmetic == .quantized else { continue }
+                    x.withUnsafeBufferPointer { wa.quantizeActivations($0.baseAddress! + i * ldx, into: xq) }
+                    XCTAssertEqual(batch[i * 137 + 42], wa.dot(row: 42, quantized: xq), "\(type.description)")
+                    XCTAssertEqual(batch[i * 137 + 100 + 36], 1 + wb.dot(row: 36, quantized: xq), "\(type.description)")
+                }
             }
         }
     }
