@@ -112,7 +112,7 @@ test: deps model gemma synthetic-models test-python ## Run every test (fetches t
 	  swift test -c release --skip-build --disable-swift-testing
 	@$(MAKE) --no-print-directory eval-smoke
 
-synthetic-models: # Small Llama 3 and Qwen3 models with their real tokenizers, for the parity tests (llama.cpp's outputs are committed)
+synthetic-models: # Small Llama 3 and Qwen3 models and two layers of Qwen2.5-1.5B, with their real tokenizers, for the parity tests (llama.cpp's outputs are committed)
 	@python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet gguf==$(GGUF_VERSION) numpy
 	@python3 scripts/synthetic_vocab_models.py --cache $(CACHE)
 

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Small Llama 3 and Qwen3 models with real tokenizers, for the engine's parity tests
-(Tests/MainBrainTests/SyntheticModelTests.swift):
+(Tests/MainBrainTests/SyntheticModelTests.swift), and two layers of Qwen2.5-1.5B at full width for
+the batched decoding test (Tests/MainBrainTests/BatchedDecodeTests.swift):
 
   .cache/synthetic/llama3.gguf   llama architecture, Llama 3's tokenizer (llama-bpe, 128,256 tokens),
                                  RoPE base 500,000 with llama3 frequency factors (rope_freqs.weight),
                                  grouped-query attention, an untied output head
   .cache/synthetic/qwen3.gguf    qwen3 architecture, Qwen's tokenizer (qwen2, 151,936 tokens), Q/K norms,
                                  heads wider than dim / heads (key_length), NeoX RoPE, tied output
+  .cache/synthetic/qwen2.5-1.5b.gguf
+                                 qwen2 architecture at Qwen2.5-1.5B's width (1,536, 12 heads of 128, 2 KV
+                                 heads, feed-forward 8,960, q/k/v biases, tied output), two of its 28
+                                 layers; attention and embeddings Q8_0, feed-forward Q4_1 (gguf-py's
+                                 quantisers)
 
-Two layers, width 64, weights from a fixed integer hash (splitmix64), so every machine writes the
-same model without a random-number library; the tokenizers are the vocab-only GGUFs of the
+Two layers, width 64 (but Qwen2.5-1.5B's), weights from a fixed integer hash (splitmix64), so every
+machine writes the same model without a random-number library; the tokenizers are the vocab-only GGUFs of the
 llama-cpp-python sdist (vendor/llama.cpp/models/), fetched once. `make test` builds them.
 
 With --reference, llama.cpp (llama-cpp-python) evaluates them and writes what the tests compare
@@ -33,15 +39,17 @@ MODELS = {
                    rope_base=500000.0, eps=1e-5, tied=False, llama3_rope=dict(factor=8.0, low=1.0, high=4.0, original=8192)),
     "qwen3": dict(arch="qwen3", vocab="qwen2", dim=64, ffn=128, heads=4, kv_heads=2, head_dim=32,
                   rope_base=1000000.0, eps=1e-6, tied=True, qk_norm=True),
+    "qwen2.5-1.5b": dict(arch="qwen2", vocab="qwen2", dim=1536, ffn=8960, heads=12, kv_heads=2, head_dim=128,
+                         rope_base=1000000.0, eps=1e-6, tied=True, biases=True, quantized=True),
 }
 LAYERS = 2
 TEXTS = ["logits/L2-gpl-head.txt", "logits/L3-python-code.txt", "logits/L5-zh.txt"]
 
 
-def hashed(seed: int, count: int) -> np.ndarray:
-    """`count` values in [-1, 1) from splitmix64(seed · 2^32 + i): the same on every machine."""
+def hashed(seed: int, count: int, start: int = 0) -> np.ndarray:
+    """`count` values in [-1, 1) from splitmix64(seed · 2^32 + i), i from `start`: the same on every machine."""
     with np.errstate(over="ignore"):
-        z = np.arange(count, dtype=np.uint64) + np.uint64(seed) * np.uint64(1 << 32) + np.uint64(0x9E3779B97F4A7C15)
+        z = np.arange(start, start + count, dtype=np.uint64) + np.uint64(seed) * np.uint64(1 << 32) + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
@@ -89,13 +97,24 @@ def write_model(path: str, m: dict, vocab_path: str) -> None:
                     (b + "ffn_down.weight", (d, f))]
         if m.get("qk_norm"):
             tensors += [(b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
+        if m.get("biases"):
+            tensors += [(b + "attn_q.bias", (heads * hd,)), (b + "attn_k.bias", (kv * hd,)), (b + "attn_v.bias", (kv * hd,))]
     for seed, (name, dims) in enumerate(tensors):
         if name == "rope_freqs.weight":
             data = llama3_factors(m)
+        elif name.endswith(".bias"):  # small offsets
+            data = 0.1 * hashed(seed + 1, dims[0])
         elif len(dims) == 1:  # norms: around 1
             data = 1 + 0.25 * hashed(seed + 1, dims[0])
-        else:  # matrices: f16, scaled by 1/√fan-in (embeddings and head so that logits stay within about ±10)
+        else:  # matrices scaled by 1/√fan-in (embeddings and head so that logits stay within about ±10)
             scale = 0.125 if name in ("token_embd.weight", "output.weight") else 1 / math.sqrt(dims[1])
+            if m.get("quantized"):
+                kind = gguf.GGMLQuantizationType.Q4_1 if ".ffn_" in name else gguf.GGMLQuantizationType.Q8_0
+                step = 8192  # rows at a time: the embedding's hashes would take gigabytes at once
+                data = np.concatenate([gguf.quants.quantize((hashed(seed + 1, min(step, dims[0] - r) * dims[1], r * dims[1]) * scale * math.sqrt(3))
+                                                            .reshape(-1, dims[1]), kind) for r in range(0, dims[0], step)])
+                writer.add_tensor(name, data, raw_dtype=kind)
+                continue
             data = (hashed(seed + 1, int(np.prod(dims))) * scale * math.sqrt(3)).reshape(dims).astype(np.float16)
         writer.add_tensor(name, data)
     writer.write_header_to_file()

@@ -67,12 +67,24 @@ final class BatchedDecodeTests: XCTestCase {
         try checkAloneEqualsTogether(model, tokenizer, prompts: prompts, steps: 10)
     }
 
-    /// Qwen3 (Q/K norms, K-quant blocks) with its real tokenizer, exact and mixed.
+    /// Qwen3 (Q/K norms, heads wider than dim / heads) with its real tokenizer, exact and mixed.
     func testSyntheticQwen3() throws {
         let gguf = try GGUFFile(path: try SyntheticModelTests.modelPath("qwen3"))
         let tokenizer = try Tokenizer(gguf: gguf)
         for arithmetic in [ProductArithmetic.exact, .mixed] {
             let model = try Model(gguf: gguf, arithmetic: arithmetic, contextTokens: 1024)
+            try checkAloneEqualsTogether(model, tokenizer, prompts: Self.prompts.map { tokenizer.encode($0) }, steps: 8)
+        }
+    }
+
+    /// Qwen2.5-1.5B's width (two of its layers, Q8_0 and Q4_1 blocks, q/k/v biases, 12 heads
+    /// sharing 2 KV heads) with its real tokenizer, exact and mixed: rows of 1,536 and 8,960.
+    func testSyntheticQwen25At15BWidth() throws {
+        let gguf = try GGUFFile(path: try SyntheticModelTests.modelPath("qwen2.5-1.5b"))
+        let tokenizer = try Tokenizer(gguf: gguf)
+        for arithmetic in [ProductArithmetic.exact, .mixed] {
+            let model = try Model(gguf: gguf, arithmetic: arithmetic, contextTokens: 1024)
+            XCTAssertEqual(model.config.dim, 1536)
             try checkAloneEqualsTogether(model, tokenizer, prompts: Self.prompts.map { tokenizer.encode($0) }, steps: 8)
         }
     }

@@ -7,7 +7,7 @@ import MainBrain
 /// two layers, hashed weights, the llama-cpp-python sdist's vocabularies; `make test` writes them
 /// under .cache/synthetic) against what llama.cpp computes on the same files: Llama 3's
 /// tokenizer, RoPE frequency factors and untied head; Qwen3's tokenizer, Q/K norms and heads wider
-/// than dim / heads.
+/// than dim / heads; Qwen2.5-1.5B's width with q/k/v biases and quantised blocks.
 final class SyntheticModelTests: XCTestCase {
     static func modelPath(_ name: String) throws -> String {
         var candidates: [String] = []
@@ -23,9 +23,12 @@ final class SyntheticModelTests: XCTestCase {
         throw XCTSkip("needs .cache/synthetic/\(name).gguf: run python3 scripts/synthetic_vocab_models.py")
     }
 
-    func check(_ name: String, architecture: ModelArchitecture) throws {
+    /// Tokens exact, greedy continuations equal; logits within `maxDelta` of llama.cpp's and the
+    /// same top-1 (where llama.cpp's top two are 0.01 apart) at `top1Agreement` of the positions.
+    func check(_ name: String, architecture: ModelArchitecture, arithmetic: ProductArithmetic = .exact,
+               maxDelta: Float = 0.01, top1Agreement: Double = 1) throws {
         let gguf = try GGUFFile(path: try Self.modelPath(name))
-        let model = try Model(gguf: gguf, contextTokens: 1024)
+        let model = try Model(gguf: gguf, arithmetic: arithmetic, contextTokens: 1024)
         let tokenizer = try Tokenizer(gguf: gguf)
         XCTAssertEqual(model.config.architecture, architecture)
         let ref = try Fixtures.json("synthetic/\(name).json")
@@ -40,15 +43,18 @@ final class SyntheticModelTests: XCTestCase {
             let ids = tokenizer.encode(try Fixtures.bytes(text))
             XCTAssertEqual(ids, [Int32](json: entry["ids"]), "\(name) \(text): ids (BOS as the vocabulary wants)")
             let logits = try model.forward(ids, cache: model.makeCache(capacity: ids.count), logits: .all)
-            var worst: Float = 0
+            var worst: Float = 0, compared = 0, disagreements: [Int] = []
             for (p, entries) in (entry["topk"] as! [[[NSNumber]]]).enumerated() {
                 let row = logits.row(p)
                 if entries[0][1].floatValue - entries[1][1].floatValue >= 0.01 {
-                    XCTAssertEqual(Int(MainBrain.Sampler.argmax(row)), entries[0][0].intValue, "\(name) \(text) position \(p): top-1")
+                    compared += 1
+                    if Int(MainBrain.Sampler.argmax(row)) != entries[0][0].intValue { disagreements.append(p) }
                 }
                 for e in entries { worst = max(worst, abs(row[row.startIndex + e[0].intValue] - e[1].floatValue)) }
             }
-            XCTAssertLessThanOrEqual(worst, 0.01, "\(name) \(text): max |Δlogit| on the listed ids")
+            XCTAssertGreaterThanOrEqual(Double(compared - disagreements.count), top1Agreement * Double(compared),
+                                        "\(name) \(text): top-1 differs at positions \(disagreements)")
+            XCTAssertLessThanOrEqual(worst, maxDelta, "\(name) \(text): max |Δlogit| on the listed ids")
             XCTAssertEqual(try greedyContinuation(generator, prompt: ids, count: 16), [Int32](json: entry["greedy"]), "\(name) \(text): greedy")
         }
     }
@@ -59,5 +65,13 @@ final class SyntheticModelTests: XCTestCase {
 
     func testQwen3MatchesLlamaCpp() throws {
         try check("qwen3", architecture: .qwen3)
+    }
+
+    /// Qwen2.5-1.5B's width (two layers): q/k/v biases, 12 heads over 2 KV heads, Q8_0 and Q4_1
+    /// blocks. llama.cpp quantises activations to 8 bits for these blocks, so over rows of 1,536 and
+    /// 8,960 its logits differ from f32's by a few tenths (on the default model llama.cpp fed token
+    /// by token differs from itself in batches by up to 4.6, ParityTests): held to 1.0 and 97% here.
+    func testQwen25At15BWidthMatchesLlamaCpp() throws {
+        try check("qwen2.5-1.5b", architecture: .qwen2, maxDelta: 1, top1Agreement: 0.97)
     }
 }
