@@ -55,6 +55,80 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try Store(path: junk)) { error in XCTAssertTrue("\(error)".contains(junk), "\(error)") }
     }
 
+    /// Repair copies every row that still reads into a new store, names the versions whose text
+    /// was lost (they must be read again), marks the rest to have their passages cut again from
+    /// their texts, and keeps the damaged file aside.
+    func testRepairSalvagesWhatReadsAndNamesWhatIsLost() throws {
+        let path = directory.appendingPathComponent("state.sqlite").path
+        var ids: [Int64] = []
+        var leaves: [String: [Int64]] = [:]
+        do {
+            let store = try makeStore()
+            let source = try store.sourceSeen(.path("/srv/docs"))
+            for i in 0..<300 {
+                let text = "document \(i): " + String(repeating: "the canteen serves soup number \(i) ", count: 20)
+                guard case .added(let d) = try store.register(reading(source.id, "f\(i).txt", text)) else { return XCTFail() }
+                XCTAssertTrue(try store.learn(document: d.id, passages: passages("soup \(i)")))
+                ids.append(d.id)
+            }
+            // Which pages hold the texts' and the documents' rows (SQLite's dbstat).
+            let queue = try DatabaseQueue(path: path)
+            for table in ["texts", "documents"] {
+                leaves[table] = try queue.read { db in
+                    try Int64.fetchAll(db, sql: "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno", arguments: [table])
+                }
+            }
+            try queue.close()
+        }
+        let pageSize = 4096
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        for (table, pages) in leaves {
+            XCTAssertGreaterThan(pages.count, 4, table)
+            // Apart: the documents lost with their page are not those whose text is lost.
+            let page = pages[table == "texts" ? pages.count / 4 : pages.count * 3 / 4]
+            try handle.seek(toOffset: UInt64(page - 1) * UInt64(pageSize))
+            try handle.write(contentsOf: Data(repeating: 0xA5, count: pageSize))
+        }
+        try handle.close()
+        XCTAssertThrowsError(try Store(path: path))
+        XCTAssertNotNil(StoreRepair.problem(path: path))
+
+        let report = try StoreRepair.repair(path: path)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: report.damagedCopy), report.damagedCopy)
+        XCTAssertNil(StoreRepair.problem(path: path), "the rebuilt store checks ok")
+        let table = Dictionary(uniqueKeysWithValues: report.tables.map { ($0.name, $0) })
+        XCTAssertEqual(table["sources"]?.recovered, 1)
+        XCTAssertFalse(table["texts"]!.unreadable.isEmpty, "a page of texts was unreadable")
+        XCTAssertFalse(table["documents"]!.unreadable.isEmpty, "a page of documents was unreadable")
+        XCTAssertLessThan(table["texts"]!.recovered, 300)
+        XCTAssertGreaterThan(table["texts"]!.recovered, 250)
+
+        let store = try Store(path: path)
+        let kept = try store.learnedDocumentIDs()
+        let lost = report.documentsLost.map(\.id)
+        XCTAssertFalse(lost.isEmpty, "versions whose text was lost are named")
+        XCTAssertTrue(Set(kept).isDisjoint(with: lost))
+        XCTAssertEqual(kept.count + lost.count, table["documents"]!.recovered, "every recovered version is kept or named")
+        XCTAssertLessThan(kept.count, 300)
+        XCTAssertTrue(report.documentsLost.allSatisfy { $0.source == "path:/srv/docs" && $0.path.hasPrefix("f") })
+        for id in kept {
+            let document = try XCTUnwrap(try store.document(id: id))
+            XCTAssertNotNil(try store.text(sha256: document.textSha256!), "document \(id) keeps its text")
+        }
+        // Passages are cut again from the texts at start; nothing else is waiting.
+        XCTAssertEqual(try store.passageCounts().passages, 0)
+        XCTAssertEqual(report.passagesToRebuild, kept.count)
+        XCTAssertEqual(try store.documentsWithOldPassages().map(\.id), kept)
+        XCTAssertEqual(try store.documentsToLearn(limit: 1000).count, 0)
+
+        // A file that is not a database at all: a fresh store, and the report says nothing read.
+        let junk = directory.appendingPathComponent("junk.sqlite").path
+        try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: junk))
+        let empty = try StoreRepair.repair(path: junk)
+        XCTAssertTrue(empty.tables.allSatisfy { $0.recovered == 0 && $0.unreadable == ["all"] }, "\(empty.tables)")
+        XCTAssertNoThrow(try Store(path: junk))
+    }
+
     func testVersionsDedupAndForgetting() throws {
         let store = try makeStore()
         let drive = try store.sourceSeen(SourceInfo(key: "fs:1234-ABCD", kind: "drive", uuid: "1234-ABCD", label: "SALES"))
