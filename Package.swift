@@ -86,7 +86,8 @@ let package = Package(
             name: "IntakeTests",
             dependencies: ["Intake", "Store", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "MainBrain", "LearningBrain"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DaemonTests", dependencies: ["ControlAPI"], exclude: ["openai_client_check.py"]),
+        .testTarget(name: "DaemonTests", dependencies: ["ControlAPI", .product(name: "GRDB", package: "GRDB.swift")],
+                    exclude: ["openai_client_check.py"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "MainBrainTests", dependencies: ["MainBrain", "Kernels"],

@@ -27,6 +27,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case loading = "loading"                     // the model is still loading (503)
     case stopping = "stopping"                   // the daemon is shutting down (503)
     case unavailable = "unavailable"             // a part of the daemon cannot work (the extractor is missing) (503)
+    case damaged = "store-damaged"               // the store failed its check at start: `twinbrain repair` (503)
     case internalError = "internal"
 
     public var httpStatus: Int {
@@ -37,7 +38,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .methodNotAllowed: return 405
         case .bodyTooLarge: return 413
         case .overloaded: return 429
-        case .loading, .stopping, .unavailable: return 503
+        case .loading, .stopping, .unavailable, .damaged: return 503
         case .internalError: return 500
         }
     }
@@ -47,7 +48,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .badRequest, .bodyTooLarge, .contextExceeded, .unknownModel, .notFound, .methodNotAllowed: return "invalid_request_error"
         case .forbidden: return "permission_error"
         case .overloaded: return "rate_limit_error"
-        case .loading, .stopping, .unavailable, .internalError: return "server_error"
+        case .loading, .stopping, .unavailable, .damaged, .internalError: return "server_error"
         }
     }
 }

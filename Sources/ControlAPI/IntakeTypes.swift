@@ -175,3 +175,64 @@ public struct AuditList: Codable, Sendable {
     public var entries: [AuditEntryBody]
     public init(entries: [AuditEntryBody]) { self.entries = entries }
 }
+
+/// `POST /v1/admin/repair`: what repairing the store did. A daemon whose store failed its check
+/// at start waits in repair mode; after a repair it restarts (`restarting`) and serves again.
+public struct RepairResponse: Codable, Sendable {
+    public struct Table: Codable, Sendable {
+        public var name: String
+        public var recovered: Int
+        /// Rowid ranges that could not be read ("120–183", "all"); rows in them are lost.
+        public var unreadable: [String]
+        public init(name: String, recovered: Int, unreadable: [String]) {
+            self.name = name
+            self.recovered = recovered
+            self.unreadable = unreadable
+        }
+    }
+
+    public struct LostDocument: Codable, Sendable {
+        public var id: Int64
+        public var source: String
+        public var path: String
+        public var state: String
+        public init(id: Int64, source: String, path: String, state: String) {
+            self.id = id
+            self.source = source
+            self.path = path
+            self.state = state
+        }
+    }
+
+    public var repaired: Bool
+    public var message: String
+    /// What the integrity check found.
+    public var problem: String?
+    /// Where the damaged file was kept.
+    public var damagedCopy: String?
+    public var tables: [Table]
+    /// Learned versions whose passages are cut again from their texts after the restart.
+    public var passagesToRebuild: Int
+    /// Versions whose text was lost: read their drive or path again.
+    public var documentsLost: [LostDocument]
+    public var orphansDropped: Int
+    public var restarting: Bool
+
+    public init(repaired: Bool, message: String, problem: String? = nil, damagedCopy: String? = nil, tables: [Table] = [],
+                passagesToRebuild: Int = 0, documentsLost: [LostDocument] = [], orphansDropped: Int = 0, restarting: Bool = false) {
+        self.repaired = repaired
+        self.message = message
+        self.problem = problem
+        self.damagedCopy = damagedCopy
+        self.tables = tables
+        self.passagesToRebuild = passagesToRebuild
+        self.documentsLost = documentsLost
+        self.orphansDropped = orphansDropped
+        self.restarting = restarting
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case repaired, message, problem, damagedCopy = "damaged_copy", tables, passagesToRebuild = "passages_to_rebuild"
+        case documentsLost = "documents_lost", orphansDropped = "orphans_dropped", restarting
+    }
+}

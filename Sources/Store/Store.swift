@@ -26,16 +26,20 @@ public final class Store: Sendable {
             // Forgotten text and passages are overwritten on disk, not just unlinked from the b-tree.
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
+        let repair = "Run `twinbrain repair` as an admin (twinbraind waits for it, keeps the damaged file aside and rebuilds what "
+            + "it can), or restore the latest backup of the state directory."
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
-            throw StoreError("cannot open the database \(path): \(error). If the file is damaged, move it aside and restore the "
-                + "latest backup of the state directory.")
+            let damaged = [.SQLITE_CORRUPT, .SQLITE_NOTADB].contains((error as? DatabaseError)?.resultCode)
+            throw StoreError("cannot open the database \(path): \(error). " + (damaged ? repair : "Check that twinbraind may read and write it."),
+                             damaged: damaged)
         }
-        let check = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+        let check: [String]
+        do { check = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") } } catch { check = ["\(error)"] }
         guard check == ["ok"] else {
-            throw StoreError("the database \(path) failed its integrity check (\(check.prefix(3).joined(separator: "; "))). "
-                + "Stop twinbraind, move the file aside and restore the latest backup of the state directory.")
+            throw StoreError("the database \(path) failed its integrity check (\(check.prefix(3).joined(separator: "; "))). " + repair,
+                             damaged: true)
         }
         if let target { try Schema.migrator.migrate(pool, upTo: target) } else { try Schema.migrator.migrate(pool) }
     }
@@ -48,7 +52,20 @@ public final class Store: Sendable {
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The file is damaged (not merely unreadable): `StoreRepair` can rebuild it.
+    public let damaged: Bool
+    public init(_ description: String, damaged: Bool = false) {
+        self.description = description
+        self.damaged = damaged
+    }
+}
+
+extension Store {
+    /// What SQLite's quick check finds wrong with the open store, or nil when it checks ok.
+    public func integrityProblem() throws -> String? {
+        let check = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+        return check == ["ok"] ? nil : check.prefix(3).joined(separator: "; ")
+    }
 }
 
 extension Store {

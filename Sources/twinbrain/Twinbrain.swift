@@ -21,7 +21,7 @@ enum Entry {
 }
 
 struct Twinbrain: ParsableCommand {
-    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models", "drives", "docs", "ingest", "jobs", "forget"]
+    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models", "drives", "docs", "ingest", "jobs", "forget", "learn", "repair"]
 
     static let configuration = CommandConfiguration(
         commandName: "twinbrain",
@@ -32,7 +32,8 @@ struct Twinbrain: ParsableCommand {
             Exit codes: 0 success, 1 error, 3 daemon not running, 4 access denied, 5 the daemon refused the request.
             """,
         version: twinbrainVersion,
-        subcommands: [Status.self, Ask.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self, Learn.self])
+        subcommands: [Status.self, Ask.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self, Learn.self,
+                      Repair.self])
 }
 
 /// Options every command shares.

@@ -59,6 +59,18 @@ struct AccessPolicy: Sendable {
         return result
     }
 
+    /// The caller's credentials and access, or 403 naming the group the call needs.
+    func authorize(_ context: DaemonContext, needs: AccessLevel) async throws -> (PeerCredentials, AccessLevel) {
+        guard let peer = await Self.credentials(of: context.channel) else {
+            throw APIError(.forbidden, "cannot identify the caller (no peer credentials on this connection)")
+        }
+        let level = level(for: peer)
+        guard level >= needs else {
+            throw APIError(.forbidden, "uid \(peer.uid) may not do this: it needs membership of the group '\(group(for: needs))'")
+        }
+        return (peer, level)
+    }
+
     /// Reads SO_PEERCRED of a connected Unix socket channel.
     static func credentials(of channel: any Channel) async -> PeerCredentials? {
         guard let provider = channel as? SocketOptionProvider else { return nil }

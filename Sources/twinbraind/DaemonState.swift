@@ -37,11 +37,15 @@ final class DaemonState: @unchecked Sendable {
         policy = AccessPolicy(userGroup: configuration.userGroup, adminGroup: configuration.adminGroup)
         self.logger = logger
         self.debugStall = debugStall
-        store = try Store(path: (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite"))
+        store = try Store(path: Self.storePath(configuration))
         audit = AuditLog(store: store, logger: logger)
         intake = IntakeService(store: store, mediaRoots: configuration.mediaRoots, logger: logger)
         learning = LearningService(store: store, stateDirectory: configuration.stateDirectory, logger: logger)
         intake.onJobFinished = { [learning] in learning.wake() }
+    }
+
+    static func storePath(_ configuration: DaemonConfiguration) -> String {
+        (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite")
     }
 
     var phase: Phase { lock.withLock { _phase } }

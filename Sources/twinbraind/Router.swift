@@ -35,6 +35,7 @@ struct API: Sendable {
         router.post("/v1/chat") { request, context in try await nativeChat(request, context) }
         router.post("/v1/chat/completions") { request, context in try await openAIChat(request, context) }
         router.post("/v1/completions") { request, context in try await openAICompletion(request, context) }
+        router.post("/v1/admin/repair") { request, context in try await checkStore(request, context) }
         addIntakeRoutes(to: router)
         if state.debugStall {
             router.post("/v1/debug/stall") { request, context in try await debugStall(request, context) }
@@ -47,14 +48,7 @@ struct API: Sendable {
     /// The caller's credentials and access, or 403 naming the group the call needs.
     @discardableResult
     func authorize(_ context: DaemonContext, needs: AccessLevel) async throws -> (PeerCredentials, AccessLevel) {
-        guard let peer = await AccessPolicy.credentials(of: context.channel) else {
-            throw APIError(.forbidden, "cannot identify the caller (no peer credentials on this connection)")
-        }
-        let level = state.policy.level(for: peer)
-        guard level >= needs else {
-            throw APIError(.forbidden, "uid \(peer.uid) may not do this: it needs membership of the group '\(state.policy.group(for: needs))'")
-        }
-        return (peer, level)
+        try await state.policy.authorize(context, needs: needs)
     }
 
     /// The scheduler once the model is loaded. A request that arrives while the model loads
@@ -157,6 +151,20 @@ struct API: Sendable {
         registry.emit(into: &buffer)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                         body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+    }
+
+    /// `POST /v1/admin/repair` while the daemon serves: the store opened and checked ok at start,
+    /// so this checks it again and says whether a restart into repair mode is needed.
+    func checkStore(_ request: Request, _ context: DaemonContext) async throws -> Response {
+        let (peer, _) = try await authorize(context, needs: .admin)
+        let problem = try state.store.integrityProblem()
+        state.audit.record(uid: peer.uid, pid: peer.pid, action: "repair-check", detail: problem ?? "ok")
+        guard let problem else {
+            return try Self.json(RepairResponse(repaired: false, message: "the store checks ok: nothing to repair"))
+        }
+        return try Self.json(RepairResponse(
+            repaired: false, message: "the store is damaged: restart twinbraind (systemctl restart twinbraind); it then waits "
+                + "in repair mode for `twinbrain repair`", problem: problem))
     }
 
     /// Test hook (only with `--debug-stall`): blocks the compute loop so the watchdog stops.

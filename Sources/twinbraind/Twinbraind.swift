@@ -8,6 +8,7 @@ import MainBrain
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import Store
 
 func effectiveThreads(_ c: DaemonConfiguration) -> Int {
     c.threads > 0 ? c.threads : ProcessInfo.processInfo.activeProcessorCount
@@ -116,26 +117,23 @@ struct Twinbraind: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: (c.socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         BLASThreads.set(effectiveThreads(c))
 
-        let state = try DaemonState(configuration: c, logger: logger, debugStall: debugStall)
+        let state: DaemonState
+        do {
+            state = try DaemonState(configuration: c, logger: logger, debugStall: debugStall)
+        } catch let error as StoreError where error.damaged {
+            logger.critical("\(error)")
+            let repair = RepairMode(configuration: c, storePath: DaemonState.storePath(c), problem: error.description, logger: logger,
+                                    restart: { RepairMode.restartDaemon() })
+            let server = makeServer(c, router: repair.router(), logger: logger) {
+                Systemd.ready(status: "the store is damaged: waiting for `twinbrain repair`")
+            }
+            try await ServiceGroup(configuration: .init(services: [.init(service: server), .init(service: IdleWatchdogService())],
+                                                        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+            return
+        }
         let readiness = Readiness(socket: c.socket)
         let api = API(state: state, registry: registry)
-        let server: any Service
-        if let fd = Systemd.listenFileDescriptors().first {
-            // Socket activation: systemd owns the socket, its mode and group.
-            server = ActivatedServer(descriptor: fd, responder: api.router().buildResponder(), logger: logger,
-                                     onRunning: { readiness.serverRunning() })
-        } else {
-            let mode = mode_t(c.socketMode, radix: 8) ?? 0o660
-            server = Application(
-                router: api.router(),
-                configuration: .init(address: .unixDomainSocket(path: c.socket), serverName: "twinbraind/\(twinbrainVersion)"),
-                onServerRunning: { _ in
-                    chmod(c.socket, mode)
-                    if let gid = AccessPolicy.gid(c.userGroup) { chown(c.socket, uid_t.max, gid) }
-                    readiness.serverRunning()
-                },
-                logger: logger)
-        }
+        let server = makeServer(c, router: api.router(), logger: logger) { readiness.serverRunning() }
         Systemd.status("loading \(c.model)")
         let services: [any Service] = [server, ModelService(state: state, readiness: readiness), WatchdogService(state: state),
                                        IntakeLifecycle(intake: state.intake)]
@@ -145,6 +143,25 @@ struct Twinbraind: AsyncParsableCommand {
             logger: logger))
         try await group.run()
         logger.info("stopped")
+    }
+
+    /// The HTTP server on the activation socket systemd passed, or on the configured path.
+    func makeServer(_ c: DaemonConfiguration, router: Router<DaemonContext>, logger: Logger,
+                    onRunning: @escaping @Sendable () -> Void) -> any Service {
+        if let fd = Systemd.listenFileDescriptors().first {
+            // Socket activation: systemd owns the socket, its mode and group.
+            return ActivatedServer(descriptor: fd, responder: router.buildResponder(), logger: logger, onRunning: onRunning)
+        }
+        let mode = mode_t(c.socketMode, radix: 8) ?? 0o660
+        return Application(
+            router: router,
+            configuration: .init(address: .unixDomainSocket(path: c.socket), serverName: "twinbraind/\(twinbrainVersion)"),
+            onServerRunning: { _ in
+                chmod(c.socket, mode)
+                if let gid = AccessPolicy.gid(c.userGroup) { chown(c.socket, uid_t.max, gid) }
+                onRunning()
+            },
+            logger: logger)
     }
 }
 

@@ -1,5 +1,6 @@
 import ControlAPI
 import Foundation
+import GRDB
 import XCTest
 
 /// Joint inference against a real daemon and the real model: ingested documents are learned
@@ -265,6 +266,60 @@ final class KnowledgeAPITests: XCTestCase {
 
     /// Passages first: every document of a drive is answerable as soon as it is extracted,
     /// while the token memory is still learning them behind; the answer cites the line.
+    /// A store damaged while the daemon was down: the daemon does not start serving, nor exit
+    /// into a restart loop; it says what is wrong to every request and waits for `twinbrain
+    /// repair`, which rebuilds the store (the damaged passages cut again from the stored texts),
+    /// restarts the daemon and leaves every document answerable.
+    func testADamagedStoreWaitsForRepairThenServesWhatItKept() throws {
+        let cli = try Checkout.binary("twinbrain")
+        let (daemon, _) = try daemonWithTravelAndCanteen()
+        daemon.removesDirectory = false
+        XCTAssertEqual(daemon.terminate(), 0)
+        // Garbage over the passages' first page (SQLite's dbstat says which).
+        let path = daemon.directory.appendingPathComponent("state/twinbrain.sqlite").path
+        let queue = try DatabaseQueue(path: path)
+        let (page, pageSize) = try queue.read { db in
+            (try Int.fetchOne(db, sql: "SELECT min(pageno) FROM dbstat WHERE name = 'passages'")!,
+             try Int.fetchOne(db, sql: "PRAGMA page_size")!)
+        }
+        try queue.close()
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: UInt64((page - 1) * pageSize))
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: pageSize))
+        try handle.close()
+
+        let damaged = try DaemonProcess(directory: daemon.directory)
+        let refusal = try waitFor("the daemon in repair mode") { () -> HTTPReply? in
+            guard let reply = try? damaged.client.send("GET", "/v1/status"), reply.status == 503 else { return nil }
+            return reply
+        }
+        let error = try JSONDecoder().decode(ErrorBody.self, from: refusal.body).error
+        XCTAssertEqual(error.code, "store-damaged")
+        XCTAssertTrue(error.message.contains(path) && error.message.contains("twinbrain repair"), error.message)
+        var (code, out, err) = try runProgram(cli, ["status", "--socket", damaged.socket])
+        XCTAssertEqual(code, 5)
+        XCTAssertTrue(err.contains("twinbrain repair"), err)
+
+        (code, out, err) = try runProgram(cli, ["repair", "--socket", damaged.socket])
+        XCTAssertEqual(code, 0, err + out)
+        XCTAssertTrue(out.contains("damaged file kept as") && out.contains("no learned document was lost"), out)
+        XCTAssertTrue(out.contains("twinbraind serves again"), out)
+        XCTAssertTrue(damaged.process.isRunning, "the same process serves again")
+        let kept = try FileManager.default.contentsOfDirectory(atPath: daemon.directory.appendingPathComponent("state").path)
+        XCTAssertTrue(kept.contains { $0.hasPrefix("twinbrain.sqlite.damaged-") }, "\(kept)")
+
+        let learned = try waitFor("the passages cut again from the texts", timeout: 60) { () -> StatusResponse.Learning? in
+            let l = try learning(damaged)
+            return l.passages == 2 && l.documentsLearned == 2 ? l : nil
+        }
+        XCTAssertEqual(learned.documentsWaiting, 0)
+        XCTAssertEqual(try chat(damaged, "Who approves flights?").sources?.first?.path, "travel.md")
+        XCTAssertEqual(try chat(damaged, "What does the canteen serve on Fridays?").sources?.first?.path, "canteen.txt")
+        let audit = String(decoding: try damaged.client.send("GET", "/v1/audit").body, as: UTF8.self)
+        XCTAssertTrue(audit.contains("\"repair\""), audit)
+        XCTAssertEqual(damaged.terminate(), 0)
+    }
+
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()
