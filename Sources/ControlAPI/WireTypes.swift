@@ -173,14 +173,19 @@ public struct EvidenceLine: Codable, Sendable, Equatable {
 /// Token counts and timings of one generation.
 public struct GenerationUsage: Codable, Sendable, Equatable {
     public var promptTokens: Int
+    /// Leading prompt tokens not evaluated again: their keys and values were kept from an
+    /// earlier request that began the same way (absent from older daemons).
+    public var promptTokensReused: Int?
     public var completionTokens: Int
     /// Seconds waiting in the queue, prefilling the prompt, and generating.
     public var queueSeconds: Double
     public var prefillSeconds: Double
     public var generateSeconds: Double
 
-    public init(promptTokens: Int, completionTokens: Int, queueSeconds: Double, prefillSeconds: Double, generateSeconds: Double) {
+    public init(promptTokens: Int, promptTokensReused: Int? = nil, completionTokens: Int, queueSeconds: Double, prefillSeconds: Double,
+                generateSeconds: Double) {
         self.promptTokens = promptTokens
+        self.promptTokensReused = promptTokensReused
         self.completionTokens = completionTokens
         self.queueSeconds = queueSeconds
         self.prefillSeconds = prefillSeconds
@@ -188,7 +193,7 @@ public struct GenerationUsage: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens"
+        case promptTokens = "prompt_tokens", promptTokensReused = "prompt_tokens_reused", completionTokens = "completion_tokens"
         case queueSeconds = "queue_s", prefillSeconds = "prefill_s", generateSeconds = "generate_s"
     }
 }

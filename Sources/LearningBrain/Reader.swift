@@ -108,6 +108,17 @@ public struct ReaderLayout: Sendable {
         return (Array(Set(starts)).sorted(), Array(Set(ends)).sorted())
     }
 
+    /// The prompt position of the token where the first passage ("[1] title:") begins.
+    public static func firstPassageToken(prompt: [Int32], tokenizer: Tokenizer, first: KnowledgeContext.Recalled) -> Int? {
+        var rendered: [UInt8] = [], starts: [Int] = []
+        for id in prompt {
+            starts.append(rendered.count)
+            rendered += tokenizer.bytes(of: id, renderSpecial: true)
+        }
+        guard let at = find(Array("[1] \(first.title):\n".utf8), in: rendered, from: 0) else { return nil }
+        return starts.lastIndex { $0 <= at }
+    }
+
     public static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
         guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
         let first = needle[0]
@@ -624,6 +635,14 @@ public final class ReadingPredictor: NextTokenPredictor {
     /// The reply when the documents do not answer, in the question's language.
     public static func silence(for question: String) -> String {
         question.contains(where: SearchTerms.isCJK) ? "文档中没有提到这一点。" : "The documents do not say."
+    }
+
+    /// Without a probe of its own, the reader reads the hidden states of the prompt from the
+    /// first passage on (its features are those positions' rows and bytes alone), so a reused
+    /// prefix may reach that far.
+    public func reusablePrefix(of prompt: [Int32]) -> Int {
+        guard probe == nil, let first = recalled.first else { return prompt.count }
+        return ReaderLayout.firstPassageToken(prompt: prompt, tokenizer: tokenizer, first: first) ?? 0
     }
 
     public func nextLogits(_ input: [Int32], cache: KVCache) throws -> Logits {

@@ -15,7 +15,8 @@ import Metrics
 /// first), so learning yields to questions at chunk boundaries and no stream stalls for longer
 /// than a chunk. Waiting generations are admitted by owner, the one with the fewest running
 /// first, so one script cannot starve the office. At most `capacity` jobs wait; beyond that,
-/// submit refuses (429).
+/// submit refuses (429). Finished generations' caches stay in `prefixes` (when given), so a
+/// prompt that begins as an earlier one did (a conversation's earlier turns) evaluates the rest only.
 final class ComputeScheduler: @unchecked Sendable {
     enum SubmitError: Error {
         case overloaded(waiting: Int)
@@ -73,6 +74,8 @@ final class ComputeScheduler: @unchecked Sendable {
     let generator: Generator
     let capacity: Int
     let slots: Int
+    /// Compute thread only.
+    private let prefixes: PrefixCache?
     private let condition = NSCondition()
     private var waiting: [Job] = []
     /// Slots in use, by owner (the compute thread's `running` mirrored for other threads).
@@ -116,11 +119,22 @@ final class ComputeScheduler: @unchecked Sendable {
         }
     }
 
-    init(generator: Generator, capacity: Int, slots: Int = 1) {
+    init(generator: Generator, capacity: Int, slots: Int = 1, prefixCacheBytes: Int = 0) {
         precondition(slots >= 1)
         self.generator = generator
         self.capacity = capacity
         self.slots = slots
+        prefixes = prefixCacheBytes > 0 ? PrefixCache(model: generator.model, byteLimit: prefixCacheBytes) : nil
+    }
+
+    /// Drops every kept prefix (their keys and values were computed from texts that may have
+    /// just been forgotten). Blocks until the compute thread has.
+    func forgetPrefixes() throws {
+        guard let prefixes else { return }
+        try runAndWait(activity: "forgetting kept prompts") {
+            prefixes.removeAll()
+            Gauge(label: "twinbrain_prefix_cache_bytes").record(0)
+        }
     }
 
     func start() {
@@ -311,7 +325,7 @@ final class ComputeScheduler: @unchecked Sendable {
         do {
             setActivity("evaluating a prompt")
             let session = try generation.begin(generator)
-            try session.prefill(model: generator.model)
+            try session.prefill(model: generator.model, prefixes: prefixes)
             Timer(label: "twinbrain_time_to_first_token_seconds").recordSeconds(queued + session.result.prefillSeconds)
             let entry = Running(job: job, generation: generation, session: session, queueSeconds: queued)
             if session.isFinished { finish(entry) } else { running.append(entry) }
@@ -348,6 +362,10 @@ final class ComputeScheduler: @unchecked Sendable {
     }
 
     private func finish(_ r: Running) {
+        if let prefixes {
+            prefixes.keep(r.session)
+            Gauge(label: "twinbrain_prefix_cache_bytes").record(prefixes.bytes)
+        }
         r.generation.end(.success(r.session.result), r.queueSeconds)
     }
 }

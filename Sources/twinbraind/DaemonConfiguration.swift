@@ -26,6 +26,9 @@ struct DaemonConfiguration: Equatable {
     var slots = 8
     /// Requests that may wait for a slot; beyond this callers get 429.
     var queueDepth = 32
+    /// Memory for the keys and values of finished prompts, reused when a prompt begins the same
+    /// way (a conversation's earlier turns); 0 turns reuse off.
+    var prefixCacheMiB = 512
     var maxBodyBytes = 1 << 20
     var defaultMaxTokens = 256
     var maxTokensLimit = 4096
@@ -70,6 +73,7 @@ struct DaemonConfiguration: Equatable {
         },
         "queue_depth": { $0.queueDepth = try int($1, "queue_depth", 0...10_000) },
         "slots": { $0.slots = try int($1, "slots", 1...Model.decodeBatchLimit) },
+        "prefix_cache_mib": { $0.prefixCacheMiB = try int($1, "prefix_cache_mib", 0...1_048_576) },
         "max_body_bytes": { $0.maxBodyBytes = try int($1, "max_body_bytes", 1024...(1 << 30)) },
         "default_max_tokens": { $0.defaultMaxTokens = try int($1, "default_max_tokens", 1...1_048_576) },
         "max_tokens_limit": { $0.maxTokensLimit = try int($1, "max_tokens_limit", 1...1_048_576) },
@@ -140,6 +144,7 @@ struct DaemonConfiguration: Equatable {
         guard (1...Model.decodeBatchLimit).contains(slots) else {
             throw Problem(description: "slots is \(slots), expected 1…\(Model.decodeBatchLimit)")
         }
+        guard prefixCacheMiB >= 0 else { throw Problem(description: "prefix_cache_mib is \(prefixCacheMiB), expected 0 or more") }
         guard defaultMaxTokens <= maxTokensLimit else {
             throw Problem(description: "default_max_tokens (\(defaultMaxTokens)) is above max_tokens_limit (\(maxTokensLimit))")
         }
@@ -175,6 +180,7 @@ struct DaemonConfiguration: Equatable {
         arithmetic = "\(arithmetic.rawValue)"
         slots = \(slots)
         queue_depth = \(queueDepth)
+        prefix_cache_mib = \(prefixCacheMiB)
         max_body_bytes = \(maxBodyBytes)
         default_max_tokens = \(defaultMaxTokens)
         max_tokens_limit = \(maxTokensLimit)

@@ -84,7 +84,7 @@ final class DaemonState: @unchecked Sendable {
             templateError = "\(error)"
         }
         let scheduler = ComputeScheduler(generator: Generator(model: model, tokenizer: tokenizer), capacity: configuration.queueDepth,
-                                         slots: configuration.slots)
+                                         slots: configuration.slots, prefixCacheBytes: configuration.prefixCacheMiB << 20)
         // The memory is read back before the compute thread starts: nothing else touches it yet.
         let memory: TokenMemoryService?, relearn: [Int64]
         do {

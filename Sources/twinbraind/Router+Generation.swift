@@ -80,6 +80,7 @@ extension API {
             switch outcome {
             case let .success(result):
                 Counter(label: "twinbrain_prompt_tokens_total").increment(by: result.promptTokens)
+                Counter(label: "twinbrain_prompt_tokens_reused_total").increment(by: result.reusedPromptTokens)
                 Counter(label: "twinbrain_generated_tokens_total").increment(by: result.ids.count)
                 Timer(label: "twinbrain_prefill_seconds").recordSeconds(result.prefillSeconds)
                 continuation.yield(.finished(result, queueSeconds: queued))
@@ -128,7 +129,8 @@ extension API {
     }
 
     func usage(_ result: GenerationResult, queueSeconds: Double) -> GenerationUsage {
-        GenerationUsage(promptTokens: result.promptTokens, completionTokens: result.ids.count, queueSeconds: queueSeconds,
+        GenerationUsage(promptTokens: result.promptTokens, promptTokensReused: result.reusedPromptTokens, completionTokens: result.ids.count,
+                        queueSeconds: queueSeconds,
                         prefillSeconds: result.prefillSeconds, generateSeconds: result.generateSeconds)
     }
 

@@ -103,13 +103,11 @@ extension API {
         return try Self.json(ForgetResponse(forgotten: forgotten.map(\.id)))
     }
 
-    /// The token memory drops what the store no longer has learned, before the reply: a
-    /// forgotten document is out of the memory (RAM and disk) when the client hears so.
-    /// The token memory and the reader let go of what the store no longer has learned, before
-    /// the forget is answered.
+    /// The token memory and the reader let go of what the store no longer has learned, and the
+    /// kept prompts (whose keys and values may hold its excerpts) are dropped, before the forget
+    /// is answered: a forgotten document is out of RAM and disk when the client hears so.
     func forgetMemory() async throws {
-        let (memory, readerSite) = (state.memory, state.readerSite)
-        guard memory != nil || readerSite != nil else { return }
+        let (memory, readerSite, scheduler) = (state.memory, state.readerSite, state.scheduler)
         let store = state.store
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             // runAndWait blocks: never on an event loop.
@@ -118,6 +116,7 @@ extension API {
                     let learned = Set(try store.learnedDocumentIDs())
                     try memory?.keepOnly(learned)
                     try readerSite?.keepOnly(learned)
+                    try scheduler?.forgetPrefixes()
                 })
             }
         }

@@ -35,6 +35,8 @@ struct Twinbraind: AsyncParsableCommand {
     @Option(help: "Matrix arithmetic: exact (the default: f32), mixed (prompts f32, decoded tokens quantised: about twice the decoding speed) or quantized (llama.cpp's).") var arithmetic: String?
     @Option(help: "Requests generated at once (1…16), each with a KV cache of the context.") var slots: Int?
     @Option(name: .customLong("queue-depth"), help: "Requests that may wait for a slot.") var queueDepth: Int?
+    @Option(name: .customLong("prefix-cache-mib"), help: "Memory for finished prompts' keys and values, reused by prompts that begin the same way (0: off).")
+    var prefixCacheMiB: Int?
     @Option(help: "Largest context per request, in tokens.") var context: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Option(name: .customLong("media-root"), help: "A directory whose mounted filesystems are drives to read (repeatable; replaces media_roots).")
@@ -71,6 +73,7 @@ struct Twinbraind: AsyncParsableCommand {
             c.arithmetic = a
         }
         if let queueDepth { c.queueDepth = queueDepth }
+        if let prefixCacheMiB { c.prefixCacheMiB = prefixCacheMiB }
         if let slots { c.slots = slots }
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }

@@ -65,6 +65,31 @@ final class APITests: XCTestCase {
         XCTAssertTrue(pieces.contains("Berlin"), pieces)
     }
 
+    /// A conversation's next turn reuses the earlier turns' keys and values (`usage.prompt_tokens_reused`)
+    /// and answers as a daemon evaluating it whole does.
+    func testNextTurnReusesTheEarlierTurns() throws {
+        let c = try client()
+        func chat(_ messages: [[String: String]]) throws -> GenerateResponse {
+            let reply = try c.send("POST", "/v1/chat", body: json(["messages": messages, "max_tokens": 12, "temperature": 0, "knowledge": false]))
+            XCTAssertEqual(reply.status, 200, String(decoding: reply.body, as: UTF8.self))
+            return try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
+        }
+        var messages = [["role": "system", "content": "You are a helpful assistant for the staff of a small engineering office."],
+                        ["role": "user", "content": "Name a tool an engineer uses every day."]]
+        let first = try chat(messages)
+        messages += [["role": "assistant", "content": first.text], ["role": "user", "content": "Why is it useful?"]]
+        let second = try chat(messages)
+        XCTAssertGreaterThan(second.usage.promptTokensReused ?? 0, first.usage.promptTokens - 17, "the first turn is reused")
+
+        let fresh = try DaemonProcess(arguments: ["--prefix-cache-mib", "0"])
+        try fresh.waitUntilReady()
+        let reply = try fresh.client.send("POST", "/v1/chat", body: json(["messages": messages, "max_tokens": 12, "temperature": 0, "knowledge": false]))
+        let evaluatedWhole = try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
+        XCTAssertEqual(evaluatedWhole.usage.promptTokensReused, 0)
+        XCTAssertEqual(evaluatedWhole.text, second.text)
+        XCTAssertEqual(fresh.terminate(), 0)
+    }
+
     func testSeedAndStop() throws {
         let c = try client()
         func ask(_ extra: [String: Any]) throws -> GenerateResponse {

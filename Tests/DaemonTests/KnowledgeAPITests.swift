@@ -320,6 +320,40 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(damaged.terminate(), 0)
     }
 
+    /// A conversation with the documents: the next turn reuses the earlier turns (and, asked
+    /// again, everything before the excerpts the reader reads), and every answer, its sources and
+    /// evidence are what a daemon evaluating each prompt whole gives.
+    func testAConversationWithKnowledgeReusesEarlierTurnsAndAnswersTheSame() throws {
+        let (daemon, _) = try daemonWithTravelAndCanteen()
+        daemon.removesDirectory = false
+        func ask(_ d: DaemonProcess, _ messages: [[String: String]]) throws -> GenerateResponse {
+            let reply = try d.client.send("POST", "/v1/chat", body: json(["messages": messages, "max_tokens": 16, "temperature": 0]))
+            XCTAssertEqual(reply.status, 200, String(decoding: reply.body, as: UTF8.self))
+            return try JSONDecoder().decode(GenerateResponse.self, from: reply.body)
+        }
+        var messages = [["role": "user", "content": "Who approves flights for long journeys?"]]
+        let first = try ask(daemon, messages)
+        messages += [["role": "assistant", "content": first.text], ["role": "user", "content": "What does the canteen serve on Fridays?"]]
+        let second = try ask(daemon, messages)
+        XCTAssertGreaterThan(second.usage.promptTokensReused ?? 0, 0, "the first turn is reused")
+        let again = try ask(daemon, messages)
+        XCTAssertGreaterThan(again.usage.promptTokensReused ?? 0, second.usage.promptTokensReused ?? 0, "asked again: up to the excerpts")
+        XCTAssertEqual(again.text, second.text)
+        XCTAssertEqual(daemon.terminate(), 0)
+
+        let whole = try DaemonProcess(arguments: ["--prefix-cache-mib", "0"], directory: daemon.directory)
+        try whole.waitUntilReady()
+        for (asked, reused) in [(Array(messages.prefix(1)), first), (messages, second)] {
+            let evaluated = try ask(whole, asked)
+            XCTAssertEqual(evaluated.usage.promptTokensReused, 0)
+            XCTAssertEqual(evaluated.text, reused.text)
+            XCTAssertEqual(evaluated.sources?.map(\.path), reused.sources?.map(\.path))
+            XCTAssertEqual(evaluated.evidence?.map(\.citation), reused.evidence?.map(\.citation))
+        }
+        XCTAssertEqual(second.sources?.first?.path, "canteen.txt")
+        XCTAssertEqual(whole.terminate(), 0)
+    }
+
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()

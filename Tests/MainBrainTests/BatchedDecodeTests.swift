@@ -143,3 +143,81 @@ final class BatchedDecodeTests: XCTestCase {
         XCTAssertThrowsError(try model.decode([]))
     }
 }
+
+/// Prefix reuse: a conversation's turns, each with the keys and values of the turns before kept
+/// (`PrefixCache`), get the replies they get evaluated whole, bit for bit, in every arithmetic.
+final class PrefixCacheTests: XCTestCase {
+    func testConversationTurnsReusingEarlierTurnsAnswerAsEvaluatedWhole() throws {
+        for arithmetic in [ProductArithmetic.exact, .quantized, .mixed] {
+            let (model, tokenizer) = try Fixtures.model(arithmetic)
+            let generator = Generator(model: model, tokenizer: tokenizer)
+            let template = try ChatTemplate(source: model.gguf.metadata["tokenizer.chat_template"]?.string, tokenizer: tokenizer)
+            let prefixes = PrefixCache(model: model, byteLimit: 256 << 20)
+            func answer(_ messages: [ChatMessage], reusing: PrefixCache?) throws -> GenerationResult {
+                var request = GenerationRequest(prompt: tokenizer.encode(template.render(messages), parseSpecial: true))
+                request.maxTokens = 20
+                request.sampling.temperature = 0
+                let session = generator.session(request)
+                try session.prefill(model: model, prefixes: reusing)
+                while !session.isFinished { try generator.step([session]) }
+                reusing?.keep(session)
+                return session.result
+            }
+            var messages = [ChatMessage(role: "system", content: "You answer questions about the office in one sentence."),
+                            ChatMessage(role: "user", content: "Where is the canteen, and when does it serve lunch on weekdays?")]
+            var reusedBefore = 0
+            for (turn, next) in ["And what does it serve on Fridays?", "Who maintains the coffee machine?", "Thanks!"].enumerated() {
+                // The prompt's last row after a reused prefix is the row evaluated whole, to the bit.
+                let prompt = tokenizer.encode(template.render(messages), parseSpecial: true)
+                let cache = model.makeCache(capacity: prompt.count)
+                let kept = prefixes.restore(prompt, into: cache)
+                XCTAssertEqual(Array(try model.forward(Array(prompt[kept...]), cache: cache).row(0)),
+                               Array(try model.forward(prompt, cache: model.makeCache(capacity: prompt.count)).row(0)), "\(arithmetic) turn \(turn)")
+                let whole = try answer(messages, reusing: nil)
+                let reused = try answer(messages, reusing: prefixes)
+                XCTAssertEqual(reused.reusedPromptTokens, kept)
+                XCTAssertEqual(reused.ids, whole.ids, "\(arithmetic) turn \(turn)")
+                XCTAssertEqual(reused.text, whole.text, "\(arithmetic) turn \(turn)")
+                if turn > 0 {
+                    XCTAssertGreaterThan(reused.reusedPromptTokens, reusedBefore, "\(arithmetic) turn \(turn): the earlier turns are reused")
+                    XCTAssertGreaterThan(reused.promptTokens - reused.reusedPromptTokens, QuantizedProducts.exactRowsPerDot - (arithmetic == .quantized ? 16 : 0))
+                }
+                reusedBefore = reused.reusedPromptTokens
+                messages += [ChatMessage(role: "assistant", content: reused.text), ChatMessage(role: "user", content: next)]
+            }
+            XCTAssertGreaterThan(prefixes.count, 0)
+            XCTAssertLessThanOrEqual(prefixes.bytes, prefixes.byteLimit)
+        }
+    }
+
+    /// Kept prompts stay within their memory, the least recently used going first; a prompt
+    /// that only repeats an earlier one's first tokens still evaluates more than 16 rows in the
+    /// exact arithmetic (the row-dot path would give other bits).
+    func testKeptPromptsStayWithinTheirMemory() throws {
+        let (model, tokenizer) = try Fixtures.model(.exact)
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        let text = String(repeating: "The river runs past the mill and under the old stone bridge. ", count: 8)
+        let prompt = tokenizer.encode(text)
+        let oneEntry = KVCache.bytes(config: model.config, positions: prompt.count + 4, precision: model.kvPrecision)
+        let prefixes = PrefixCache(model: model, byteLimit: oneEntry * 2 + oneEntry / 2)
+        func run(_ prompt: [Int32]) throws -> GenerationResult {
+            var request = GenerationRequest(prompt: prompt)
+            request.maxTokens = 4
+            request.sampling.temperature = 0
+            request.stopAtEndOfGeneration = false
+            let session = generator.session(request)
+            try session.prefill(model: model, prefixes: prefixes)
+            while !session.isFinished { try generator.step([session]) }
+            prefixes.keep(session)
+            return session.result
+        }
+        let names = ["Alpha", "Bravo", "Charlie", "Delta"]
+        for name in names { _ = try run(tokenizer.encode(name + ": " + text)) }
+        XCTAssertEqual(prefixes.count, 2, "two entries fit")
+        XCTAssertLessThanOrEqual(prefixes.bytes, prefixes.byteLimit)
+        // The oldest two went: Alpha's is evaluated whole, Delta's reuses all it may.
+        XCTAssertEqual(try run(tokenizer.encode("Alpha: " + text)).reusedPromptTokens, 0)
+        let again = try run(tokenizer.encode("Delta: " + text) + tokenizer.encode(" Then"))
+        XCTAssertEqual(again.reusedPromptTokens, again.promptTokens - QuantizedProducts.exactRowsPerDot - 1)
+    }
+}

@@ -26,6 +26,8 @@ public struct GenerationResult: Sendable {
     public var text = ""
     public var stopReason: StopReason = .maxTokens
     public var promptTokens = 0
+    /// Leading prompt tokens whose keys and values came from an earlier generation (`PrefixCache`).
+    public var reusedPromptTokens = 0
     /// Seconds to evaluate the prompt, and to generate everything after it.
     public var prefillSeconds = 0.0
     public var generateSeconds = 0.0
@@ -42,6 +44,13 @@ public protocol NextTokenPredictor: AnyObject {
     /// A batched decode step's row: from the main brain's logits for one decoded token (one row)
     /// and its state at `decodeTap`. Equals `nextLogits([token], cache:)` alone.
     func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits
+    /// How much of `prompt` may come from a reused prefix (`PrefixCache`): a predictor that reads
+    /// the hidden states of some prompt positions must see them evaluated.
+    func reusablePrefix(of prompt: [Int32]) -> Int
+}
+
+extension NextTokenPredictor {
+    public func reusablePrefix(of prompt: [Int32]) -> Int { prompt.count }
 }
 
 /// One generation between its steps: the prompt's evaluation, then sampling, stop tokens and
@@ -79,13 +88,18 @@ public final class GenerationSession {
         result.promptTokens = request.prompt.count
     }
 
-    /// Evaluates the prompt (from an empty cache) and takes the first token.
-    public func prefill(model: Model) throws {
+    /// Evaluates the prompt and takes the first token. The cache starts empty, or holding the
+    /// longest prefix of the prompt `prefixes` has (then only the rest is evaluated).
+    public func prefill(model: Model, prefixes: PrefixCache? = nil) throws {
         precondition(!isFinished && next == nil, "a session's prompt is evaluated once")
         cache.clear()
         guard request.maxTokens > 0 else { isFinished = true; return }
         let start = DispatchTime.now()
-        let logits = try predictor?.nextLogits(request.prompt, cache: cache) ?? model.forward(request.prompt, cache: cache, logits: .last)
+        let reusable = predictor?.reusablePrefix(of: request.prompt) ?? request.prompt.count
+        let reused = prefixes?.restore(request.prompt, into: cache, limit: reusable) ?? 0
+        result.reusedPromptTokens = reused
+        let input = Array(request.prompt[reused...])
+        let logits = try predictor?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
         prefilled = DispatchTime.now()
         result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         take(logits.row(0))

@@ -66,6 +66,20 @@ public final class KVCache: @unchecked Sendable {
 
     func advance(by n: Int) { count += n }
 
+    /// Takes the first `positions` positions of `other` (a cache of the same model and precision)
+    /// as its own, in place of what it held.
+    func copyPrefix(of other: KVCache, positions: Int) {
+        precondition(other.kvDim == kvDim && other.precision == precision && other.keys.count == keys.count)
+        precondition(positions <= other.count && positions <= capacity && other.depth == nil)
+        let bytes = positions * kvDim * precision.bytes
+        for layer in keys.indices {
+            keys[layer].copyMemory(from: other.keys[layer], byteCount: bytes)
+            values[layer].copyMemory(from: other.values[layer], byteCount: bytes)
+        }
+        count = positions
+        depth = nil
+    }
+
     /// Stores one position's keys and values (kvDim floats each), rounded to the cache's precision.
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
         let offset = position * kvDim * precision.bytes

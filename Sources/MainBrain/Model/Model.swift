@@ -137,7 +137,15 @@ public final class Model: @unchecked Sendable {
         var start = 0
         while start < tokens.count {
             if start > 0 { chunking?.between() }
-            let end = min(start + max(1, min(batchSize, chunking?.rows() ?? batchSize)), tokens.count)
+            var n = max(1, min(batchSize, chunking?.rows() ?? batchSize))
+            // A last piece of a few rows would take the exact arithmetic's row dots, not the tiles
+            // every other row takes: the rest is split in two instead, so a position's result
+            // does not depend on where a prompt was cut (chunks, batches, a reused prefix).
+            let rest = tokens.count - start - n
+            if n > QuantizedProducts.exactRowsPerDot && rest > 0 && rest <= QuantizedProducts.exactRowsPerDot {
+                n = (tokens.count - start + 1) / 2
+            }
+            let end = min(start + n, tokens.count)
             let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
                                        logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap, layers: layers)
