@@ -12,6 +12,9 @@ batch, then one batch of N tokens per step, greedy), through llama-cpp-python's 
 ships no llama-batched-bench binary. Then 24 clients at once under the default settings: how many
 were answered, how many told to retry, and p95 time to first token.
 One client with --slots 1 (no batching) gives the single-client baseline.
+A conversation of 8 turns (chat, knowledge off, 48 tokens per answer), with the earlier turns'
+keys and values kept (prefix_cache_mib, the default) and without (--prefix-cache-mib 0): time to first
+token of the later turns, and the prompt tokens reused.
 Then, unless --no-learning: questions asked one after another while a drive of 60 documents is
 learned (time to first token, median and worst), and the drive's learning rate with and without them.
 Usage: bench_batch.py --daemon BIN --model FILE [--threads 2] [--runs 3] [--arithmetic A] [--no-learning] [--out FILE]"""
@@ -23,15 +26,17 @@ from daemon_process import get, send
 GENERATED = 64
 COUNTS = [1, 2, 4, 8]
 
+TOPICS = ["the printing press", "the steam engine", "the telescope", "the compass", "paper money", "the windmill",
+          "the mechanical clock", "the microscope", "the telegraph", "the bicycle", "the sewing machine", "the camera"]
+
 def prompts(n):
     """n distinct prompts of about 32 tokens."""
-    topics = ["the printing press", "the steam engine", "the telescope", "the compass", "paper money", "the windmill",
-              "the mechanical clock", "the microscope", "the telegraph", "the bicycle", "the sewing machine", "the camera"]
-    return [f"Chapter {i + 1}. A short history of {topics[i % len(topics)]}, written for a school library, begins "
+    return [f"Chapter {i + 1}. A short history of {TOPICS[i % len(TOPICS)]}, written for a school library, begins "
             f"with the people who first used it and the problems it solved for them in daily life:" for i in range(n)]
 
-def stream(sock_path, body, path="/v1/generate"):
-    """(status, seconds to the first text, seconds to the end, tokens generated) of one streamed request."""
+def stream(sock_path, body, path="/v1/generate", usage=None):
+    """(status, seconds to the first text, seconds to the end, tokens generated) of one streamed
+    request; `usage`, a dict, receives the reply's usage."""
     t = time.perf_counter()
     s = send(sock_path, "POST", path, dict(body, stream=True))
     raw, first = b"", None
@@ -44,7 +49,10 @@ def stream(sock_path, body, path="/v1/generate"):
     tokens = 0
     for line in raw.split(b"\n"):
         if b'"done"' in line:
-            tokens = json.loads(line)["result"]["usage"]["completion_tokens"]
+            reply = json.loads(line)["result"]
+            tokens = reply["usage"]["completion_tokens"]
+            if usage is not None:
+                usage.update(reply["usage"], text=reply["text"])
     return status, first, end, tokens
 
 def clients(sock_path, texts):
@@ -101,6 +109,38 @@ def ours(a, tmp):
         p.terminate()
         p.wait()
     return out, office, single
+
+QUESTIONS = ["Which of its parts wears out first?", "How would you explain that to an apprentice?",
+             "What did people use before it?", "Name one mistake beginners make with it.", "How is it maintained?",
+             "What safety rule matters most?", "Which improvement came next?", "Sum that up in one sentence."]
+
+def conversation(a, tmp):
+    """Time to first token of each turn of 8-turn conversations, with kept prefixes and without."""
+    out = {}
+    for mode, extra in [("reused", []), ("whole", ["--prefix-cache-mib", "0"])]:
+        p, sock_path = start_daemon(a, tmp, f"conversation-{mode}", extra)
+        try:
+            turns = []
+            for run in range(a.runs):
+                messages = [{"role": "system", "content": f"Conversation {run + 1}. You explain {TOPICS[run % len(TOPICS)]} "
+                             "to the staff of a small engineering office, in plain words and short paragraphs."},
+                            {"role": "user", "content": "What is it, and who uses it today?"}]
+                for question in QUESTIONS:
+                    usage = {}
+                    status, first, _, _ = stream(sock_path, {"messages": messages, "max_tokens": 48, "temperature": 0, "knowledge": False},
+                                                 path="/v1/chat", usage=usage)
+                    assert status == 200, status
+                    turns.append({"turn": len(messages) // 2, "ttft": first, "prompt_tokens": usage["prompt_tokens"],
+                                  "reused": usage.get("prompt_tokens_reused", 0)})
+                    messages += [{"role": "assistant", "content": usage["text"]}, {"role": "user", "content": question}]
+            late = [t for t in turns if t["turn"] >= 4]
+            out[mode] = {"ttft_late_median": statistics.median(t["ttft"] for t in late),
+                         "prompt_tokens_late_median": statistics.median(t["prompt_tokens"] for t in late),
+                         "reused_late_median": statistics.median(t["reused"] for t in late), "turns": turns}
+        finally:
+            p.terminate()
+            p.wait()
+    return out
 
 def while_learning(a, tmp, documents=60):
     """Questions asked one after another while a drive of `documents` documents (~700 tokens each)
@@ -212,6 +252,7 @@ def main():
     ref = {int(k): v for k, v in ref.items()}
     tmp = tempfile.mkdtemp()
     mine, office, single = ours(a, tmp)
+    talk = conversation(a, tmp)
     learning = None if a.no_learning else while_learning(a, tmp)
     print(f"{os.path.basename(a.model)}, {a.threads} threads, arithmetic {a.arithmetic or 'default'}; "
           f"{GENERATED} tokens per client, medians of {a.runs} runs")
@@ -225,6 +266,10 @@ def main():
     print(f"24 clients at once: answered {statistics.median(r['answered'] for r in office)}, told to retry "
           f"{statistics.median(r['retry'] for r in office)}, p95 time to first token "
           f"{statistics.median(r['ttft_p95'] for r in office):.2f} s, {statistics.median(r['aggregate'] for r in office):.1f} tok/s")
+    r, w = talk["reused"], talk["whole"]
+    print(f"8-turn conversations, turns 4-8 (prompts of {r['prompt_tokens_late_median']:.0f} tokens): time to first token "
+          f"{r['ttft_late_median']:.3f} s reusing the earlier turns ({r['reused_late_median']:.0f} tokens) vs "
+          f"{w['ttft_late_median']:.3f} s evaluated whole ({w['ttft_late_median'] / r['ttft_late_median']:.2f}x)")
     if learning:
         asked, alone = learning["learning-asked"], learning["learning-alone"]
         print(f"while a drive is learned: time to first token median {asked['ttft_median']:.2f} s, worst {asked['ttft_max']:.2f} s "
@@ -234,7 +279,7 @@ def main():
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
         with open(a.out, "w") as f:
             json.dump({"model": a.model, "threads": a.threads, "arithmetic": a.arithmetic, "generated": GENERATED,
-                       "llama_cpp": ref, "twinbrain": mine, "office_24": office, "single_unbatched": single,
+                       "llama_cpp": ref, "twinbrain": mine, "office_24": office, "single_unbatched": single, "conversation": talk,
                        "while_learning": learning}, f, indent=1)
 
 if __name__ == "__main__":
