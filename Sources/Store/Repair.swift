@@ -78,18 +78,26 @@ public enum StoreRepair {
             }
             try target.close()
             try source?.close()
+        } catch {
+            for suffix in ["", "-wal", "-shm", "-journal"] { try? fm.removeItem(atPath: rebuilt + suffix) }
+            throw error
         }
-        // Swap: the damaged file (and its journal) aside, the rebuilt one in.
+        // Swap, so that a kill at any point leaves a store to start from: the damaged file's
+        // journal aside (it must not be applied to the new file), the damaged file linked under
+        // its new name, then the rebuilt one renamed over it.
         let format = DateFormatter()
         format.dateFormat = "yyyyMMdd-HHmmss"
         format.locale = Locale(identifier: "en_US_POSIX")
-        let stamp = format.string(from: now)
-        let aside = "\(path).damaged-\(stamp)"
-        for suffix in ["", "-wal", "-shm"] where fm.fileExists(atPath: path + suffix) {
+        let aside = "\(path).damaged-\(format.string(from: now))"
+        for suffix in ["-wal", "-shm"] where fm.fileExists(atPath: path + suffix) {
             try fm.moveItem(atPath: path + suffix, toPath: aside + suffix)
         }
-        try fm.moveItem(atPath: rebuilt, toPath: path)
-        for suffix in ["-wal", "-shm"] { try? fm.removeItem(atPath: rebuilt + suffix) }
+        if fm.fileExists(atPath: path) {
+            guard link(path, aside) == 0 else { throw StoreError("cannot keep the damaged file as \(aside): \(String(cString: strerror(errno)))") }
+        }
+        guard rename(rebuilt, path) == 0 else { throw StoreError("cannot put the rebuilt store in place: \(String(cString: strerror(errno)))") }
+        let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        if directory >= 0 { fsync(directory); close(directory) }
         return Report(problem: problem, damagedCopy: aside, tables: tables, passagesToRebuild: rebuild, documentsLost: lost,
                       orphansDropped: orphans)
     }

@@ -31,7 +31,8 @@ public final class Store: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
-            let damaged = [.SQLITE_CORRUPT, .SQLITE_NOTADB].contains((error as? DatabaseError)?.resultCode)
+            // Anything but a permission problem is the file's: repair reads what it still can.
+            let damaged = ![.SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY, .SQLITE_AUTH].contains((error as? DatabaseError)?.resultCode)
             throw StoreError("cannot open the database \(path): \(error). " + (damaged ? repair : "Check that twinbraind may read and write it."),
                              damaged: damaged)
         }
