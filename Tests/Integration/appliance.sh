@@ -3,7 +3,8 @@
 # systemd and udevd. Installs the package, then checks socket activation and READY, the unit's
 # hardening score, that the daemon holds no IP socket, a drive (loop-mounted ext4 image, announced to
 # the guest's udevd as a USB disk) mounted by the udev rule and learned, an answer with sources,
-# recovery from SIGKILL and from a stalled compute loop (watchdog), an upgrade that keeps what was
+# recovery from SIGKILL, from a stalled compute loop (watchdog) and from a damaged store (`twinbrain
+# repair`), an upgrade that keeps what was
 # learned, and purge. Needs root. The guest's root filesystem is cached in .cache/integration.
 #
 # Environment: DEB and DEB_UPGRADE (two builds of the package, the second a higher version).
@@ -188,6 +189,25 @@ guest systemctl daemon-reload
 guest systemctl restart twinbraind.service
 wait_for 30 "the daemon answers again" guest twinbrain status
 echo "watchdog timeout → restarted (NRestarts $before → $after)"
+
+step "a damaged store: the daemon waits for twinbrain repair, which rebuilds it; systemd restarts it"
+guest systemctl stop twinbraind.service
+# Garbage over page 2 (the migrations table, the first one created): the integrity check fails,
+# nothing the box learned is lost.
+dd if=/dev/urandom of="$ROOT/var/lib/twinbrain/twinbrain.sqlite" bs=4096 seek=1 count=1 conv=notrunc status=none
+before=$(guest systemctl show -p NRestarts --value twinbraind.service)
+damaged() { local out; out=$(guest timeout 15 twinbrain status 2>&1) || true; echo "$out" | grep -q "twinbrain repair"; }
+wait_for 30 "the daemon waiting in repair mode (socket activation)" damaged
+guest systemctl is-active --quiet twinbraind.service || fail "the daemon in repair mode is not active"
+repaired=$(guest timeout 180 twinbrain repair 2>&1) || fail "twinbrain repair: $repaired"
+echo "$repaired" | grep -q "no learned document was lost" || fail "the repair lost the document: $repaired"
+echo "$repaired" | grep -q "twinbraind serves again" || fail "the repaired daemon does not serve: $repaired"
+[ "$(guest systemctl show -p NRestarts --value twinbraind.service)" -gt "$before" ] || fail "systemd did not restart the repaired daemon"
+ls "$ROOT/var/lib/twinbrain/" | grep -q '^twinbrain.sqlite.damaged-' || fail "the damaged file was not kept"
+learned || fail "the repair lost the learned document"
+answers_from_drive() { ask | grep -q "$DRIVE_DOCUMENT"; }
+wait_for 60 "the repaired box answering from the drive (passages cut again)" answers_from_drive
+echo "repair mode → twinbrain repair → restarted by systemd; the document still answers"
 
 step "upgrade to $(basename "$DEB_UPGRADE")"
 old=$(guest systemctl show -p MainPID --value twinbraind.service)
