@@ -35,12 +35,15 @@ public final class Ingester: Sendable {
 
     /// Ingests `path` (an absolute file or directory) under the job. `source` describes a drive;
     /// nil means an admin path (its own source). `isCancelled` is polled between files.
+    /// `waitForSpace`: a write that failed on a full disk (SQLITE_FULL) is done again once it
+    /// returns true; false (the job is stopping) ends the job as cancelled, to be resumed.
     public func run(job: Job, path: String, source info: SourceInfo? = nil,
                     progress: @Sendable (Int, Int, String) -> Void = { _, _, _ in },
-                    isCancelled: @Sendable () -> Bool = { false }) throws -> Summary {
+                    isCancelled: @Sendable () -> Bool = { false },
+                    waitForSpace: @Sendable (Error, String) -> Bool = { _, _ in false }) throws -> Summary {
         var summary = Summary()
         do {
-            summary = try ingest(job: job, path: path, source: info, progress: progress, isCancelled: isCancelled)
+            summary = try ingest(job: job, path: path, source: info, progress: progress, isCancelled: isCancelled, waitForSpace: waitForSpace)
             try store.updateJob(job.id, state: .done, current: "")
         } catch is Cancelled {
             try store.updateJob(job.id, state: .cancelled)
@@ -53,7 +56,15 @@ public final class Ingester: Sendable {
     }
 
     func ingest(job: Job, path: String, source info: SourceInfo?, progress: @Sendable (Int, Int, String) -> Void,
-                isCancelled: @Sendable () -> Bool) throws -> Summary {
+                isCancelled: @Sendable () -> Bool, waitForSpace: @Sendable (Error, String) -> Bool) throws -> Summary {
+        // A write on a full disk is done again once there is room (each is one transaction).
+        func retrying<T>(_ path: String, _ write: () throws -> T) throws -> T {
+            while true {
+                do { return try write() } catch where Store.isDiskFull(error) {
+                    guard waitForSpace(error, path) else { throw Cancelled() }
+                }
+            }
+        }
         var st = stat()
         guard lstat(path, &st) == 0 else { throw IntakeError("\(path): \(String(cString: strerror(errno)))") }
         let isDirectory = st.st_mode & S_IFMT == S_IFDIR
@@ -82,12 +93,12 @@ public final class Ingester: Sendable {
         for (i, file) in files.enumerated() {
             if isCancelled() { throw Cancelled() }
             progress(i, files.count, file.path)
-            if i % 16 == 0 { try store.updateJob(job.id, done: i, current: file.path) }
+            if i % 16 == 0 { try retrying(file.path) { try store.updateJob(job.id, done: i, current: file.path) } }
             // No extension (README, notes): read as text if it is text.
             let name = file.path.split(separator: "/").last.map(String.init) ?? file.path
             let guessed = !name.dropFirst().contains(".")
             guard let format = guessed ? "text" : TextExtractor.format(forName: name) else {
-                try skip(file.path, "not a document format the box reads")
+                try retrying(file.path) { try skip(file.path, "not a document format the box reads") }
                 continue
             }
             if try store.isUnchanged(source: source.id, path: file.path, size: file.size, mtime: file.mtime) {
@@ -99,10 +110,10 @@ public final class Ingester: Sendable {
                 reading = try read(file, format: format, guessed: guessed, scanner: scanner, source: source.id)
             } catch {
                 // Unreadable now (I/O error, drive pulled, swapped for a non-file): not registered.
-                try skip(file.path, "\(error)")
+                try retrying(file.path) { try skip(file.path, "\(error)") }
                 continue
             }
-            switch try store.register(reading) {
+            switch try retrying(file.path, { try store.register(reading) }) {
             case .added(let d):
                 if d.state == .failed { summary.failed += 1 } else { summary.added += 1; summary.toLearn.append(d.id) }
             case .updated(let d, let old):

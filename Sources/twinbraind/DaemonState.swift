@@ -39,7 +39,7 @@ final class DaemonState: @unchecked Sendable {
         self.debugStall = debugStall
         store = try Store(path: Self.storePath(configuration))
         audit = AuditLog(store: store, logger: logger)
-        intake = IntakeService(store: store, mediaRoots: configuration.mediaRoots, logger: logger)
+        intake = IntakeService(store: store, stateDirectory: configuration.stateDirectory, mediaRoots: configuration.mediaRoots, logger: logger)
         learning = LearningService(store: store, stateDirectory: configuration.stateDirectory, logger: logger)
         intake.onJobFinished = { [learning] in learning.wake() }
     }

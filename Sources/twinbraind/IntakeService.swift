@@ -24,6 +24,10 @@ final class IntakeService: @unchecked Sendable {
     private var running = 0
     private var stopping = false
     private var thread: Thread?
+    /// The state directory's filesystem, on which a full disk pauses the job being read.
+    let disk: FullDisk
+    /// Why the job being read waits, when it does (the disk is full), for status.
+    private var paused: String?
     /// Called after each job (new documents may wait to be learned).
     var onJobFinished: () -> Void = {}
 
@@ -33,9 +37,10 @@ final class IntakeService: @unchecked Sendable {
         let source: SourceInfo?
     }
 
-    init(store: Store, mediaRoots: [String], logger: Logger) {
+    init(store: Store, stateDirectory: String, mediaRoots: [String], logger: Logger) {
         self.store = store
         self.logger = logger
+        disk = FullDisk(stateDirectory: stateDirectory, logger: logger)
         do {
             ingester = Ingester(store: store, extractor: try ExtractorRunner())
             helperProblem = nil
@@ -48,6 +53,22 @@ final class IntakeService: @unchecked Sendable {
     }
 
     var jobsRunning: Int { condition.withLock { running + queue.count } }
+
+    /// Why reading waits, if it does (status).
+    var pausedReason: String? { condition.withLock { paused } }
+
+    /// After storing what was read from `file` failed on a full disk: the job pauses (`FullDisk`)
+    /// until there is room (true), or until it is cancelled or the daemon stops (false).
+    func waitForSpace(after error: Error, reading file: String, isCancelled: @Sendable () -> Bool) -> Bool {
+        let reason = disk.reason("reading \(file)")
+        logger.error("intake paused: \(reason) (\(error))")
+        condition.withLock { paused = reason }
+        defer { condition.withLock { paused = nil } }
+        return disk.wait {
+            condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 5)) }
+            return isCancelled()
+        }
+    }
 
     /// Resumes unfinished jobs, starts the worker, then the drive watcher (which reports the
     /// drives already mounted).
@@ -147,12 +168,15 @@ final class IntakeService: @unchecked Sendable {
             let start = Date()
             let job = work.job, path = work.path
             do {
-                let s = try ingester.run(job: job, path: path, source: work.source, isCancelled: { [weak self] in
+                let isCancelled: @Sendable () -> Bool = { [weak self] in
                     guard let self else { return true }
                     return self.condition.withLock {
                         self.stopping || self.cancelledJobs.contains(job.id) || work.source.map { self.removedDrives.contains($0.key) } == true
                     }
-                })
+                }
+                let s = try ingester.run(job: job, path: path, source: work.source, isCancelled: isCancelled) { [weak self] error, file in
+                    self?.waitForSpace(after: error, reading: file, isCancelled: isCancelled) ?? false
+                }
                 let seconds = String(format: "%.1f", Date().timeIntervalSince(start))
                 logger.info("ingest job \(job.id) of \(path) done in \(seconds) s: \(s.added) added, \(s.updated) updated, \(s.unchanged) unchanged, \(s.failed) failed, \(s.skipped) skipped")
             } catch is Ingester.Cancelled {

@@ -34,14 +34,12 @@ final class LearningService: @unchecked Sendable {
     private var thread: Thread?
     /// Why learning waits, when it does (the disk is full), for status.
     private var paused: String?
-    /// The directory whose filesystem holds the store, the memory and the reader's examples.
-    let stateDirectory: String
-    /// Free space at which learning paused on a full disk resumes.
-    static let resumeFreeBytes: UInt64 = 16 << 20
+    /// The state directory's filesystem, on which a full disk pauses learning.
+    let disk: FullDisk
 
     init(store: Store, stateDirectory: String, logger: Logger) {
         self.store = store
-        self.stateDirectory = stateDirectory
+        disk = FullDisk(stateDirectory: stateDirectory, logger: logger)
         self.logger = logger
     }
 
@@ -81,32 +79,17 @@ final class LearningService: @unchecked Sendable {
         Store.isDiskFull(error) || (error as? DocumentFiles.FileError)?.isDiskFull == true
     }
 
-    /// Free bytes for twinbraind on the state directory's filesystem (nil when it cannot be read).
-    func freeBytes() -> UInt64? {
-        var s = statvfs()
-        guard statvfs(stateDirectory, &s) == 0 else { return nil }
-        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
-    }
-
-    /// After a write failed on a full disk: learning pauses, saying why in the status and the
-    /// journal, until `resumeFreeBytes` are free again (looked at every 5 s); nothing half-written
-    /// was kept, so the caller then does the same work again. False when the daemon stops meanwhile.
+    /// After a write failed on a full disk: learning pauses (`FullDisk`), then the caller does the
+    /// same work again. False when the daemon stops meanwhile.
     func waitForSpace(after error: Error, learning what: String) -> Bool {
-        let free = freeBytes().map { "\($0 >> 20) MiB free" } ?? "free space unknown"
-        let reason = "the disk holding \(stateDirectory) is full (\(free)); learning \(what) resumes by itself once "
-            + "\(Self.resumeFreeBytes >> 20) MiB are free"
+        let reason = disk.reason("learning \(what)")
         logger.error("learning paused: \(reason) (\(error))")
         condition.withLock { paused = reason }
         defer { condition.withLock { paused = nil } }
-        while true {
-            let stop = condition.withLock {
+        return disk.wait {
+            condition.withLock {
                 if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 5)) }
                 return stopping
-            }
-            if stop { return false }
-            if let bytes = freeBytes(), bytes >= Self.resumeFreeBytes {
-                logger.notice("learning resumes: \(bytes >> 20) MiB free on the disk holding \(stateDirectory)")
-                return true
             }
         }
     }

@@ -78,7 +78,10 @@ extension API {
         guard lstat(body.path, &st) == 0 else {
             throw APIError(.badRequest, "cannot read \(body.path): \(String(cString: strerror(errno))) (as the daemon's user)")
         }
-        let job = try state.intake.submit(path: body.path)
+        let job: Job
+        do { job = try state.intake.submit(path: body.path) } catch where Store.isDiskFull(error) {
+            throw APIError(.unavailable, "the disk holding \(state.configuration.stateDirectory) is full: free some space, then ingest again")
+        }
         state.audit.record(uid: peer.uid, pid: peer.pid, action: "ingest", detail: "\(body.path) (job \(job.id))")
         return try Self.json(Self.body(job), status: .accepted)
     }

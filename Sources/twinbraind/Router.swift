@@ -125,7 +125,7 @@ struct API: Sendable {
                             passages: stored.passages, current: state.learning.activity,
                             memoryEntries: memory?.entries, memoryDocuments: memory?.documents,
                             readerDocuments: readerSite?.documents, readerExamples: readerSite?.examples,
-                            paused: state.learning.pausedReason))
+                            paused: state.learning.pausedReason ?? state.intake.pausedReason))
         return try Self.json(body)
     }
 

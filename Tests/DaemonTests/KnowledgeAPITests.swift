@@ -252,20 +252,37 @@ final class KnowledgeAPITests: XCTestCase {
         let paused = try waitFor("learning to pause", timeout: 120) { try learning(daemon).paused }
         XCTAssertTrue(paused.contains("is full") && paused.contains(state.path) && paused.contains("resumes"), paused)
         XCTAssertEqual(try chat(daemon, "Who is Ada Marchetti?").sources?.first?.path, "copy-2.md", "questions are answered meanwhile")
+        // A document read meanwhile: with no room for the job, the ingest is refused saying so;
+        // with room for the job but not for the text (a megabyte), the job waits for room too.
+        let late = directory.appendingPathComponent("late")
+        try FileManager.default.createDirectory(at: late, withIntermediateDirectories: true)
+        try Data(("# Late memo\n\nThe late memo's keeper is Bo Lindqvist.\n\n" + String(repeating: licence, count: 30)).utf8)
+            .write(to: late.appendingPathComponent("late.md"))
+        let refused = try daemon.client.send("POST", "/v1/ingest", body: json(["path": late.path]))
+        XCTAssertEqual(refused.status, 503)
+        XCTAssertTrue(String(decoding: refused.body, as: UTF8.self).contains("is full"), String(decoding: refused.body, as: UTF8.self))
+        let room = try FileHandle(forUpdating: filler)
+        try room.truncate(atOffset: try room.seekToEnd() - (512 << 10))
+        try room.close()
+        let reply = try daemon.client.send("POST", "/v1/ingest", body: json(["path": late.path]))
+        XCTAssertEqual(reply.status, 202, String(decoding: reply.body, as: UTF8.self))
+        let job = try JSONDecoder().decode(JobBody.self, from: reply.body)
+        _ = try waitFor("the ingest job to pause", timeout: 60) { daemon.logText.contains("intake paused") ? true : nil }
         try FileManager.default.removeItem(at: filler)
         _ = try waitFor("learning to resume and finish", timeout: 180) { () -> Bool? in
             let l = try learning(daemon)
-            return l.memoryDocuments == 3 && l.paused == nil ? true : nil
+            return l.memoryDocuments == 3 && l.documentsLearned == 4 && l.paused == nil ? true : nil
         }
+        let finished = try JSONDecoder().decode(JobBody.self, from: try daemon.client.send("GET", "/v1/jobs/\(job.id)").body)
+        XCTAssertEqual(finished.state, "done", "the job waited for room instead of failing: \(finished.error ?? "")")
+        XCTAssertEqual(try chat(daemon, "Who is the late memo's keeper?").sources?.first?.path, "late.md")
         let segments = try FileManager.default.contentsOfDirectory(atPath: state.appendingPathComponent("memory").path)
         XCTAssertEqual(segments.filter { $0.hasSuffix(".seg") }.count, 3, "\(segments)")
         XCTAssertFalse(segments.contains { $0.hasSuffix(".tmp") }, "\(segments)")
-        XCTAssertTrue(daemon.logText.contains("learning paused") && daemon.logText.contains("learning resumes"))
+        XCTAssertTrue(daemon.logText.contains("learning paused") && daemon.logText.contains("resuming"))
         XCTAssertEqual(daemon.terminate(), 0)
     }
 
-    /// Passages first: every document of a drive is answerable as soon as it is extracted,
-    /// while the token memory is still learning them behind; the answer cites the line.
     /// A store damaged while the daemon was down: the daemon does not start serving, nor exit
     /// into a restart loop; it says what is wrong to every request and waits for `twinbrain
     /// repair`, which rebuilds the store (the damaged passages cut again from the stored texts),
@@ -354,6 +371,8 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(whole.terminate(), 0)
     }
 
+    /// Passages first: every document of a drive is answerable as soon as it is extracted,
+    /// while the token memory is still learning them behind; the answer cites the line.
     func testEveryDocumentIsAnswerableBeforeTheMemoryHasLearnedIt() throws {
         let daemon = try DaemonProcess()
         try daemon.waitUntilReady()
