@@ -35,11 +35,7 @@ public struct ReaderLayout: Sendable {
     /// Nil when the prompt does not hold the passages and the question as `KnowledgeContext.userText` writes them.
     public init?(prompt: [Int32], tokenizer: Tokenizer, recalled: [KnowledgeContext.Recalled], question: String) {
         guard !recalled.isEmpty else { return nil }
-        var rendered: [UInt8] = [], starts: [Int] = []
-        for id in prompt {
-            starts.append(rendered.count)
-            rendered += tokenizer.bytes(of: id, renderSpecial: true)
-        }
+        var (rendered, starts) = Self.render(prompt, tokenizer: tokenizer)
         starts.append(rendered.count)
         var lines: [Line] = [], from = 0
         for (k, r) in recalled.enumerated() {
@@ -108,13 +104,19 @@ public struct ReaderLayout: Sendable {
         return (Array(Set(starts)).sorted(), Array(Set(ends)).sorted())
     }
 
-    /// The prompt position of the token where the first passage ("[1] title:") begins.
-    public static func firstPassageToken(prompt: [Int32], tokenizer: Tokenizer, first: KnowledgeContext.Recalled) -> Int? {
+    /// The prompt's bytes (special tokens rendered) and where each token's begin.
+    static func render(_ prompt: [Int32], tokenizer: Tokenizer) -> (bytes: [UInt8], starts: [Int]) {
         var rendered: [UInt8] = [], starts: [Int] = []
         for id in prompt {
             starts.append(rendered.count)
             rendered += tokenizer.bytes(of: id, renderSpecial: true)
         }
+        return (rendered, starts)
+    }
+
+    /// The prompt position of the token where the first passage ("[1] title:") begins.
+    public static func firstPassageToken(prompt: [Int32], tokenizer: Tokenizer, first: KnowledgeContext.Recalled) -> Int? {
+        let (rendered, starts) = render(prompt, tokenizer: tokenizer)
         guard let at = find(Array("[1] \(first.title):\n".utf8), in: rendered, from: 0) else { return nil }
         return starts.lastIndex { $0 <= at }
     }

@@ -23,7 +23,9 @@ extension Twinbrain {
                 let result = try decodeOK(RepairResponse.self, reply)
                 if json { printRaw(reply.body) } else { Self.describe(result) }
                 if result.repaired && result.restarting && wait > 0 { try waitUntilServing() }
-                if !result.repaired && result.problem != nil { throw ExitCode(5) }
+                if !result.repaired && result.problem != nil {
+                    throw CLIError(description: "the store needs repairing: restart twinbraind, then run `twinbrain repair` again", code: 5)
+                }
             }
         }
 
