@@ -139,6 +139,17 @@ public final class KNNLanguageModel: NextTokenPredictor {
     /// What a generation step tells its listener: the neighbours and the memory's weight (λ).
     public typealias StepReport = ([TokenMemory.Neighbor], Double) -> Void
 
+    /// Neighbours of a decode step's states searched together (`prepare`), each taken once by
+    /// the `mix` of the same state.
+    private var prepared: [(query: [Float], found: [TokenMemory.Neighbor])] = []
+
+    /// The neighbours of each query row: searched now, or by `prepare` for this very state.
+    private func nearest(_ queries: [Float], rows: Int) -> [[TokenMemory.Neighbor]] {
+        guard memory.count > 0 else { return Array(repeating: [], count: rows) }
+        if rows == 1, let i = prepared.firstIndex(where: { $0.query == queries }) { return [prepared.remove(at: i).found] }
+        return memory.search(keys(queries), k: neighbours)
+    }
+
     /// Each neighbour's vote (they sum to 1): exp(−(d − d₁)/d₁), d₁ the nearest distance.
     public static func votes(_ neighbours: [TokenMemory.Neighbor]) -> [Double] {
         guard let nearest = neighbours.first else { return [] }
@@ -175,7 +186,7 @@ public final class KNNLanguageModel: NextTokenPredictor {
     public func mix(_ logits: Logits, queries: [Float])
         -> (logProbabilities: Logits, neighbours: [[TokenMemory.Neighbor]], weights: [Double])
     {
-        let found = memory.count == 0 ? Array(repeating: [], count: logits.rows) : memory.search(keys(queries), k: neighbours)
+        let found = nearest(queries, rows: logits.rows)
         let queryNorms = squaredNorms(queries, rows: logits.rows)
         var out = [Float](repeating: 0, count: logits.values.count)
         var weights = [Double](repeating: 0, count: logits.rows)
@@ -269,6 +280,8 @@ public final class MemoryJoin: NextTokenPredictor {
 
     public var decodeTap: TapPoint? { knn.tapPoint }
 
+    public var decodeSharing: DecodeSharing? { knn }
+
     public func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits {
         knn.decoded(logits, state: state, report: report ?? knn.onGenerationStep)
     }
@@ -297,4 +310,23 @@ public struct MemoryGate: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey { case lambdaMax = "lambda_max", inner, radius }
+}
+
+extension KNNLanguageModel: DecodeSharing {
+    public var decodeSharing: DecodeSharing? { self }
+
+    /// Searches the memory once for the states of several sessions' decode step: each block of
+    /// keys is read once for all of them, and each query is searched as alone (its key projected
+    /// alone, at most `TokenMemory.queriesAlone` at a time), so each session's neighbours are
+    /// the ones it finds alone.
+    public func prepare(states: [ArraySlice<Float>]) {
+        guard memory.count > 0 else { return }
+        for group in stride(from: 0, to: states.count, by: TokenMemory.queriesAlone) {
+            let rows = states[group..<min(group + TokenMemory.queriesAlone, states.count)].map { Array($0) }
+            let found = memory.search(rows.flatMap { keys($0) }, k: neighbours)
+            prepared += zip(rows, found).map { ($0, $1) }
+        }
+    }
+
+    public func release() { prepared.removeAll() }
 }

@@ -679,6 +679,8 @@ public final class ReadingPredictor: NextTokenPredictor {
 
     public var decodeTap: TapPoint? { inner?.decodeTap }
 
+    public var decodeSharing: DecodeSharing? { inner?.decodeSharing }
+
     public func decoded(_ logits: Logits, state: ArraySlice<Float>?) -> Logits {
         steered(inner?.decoded(logits, state: state) ?? logits)
     }

@@ -139,12 +139,17 @@ public final class TokenMemory {
 
     /// Keys per BLAS block: the dot products of a block stay in cache-sized scratch.
     static let block = 4096
+    /// Up to this many queries are each searched as alone (a matrix-vector product per block,
+    /// the block read from memory once for all of them), so a generation step's neighbours do
+    /// not depend on the steps searched with it; more (scoring a text) go through sgemm.
+    public static let queriesAlone = 16
 
     /// The `k` nearest entries of each query (`queries` holds rows of `dimension`), nearest
     /// first; ties go to the earlier entry. Exact up to `exactLimit` entries (or without a
     /// quantizer); beyond, from the `probes` lists nearest each query, unless those hold half the
     /// entries or more (keys unlike the text the centres were fitted on crowd into a few lists):
-    /// then from all, which costs little more and is exact.
+    /// then from all, which costs little more and is exact. Each list is read once for all the
+    /// queries that read it.
     public func search(_ queries: [Float], k: Int) -> [[Neighbor]] {
         let m = queries.count / dimension
         precondition(queries.count == m * dimension && k > 0)
@@ -156,15 +161,18 @@ public final class TokenMemory {
             queryNorms.withUnsafeBufferPointer { qn in
                 best.withUnsafeMutableBufferPointer { b in
                     dots.withUnsafeMutableBufferPointer { scratch in
+                        func scan(_ l: Int, _ readers: [Int], alone: Bool) {
+                            self.scan(l, q.baseAddress!, readers: readers, alone: alone, norms: qn.baseAddress!,
+                                      into: b.baseAddress!, dots: scratch.baseAddress!)
+                        }
                         if let quantizer, listed {
+                            var readers: [Int: [Int]] = [:]
                             for i in 0..<m {
-                                let query = q.baseAddress! + i * dimension
-                                for l in listsToRead(quantizer, query) {
-                                    scan(l, query, m: 1, norms: qn.baseAddress! + i, into: b.baseAddress! + i, dots: scratch.baseAddress!)
-                                }
+                                for l in listsToRead(quantizer, q.baseAddress! + i * dimension) { readers[l, default: []].append(i) }
                             }
+                            for l in readers.keys.sorted() { scan(l, readers[l]!, alone: true) }
                         } else {
-                            scan(0, q.baseAddress!, m: m, norms: qn.baseAddress!, into: b.baseAddress!, dots: scratch.baseAddress!)
+                            scan(0, Array(0..<m), alone: m <= Self.queriesAlone)
                         }
                     }
                 }
@@ -198,9 +206,11 @@ public final class TokenMemory {
         }
     }
 
-    /// Offers every entry of list `l` to each of `m` queries' best, a block of keys per BLAS
-    /// product (`dots` holds m × block floats).
-    private func scan(_ l: Int, _ queries: UnsafePointer<Float>, m: Int, norms queryNorms: UnsafePointer<Float>,
+    /// Offers every entry of list `l` to the best of each query in `readers` (indices into
+    /// `queries`), a block of keys at a time (`dots` holds readers × block floats). `alone`: one
+    /// matrix-vector product per query and block (it streams the keys, and a query's dots are
+    /// the same whoever reads with it); else one sgemm of all readers (then 0..<m).
+    private func scan(_ l: Int, _ queries: UnsafePointer<Float>, readers: [Int], alone: Bool, norms queryNorms: UnsafePointer<Float>,
                       into best: UnsafeMutablePointer<Nearest>, dots: UnsafeMutablePointer<Float>) {
         lists[l].rows.withUnsafeBufferPointer { rows in
             lists[l].norms.withUnsafeBufferPointer { norms in
@@ -208,16 +218,21 @@ public final class TokenMemory {
                     var start = 0
                     while start < entries.count {
                         let n = min(Self.block, entries.count - start)
-                        // One query (a generation step) is a matrix-vector product, which streams
-                        // the keys once; sgemm would copy (pack) every block first.
-                        matmul(dots, ldo: n, queries, rows.baseAddress! + start * dimension, rows: m, outFeatures: n, inFeatures: dimension)
-                        for qi in 0..<m {
+                        let keys = rows.baseAddress! + start * dimension
+                        if alone {
+                            for (r, qi) in readers.enumerated() {
+                                matmul(dots + r * n, ldo: n, queries + qi * dimension, keys, rows: 1, outFeatures: n, inFeatures: dimension)
+                            }
+                        } else {
+                            matmul(dots, ldo: n, queries, keys, rows: readers.count, outFeatures: n, inFeatures: dimension)
+                        }
+                        for (r, qi) in readers.enumerated() {
                             let qn = queryNorms[qi]
                             var nearest = best[qi]
                             // Most entries are farther than the k-th so far: one comparison each.
                             var worst = nearest.worst
                             for j in 0..<n {
-                                let d = max(0, qn - 2 * dots[qi * n + j] + norms[start + j])
+                                let d = max(0, qn - 2 * dots[r * n + j] + norms[start + j])
                                 if d > worst { continue }
                                 nearest.offer(d, Int(entries[start + j]))
                                 worst = nearest.worst

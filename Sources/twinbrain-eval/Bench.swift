@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
             the learning brain's token memory of N entries joining every step (the daemon's decode with \
             knowledge), run alternately with the plain decode, and the query overhead as a ratio. Repeat \
             it for several sizes; beyond the exact-search limit the memory searches its inverted file, \
-            and exact search is also timed at that size, with the lists' recall against it.
+            and exact search is also timed at that size, with the lists' recall against it. Then four             sequences decoded together, the memory joining each, their searches one by one and shared             (each block of keys read once per step for all four), against the four decoded plain.
             """)
 
     @OptionGroup var options: ModelOptions
@@ -102,6 +102,16 @@ struct Bench: ParsableCommand {
                     line += String(format: " (inverted file: %.1f%% of the entries read, recall@%d %.3f against exact search, whose overhead is %.0f%%)",
                                    100 * d.read, KNNLanguageModel.defaultNeighbours, d.recall, 100 * median(exactOverhead))
                 }
+                let aloneOverhead = d.batchPlain.indices.map { d.batchPlain[$0] / d.batchAlone[$0] - 1 }
+                let sharedOverhead = d.batchPlain.indices.map { d.batchPlain[$0] / d.batchShared[$0] - 1 }
+                figures["sequences"] = Self.sequences
+                figures["together_tok_s"] = median(d.batchPlain)
+                figures["together_memory_tok_s"] = median(d.batchShared)
+                figures["together_query_overhead"] = median(sharedOverhead)
+                figures["together_query_overhead_searched_one_by_one"] = median(aloneOverhead)
+                line += String(format: "\n  %d sequences decoded together %8.1f tok/s, with the memory %8.1f tok/s: query overhead %.0f%% "
+                                  + "(searched one by one: %.0f%%)", Self.sequences, median(d.batchPlain), median(d.batchShared),
+                                  100 * median(sharedOverhead), 100 * median(aloneOverhead))
                 if options.json { sizes.append(figures) } else { print(line) }
             }
             let learning = try learningSpeed(model, document: tokens(1000), prompt: tokens(512))
@@ -149,7 +159,8 @@ extension Bench {
     /// model's own: `seed` learned, then copies of their keys with noise up to `entries`, so the
     /// entries spread over the keyspace as the learned text's do (uniform noise would not).
     func memoryDecode(_ model: Model, _ input: [Int32], entries: Int, seed: [Int32])
-        throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double, read: Double)
+        throws -> (plain: [Double], joined: [Double], exact: [Double], recall: Double, read: Double,
+                   batchPlain: [Double], batchAlone: [Double], batchShared: [Double])
     {
         let knn = FittedKeyspace.shipped(for: model).map { KNNLanguageModel(model: model, fitted: $0) }
             ?? KNNLanguageModel(model: model, projection: nil)
@@ -198,6 +209,31 @@ extension Bench {
             let e = listed ? try exactly { try run { _ = try knn.nextLogits([$0], cache: cache) } } : 0
             if i > 0 { plain.append(p); joined.append(j); if listed { exact.append(e) } }   // the first round warms up
         }
+        // Four sequences decoded together (continuous batching), their steps' searches one by
+        // one and shared (`KNNLanguageModel.prepare`: each block of keys read once for all).
+        let caches = (0..<Self.sequences).map { _ in model.makeCache(capacity: input.count) }
+        func together(shared: Bool?) throws -> Double {
+            for c in caches { c.clear() }
+            let t0 = DispatchTime.now()
+            for i in input.indices {
+                let steps = caches.enumerated().map { (input[(i + 17 * $0.offset) % input.count], $0.element) }
+                guard let shared else { _ = try model.decode(steps); continue }
+                let recorder = HiddenStateRecorder(points: [knn.tapPoint])
+                let logits = try model.decode(steps, tap: recorder)
+                let states = caches.indices.map { recorder.row(knn.tapPoint, $0) }
+                if shared { knn.prepare(states: states) }
+                for r in caches.indices {
+                    _ = knn.decoded(Logits(rows: 1, vocab: logits.vocab, values: Array(logits.row(r))), state: states[r])
+                }
+                knn.release()
+            }
+            return Double(input.count * caches.count) / seconds(since: t0)
+        }
+        var batchPlain: [Double] = [], batchAlone: [Double] = [], batchShared: [Double] = []
+        for i in 0...runs {
+            let p = try together(shared: nil), a = try together(shared: false), s = try together(shared: true)
+            if i > 0 { batchPlain.append(p); batchAlone.append(a); batchShared.append(s) }
+        }
         var recall = 1.0, read = 1.0
         if listed {
             cache.clear()
@@ -211,8 +247,11 @@ extension Bench {
                 total + Double(memory.entriesRead(for: Array(queries[q * d..<(q + 1) * d]))) / Double(memory.count)
             } / Double(truth.count)
         }
-        return (plain, joined, exact, recall, read)
+        return (plain, joined, exact, recall, read, batchPlain, batchAlone, batchShared)
     }
+
+    /// Sequences decoded together in the memory bench.
+    static let sequences = 4
 }
 
 extension Bench {

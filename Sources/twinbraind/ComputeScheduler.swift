@@ -245,16 +245,16 @@ final class ComputeScheduler: @unchecked Sendable {
             }
             if stopped { for r in running { r.job.cancel() } }
             if waiting.isEmpty && running.isEmpty && stopped { condition.unlock(); return }
-            let next = takeNext()
-            if let next, !next.isGeneration { busyWithWork = true }
+            let starting = takeGenerations()
+            let next = starting.isEmpty ? waiting.firstIndex { !$0.isGeneration }.map { waiting.remove(at: $0) } : nil
+            if next != nil { busyWithWork = true }
             heartbeat = DispatchTime.now().uptimeNanoseconds
             condition.unlock()
 
-            if let next {
-                switch next.kind {
-                case let .work(work): runWork(work, next)
-                case let .generation(generation): admit(next, generation)
-                }
+            if !starting.isEmpty {
+                admit(starting)
+            } else if let next, case let .work(work) = next.kind {
+                runWork(work, next)
             }
             if !running.isEmpty { decodeStep() }
 
@@ -267,19 +267,20 @@ final class ComputeScheduler: @unchecked Sendable {
         }
     }
 
-    /// The next job to start (under the lock): a waiting generation when a slot is free, the
-    /// owner with the fewest running first (then the oldest); else the oldest one-shot job.
-    private func takeNext() -> Job? {
-        takeGeneration() ?? waiting.firstIndex { !$0.isGeneration }.map { waiting.remove(at: $0) }
-    }
-
-    private func takeGeneration() -> Job? {
-        guard running.count < slots else { return nil }
-        let runningBy = Dictionary(grouping: running, by: \.job.owner).mapValues(\.count)
-        let candidates = waiting.indices.filter { waiting[$0].isGeneration }
-        guard let i = candidates.min(by: { (runningBy[waiting[$0].owner] ?? 0, $0) < (runningBy[waiting[$1].owner] ?? 0, $1) })
-        else { return nil }
-        return waiting.remove(at: i)
+    /// The waiting generations to start now (under the lock), one per free slot: the owner with
+    /// the fewest running first (then the oldest). They start together (`admit`). When none
+    /// does, the loop takes the oldest one-shot job.
+    private func takeGenerations() -> [Job] {
+        var runningBy = Dictionary(grouping: running, by: \.job.owner).mapValues(\.count)
+        var taken: [Job] = []
+        while running.count + taken.count < slots {
+            let candidates = waiting.indices.filter { waiting[$0].isGeneration }
+            guard let i = candidates.min(by: { (runningBy[waiting[$0].owner] ?? 0, $0) < (runningBy[waiting[$1].owner] ?? 0, $1) })
+            else { break }
+            runningBy[waiting[i].owner, default: 0] += 1
+            taken.append(waiting.remove(at: i))
+        }
+        return taken
     }
 
     private func runWork(_ work: (Generator, Job) -> Void, _ job: Job) {
@@ -300,9 +301,8 @@ final class ComputeScheduler: @unchecked Sendable {
         case .work?:
             let began = DispatchTime.now().uptimeNanoseconds
             let share = began - workResumed
-            while let next = condition.withLock({ stopped ? nil : takeGeneration() }) {
-                if case let .generation(generation) = next.kind { admit(next, generation) }
-            }
+            let starting = condition.withLock { stopped ? [] : takeGenerations() }
+            if !starting.isEmpty { admit(starting) }
             repeat {
                 if !running.isEmpty { decodeStep() }
             } while !running.isEmpty && DispatchTime.now().uptimeNanoseconds - began < share
@@ -316,21 +316,29 @@ final class ComputeScheduler: @unchecked Sendable {
         }
     }
 
-    /// Builds the generation's session and evaluates its prompt; it holds a slot until done.
-    private func admit(_ job: Job, _ generation: Job.Generation) {
-        let queued = job.queueSeconds
-        guard !job.isCancelled else { return generation.end(.failure(CancellationError()), queued) }
+    /// Builds the generations' sessions and evaluates their prompts together (`Generator.prefill`:
+    /// prompts that may share passes do); each holds a slot until done.
+    private func admit(_ jobs: [Job]) {
         phases.append(.prompt)
         defer { phases.removeLast() }
-        do {
-            setActivity("evaluating a prompt")
-            let session = try generation.begin(generator)
-            try session.prefill(model: generator.model, prefixes: prefixes)
-            Timer(label: "twinbrain_time_to_first_token_seconds").recordSeconds(queued + session.result.prefillSeconds)
-            let entry = Running(job: job, generation: generation, session: session, queueSeconds: queued)
-            if session.isFinished { finish(entry) } else { running.append(entry) }
-        } catch {
-            generation.end(.failure(error), queued)
+        setActivity(jobs.count == 1 ? "evaluating a prompt" : "evaluating \(jobs.count) prompts")
+        var starting: [Running] = []
+        for job in jobs {
+            guard case let .generation(generation) = job.kind else { continue }
+            let queued = job.queueSeconds
+            guard !job.isCancelled else { generation.end(.failure(CancellationError()), queued); continue }
+            do {
+                let session = try generation.begin(generator)
+                starting.append(Running(job: job, generation: generation, session: session, queueSeconds: queued))
+            } catch {
+                generation.end(.failure(error), queued)
+            }
+        }
+        let errors = generator.prefill(starting.map(\.session), prefixes: prefixes)
+        for (entry, error) in zip(starting, errors) {
+            if let error { entry.generation.end(.failure(error), entry.queueSeconds); continue }
+            Timer(label: "twinbrain_time_to_first_token_seconds").recordSeconds(entry.queueSeconds + entry.session.result.prefillSeconds)
+            if entry.session.isFinished { finish(entry) } else { running.append(entry) }
         }
     }
 

@@ -69,6 +69,11 @@ final class InvertedFileTests: XCTestCase {
         let approximate = memory.search(queries, k: k)
         let hits = zip(exact, approximate).reduce(0) { $0 + Set($1.0.map(\.entry)).intersection($1.1.map(\.entry)).count }
         XCTAssertGreaterThanOrEqual(Double(hits) / Double(20 * k), 0.95)
+        // Several queries (a decode step of several sessions) read each list once for all of
+        // them, and each finds exactly what it finds alone.
+        for q in 0..<4 {
+            XCTAssertEqual(memory.search(Array(queries[q * d..<(q + 1) * d]), k: k)[0], approximate[q], "query \(q) alone")
+        }
         let read = memory.entriesRead(for: Array(queries[0..<d]))
         XCTAssertGreaterThan(read, 0)
         XCTAssertLessThan(read, n / 4, "4 of 32 lists")

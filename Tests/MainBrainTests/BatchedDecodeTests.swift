@@ -132,6 +132,78 @@ final class BatchedDecodeTests: XCTestCase {
         XCTAssertTrue(chunked.values == whole.values, "chunked prefill differs")
     }
 
+    /// Prompts admitted together share passes (`Model.prefill`): each one's last row, and the
+    /// decode step after it, equal what it gets alone, bit for bit, in every arithmetic, whole
+    /// or cut into chunks, with prompts of 16 rows or fewer (row dots in the exact arithmetic)
+    /// among them and one continuing a cache that already holds a prefix.
+    func checkPromptsTogetherEqualAlone(_ model: Model, _ tokenizer: Tokenizer, _ arithmetic: ProductArithmetic,
+                                        file: StaticString = #filePath, line: UInt = #line) throws {
+        let text = tokenizer.encode(String(repeating: "The river runs past the mill and under the old stone bridge. ", count: 30))
+        let prefixed = 40
+        let prompts = [5, 17, 18, 45, 130, 290, 16, 60].enumerated().map { i, n in Array(text[(i * 7)..<(i * 7 + n)]) }
+        func argmax(_ row: ArraySlice<Float>) -> Int32 { Int32(row.indices.max { row[$0] < row[$1] }! - row.startIndex) }
+        func fresh(_ i: Int) throws -> KVCache {
+            let cache = model.makeCache(capacity: prefixed + prompts[i].count + 2)
+            if i == 3 { _ = try model.forward(Array(text[200..<(200 + prefixed)]), cache: cache, logits: .none) }
+            return cache
+        }
+        var alone: [[Float]] = [], next: [[Float]] = []
+        for i in prompts.indices {
+            let cache = try fresh(i)
+            let row = try model.forward(prompts[i], cache: cache).row(0)
+            alone.append(Array(row))
+            next.append(Array(try model.forward([argmax(row)], cache: cache).row(0)))
+        }
+        for chunkRows in [nil, 100] {
+            var passes = 0
+            model.chunking = chunkRows.map { rows in .init(rows: { rows }, between: { passes += 1 }) }
+            defer { model.chunking = nil }
+            let caches = try prompts.indices.map(fresh)
+            let together = try model.prefill(prompts.indices.map { (prompts[$0], caches[$0]) })
+            XCTAssertEqual(together.rows, prompts.count, file: file, line: line)
+            let steps = try model.decode(prompts.indices.map { (argmax(together.row($0)), caches[$0]) })
+            for i in prompts.indices {
+                XCTAssertTrue(Array(together.row(i)) == alone[i], "\(arithmetic) chunks \(chunkRows ?? 0): prompt \(i) (\(prompts[i].count) tokens) differs from alone", file: file, line: line)
+                XCTAssertTrue(Array(steps.row(i)) == next[i], "\(arithmetic) chunks \(chunkRows ?? 0): the step after prompt \(i) differs", file: file, line: line)
+            }
+            // 560 rows shared in passes of at most 100 rows: 6 passes (alone, the 130 and 290 rows would take 3).
+            if chunkRows != nil { XCTAssertEqual(passes, 5, file: file, line: line) }
+        }
+    }
+
+    func testPromptsTogetherEqualAlone() throws {
+        for arithmetic in [ProductArithmetic.exact, .mixed, .quantized] {
+            let (model, tokenizer) = try Fixtures.model(arithmetic)
+            try checkPromptsTogetherEqualAlone(model, tokenizer, arithmetic)
+        }
+    }
+
+    func testPromptsTogetherEqualAloneAtQwen25Width() throws {
+        let gguf = try GGUFFile(path: try SyntheticModelTests.modelPath("qwen2.5-1.5b"))
+        try checkPromptsTogetherEqualAlone(try Model(gguf: gguf, arithmetic: .exact, contextTokens: 1024), try Tokenizer(gguf: gguf), .exact)
+    }
+
+    /// Sessions started together (`Generator.prefill`) reply as they do alone; one whose prompt
+    /// does not fit its cache fails alone.
+    func testSessionsStartedTogetherMatchAlone() throws {
+        let (model, tokenizer) = try Fixtures.model(.exact)
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        let requests = (Self.prompts + [String(repeating: "Tell me about the old stone bridge over the river. ", count: 3)]).map { text in
+            var r = GenerationRequest(prompt: tokenizer.encode(text))
+            r.maxTokens = 12
+            r.sampling = .greedy
+            return r
+        }
+        let alone = try requests.map { try generator.generate($0) }
+        let sessions = requests.map { generator.session($0) }
+        let tooLong = generator.session(requests[0], cache: model.makeCache(capacity: 2))
+        let errors = generator.prefill(sessions + [tooLong])
+        XCTAssertTrue(errors.dropLast().allSatisfy { $0 == nil })
+        guard case ModelError.contextFull? = errors.last! else { return XCTFail("\(String(describing: errors.last!))") }
+        while sessions.contains(where: { !$0.isFinished }) { try generator.step(sessions) }
+        for i in requests.indices { XCTAssertEqual(sessions[i].result.ids, alone[i].ids, "request \(i)") }
+    }
+
     func testDecodeRefusesWhatForwardRefuses() throws {
         let (model, tokenizer) = try Fixtures.model(.exact)
         let full = model.makeCache(capacity: 3)

@@ -47,10 +47,23 @@ public protocol NextTokenPredictor: AnyObject {
     /// How much of `prompt` may come from a reused prefix (`PrefixCache`): a predictor that reads
     /// the hidden states of some prompt positions must see them evaluated.
     func reusablePrefix(of prompt: [Int32]) -> Int
+    /// Work that the `decoded` calls of several sessions at one step share (one search of a
+    /// shared memory for all their states); nil: none.
+    var decodeSharing: DecodeSharing? { get }
 }
 
 extension NextTokenPredictor {
     public func reusablePrefix(of prompt: [Int32]) -> Int { prompt.count }
+    public var decodeSharing: DecodeSharing? { nil }
+}
+
+/// What a batched decode step does once for several sessions' predictors: `prepare` is given
+/// the states (at `NextTokenPredictor.decodeTap`) of every session sharing it before their
+/// `decoded` calls, which then take their part of the shared work (each the same as alone);
+/// `release` follows them, so nothing prepared outlives the step.
+public protocol DecodeSharing: AnyObject {
+    func prepare(states: [ArraySlice<Float>])
+    func release()
 }
 
 /// One generation between its steps: the prompt's evaluation, then sampling, stop tokens and
@@ -91,18 +104,29 @@ public final class GenerationSession {
     /// Evaluates the prompt and takes the first token. The cache starts empty, or holding the
     /// longest prefix of the prompt `prefixes` has (then only the rest is evaluated).
     public func prefill(model: Model, prefixes: PrefixCache? = nil) throws {
+        let start = DispatchTime.now()
+        guard let input = promptInput(prefixes: prefixes) else { return }
+        let logits = try predictor?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
+        tookPrompt(logits.row(0), since: start)
+    }
+
+    /// The prompt's tokens left to evaluate once `prefixes` gave what it holds (the cache is
+    /// filled with it); nil when there is nothing to generate (the session is finished).
+    func promptInput(prefixes: PrefixCache?) -> [Int32]? {
         precondition(!isFinished && next == nil, "a session's prompt is evaluated once")
         cache.clear()
-        guard request.maxTokens > 0 else { isFinished = true; return }
-        let start = DispatchTime.now()
+        guard request.maxTokens > 0 else { isFinished = true; return nil }
         let reusable = predictor?.reusablePrefix(of: request.prompt) ?? request.prompt.count
         let reused = prefixes?.restore(request.prompt, into: cache, limit: reusable) ?? 0
         result.reusedPromptTokens = reused
-        let input = Array(request.prompt[reused...])
-        let logits = try predictor?.nextLogits(input, cache: cache) ?? model.forward(input, cache: cache, logits: .last)
+        return Array(request.prompt[reused...])
+    }
+
+    /// The prompt's last row, evaluated since `start`: the first token.
+    func tookPrompt(_ row: ArraySlice<Float>, since start: DispatchTime) {
         prefilled = DispatchTime.now()
         result.prefillSeconds = Double(prefilled.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        take(logits.row(0))
+        take(row)
     }
 
     /// Ends the generation where it is (the client went away), before its prompt or between steps.
@@ -173,6 +197,38 @@ public final class Generator: @unchecked Sendable {
         return GenerationSession(request: request, cache: cache, tokenizer: tokenizer, predictor: predictor, onText: onText)
     }
 
+    /// Evaluates the prompts of sessions that start together and takes each one's first token
+    /// (`GenerationSession.prefill` for each, in one call): the prompts of sessions without a
+    /// predictor share passes (`Model.prefill`), each the same bits as alone; a predictor
+    /// evaluates its session's prompt itself. Returns each session's error (nil: prefilled).
+    public func prefill(_ sessions: [GenerationSession], prefixes: PrefixCache? = nil) -> [Error?] {
+        let start = DispatchTime.now()
+        var errors = [Error?](repeating: nil, count: sessions.count)
+        var together: [(session: Int, input: [Int32])] = []
+        for (i, session) in sessions.enumerated() {
+            guard session.predictor == nil else {
+                do { try session.prefill(model: model, prefixes: prefixes) } catch { errors[i] = error }
+                continue
+            }
+            if let input = session.promptInput(prefixes: prefixes) { together.append((i, input)) }
+        }
+        guard !together.isEmpty else { return errors }
+        do {
+            let logits = try model.prefill(together.map { ($0.input, sessions[$0.session].cache) })
+            for (row, entry) in together.enumerated() { sessions[entry.session].tookPrompt(logits.row(row), since: start) }
+        } catch {
+            // Refused before anything was evaluated (a prompt past its cache, a token out of
+            // range): each prompt again alone, so only the one at fault fails.
+            for (i, input) in together {
+                do {
+                    let logits = try model.forward(input, cache: sessions[i].cache, logits: .last)
+                    sessions[i].tookPrompt(logits.row(0), since: start)
+                } catch let e { errors[i] = e }
+            }
+        }
+        return errors
+    }
+
     /// One decode step of every session waiting for one: the main brain reads each session's
     /// last token in one batched pass (`Model.decode`), then each session's predictor and sampler
     /// take their row. Sessions finished or not yet prefilled are left alone.
@@ -182,6 +238,13 @@ public final class Generator: @unchecked Sendable {
         let points = Set(active.compactMap { $0.predictor?.decodeTap })
         let recorder = points.isEmpty ? nil : HiddenStateRecorder(points: points)
         let logits = try model.decode(active.map { ($0.next!, $0.cache) }, tap: recorder)
+        var shared: [ObjectIdentifier: (sharing: DecodeSharing, states: [ArraySlice<Float>])] = [:]
+        for (i, session) in active.enumerated() {
+            guard let predictor = session.predictor, let sharing = predictor.decodeSharing, let point = predictor.decodeTap else { continue }
+            shared[ObjectIdentifier(sharing), default: (sharing, [])].states.append(recorder!.row(point, i))
+        }
+        for (sharing, states) in shared.values where states.count > 1 { sharing.prepare(states: states) }
+        defer { for (sharing, _) in shared.values { sharing.release() } }
         for (i, session) in active.enumerated() {
             guard let predictor = session.predictor else { session.take(logits.row(i)); continue }
             let row = Logits(rows: 1, vocab: logits.vocab, values: Array(logits.row(i)))

@@ -115,16 +115,9 @@ public final class Model: @unchecked Sendable {
     public func forward(
         _ tokens: [Int32], cache: KVCache, logits: LogitRows = .last, tap: HiddenStateTap? = nil, throughLayer: Int? = nil
     ) throws -> Logits {
-        guard !tokens.isEmpty else { throw ModelError.emptyInput }
         let layers = min(config.layers, (throughLayer ?? config.layers - 1) + 1)
-        if let depth = cache.depth, layers > depth { throw ModelError.shallowCache(layers: depth) }
+        try checkContinuation(tokens, cache: cache, layers: layers)
         precondition(throughLayer == nil || logits == .none, "a partial pass computes no logits")
-        guard cache.count + tokens.count <= cache.capacity else {
-            throw ModelError.contextFull(limit: cache.capacity, requested: cache.count + tokens.count)
-        }
-        for t in tokens where t < 0 || Int(t) >= config.vocabSize {
-            throw ModelError.tokenOutOfRange(id: t, vocab: config.vocabSize)
-        }
         let firstLogitRow: Int
         switch logits {
         case .none: firstLogitRow = tokens.count
@@ -148,7 +141,7 @@ public final class Model: @unchecked Sendable {
             let end = min(start + n, tokens.count)
             let rows = min(max(start, firstLogitRow), end)..<end
             let chunkLogits = evaluate(tokens[start..<end], cache: cache,
-                                       logitRows: (rows.lowerBound - start)..<(rows.upperBound - start), tap: tap, layers: layers)
+                                       logitRows: Array((rows.lowerBound - start)..<(rows.upperBound - start)), tap: tap, layers: layers)
             values.append(contentsOf: chunkLogits)
             start = end
         }
@@ -178,7 +171,7 @@ public final class Model: @unchecked Sendable {
                 let start = positions.count
                 for j in b.indices { positions.append(prefix + j); branchStart.append(start) }
             }
-            let values = evaluate(tokens[...], cache: cache, logitRows: 0..<tokens.count, tap: nil,
+            let values = evaluate(tokens[...], cache: cache, logitRows: Array(tokens.indices), tap: nil,
                                   layout: BranchLayout(positions: positions, branchStart: branchStart))
             cache.truncate(to: prefix)
             var offset = 0
@@ -236,7 +229,8 @@ public final class Model: @unchecked Sendable {
         while start < steps.count {
             let group = steps[start..<min(start + Self.decodeBatchLimit, steps.count)]
             let segments = group.indices.map { Segment(cache: steps[$0].cache, rows: ($0 - start)..<($0 - start + 1)) }
-            values += evaluate(ArraySlice(group.map(\.token)), segments: segments, logitRows: 0..<group.count, tap: tap, decoded: true)
+            values += evaluate(ArraySlice(group.map(\.token)), segments: segments, logitRows: Array(group.indices.map { $0 - start }),
+                               tap: tap, decoded: true)
             start += group.count
         }
         return Logits(rows: steps.count, vocab: config.vocabSize, values: values)
@@ -245,18 +239,97 @@ public final class Model: @unchecked Sendable {
     /// Decoded rows evaluated in one pass at most (`QuantizedProducts.exactRowsPerDot`).
     public static let decodeBatchLimit = QuantizedProducts.exactRowsPerDot
 
+    /// Whether every row of a product is computed alone whatever comes with it (the quantised
+    /// arithmetic); otherwise a few rows take row dots where many take sgemm tiles.
+    var everyRowAlone: Bool { products.arithmetic == .quantized }
+
+    /// Evaluates the prompts of several sequences, each continuing its own cache, and returns
+    /// each one's last row of logits, in order. Prompts that may share a pass do (several
+    /// sequences' rows in one batch, each attending over its own cache), so a weight is read
+    /// once for all of them: the exact arithmetic dequantises every weight for a prompt, as for
+    /// a decode step. Each row equals what `forward(tokens, cache:)` gives alone: a prompt of 16
+    /// rows or fewer takes the exact arithmetic's row dots alone, so it is evaluated alone there;
+    /// every other piece has more than 16 rows and goes through tiles, whose results do not
+    /// depend on the batch. Long passes are cut as `forward` cuts them (`chunking`).
+    public func prefill(_ prompts: [(tokens: [Int32], cache: KVCache)]) throws -> Logits {
+        guard !prompts.isEmpty else { throw ModelError.emptyInput }
+        precondition(Set(prompts.map { ObjectIdentifier($0.cache) }).count == prompts.count, "one prompt per cache")
+        for (tokens, cache) in prompts { try checkContinuation(tokens, cache: cache) }
+        let minimumPiece = everyRowAlone ? 1 : QuantizedProducts.exactRowsPerDot + 1
+        var rows = [[Float]?](repeating: nil, count: prompts.count)
+        var shared: [Int] = []
+        for (i, prompt) in prompts.enumerated() {
+            if prompt.tokens.count >= minimumPiece && prompts.count > 1 {
+                shared.append(i)
+            } else {
+                rows[i] = Array(try forward(prompt.tokens, cache: prompt.cache, logits: .last).values)
+            }
+        }
+        var done = [Int](repeating: 0, count: prompts.count)   // rows of each prompt evaluated
+        var pending = shared
+        var passes = 0
+        while !pending.isEmpty {
+            if passes > 0 { chunking?.between() }
+            passes += 1
+            var budget = max(minimumPiece, min(batchSize, chunking?.rows() ?? batchSize))
+            var pieces: [(prompt: Int, range: Range<Int>)] = []
+            for i in pending where budget >= minimumPiece {
+                let remaining = prompts[i].tokens.count - done[i]
+                var n = min(remaining, budget)
+                // Never leave a last piece the row dots would take (as `forward` does).
+                if n < remaining && remaining - n < minimumPiece { n = remaining - minimumPiece }
+                guard n >= minimumPiece else { continue }
+                pieces.append((i, done[i]..<done[i] + n))
+                budget -= n
+            }
+            if pieces.isEmpty, let i = pending.first {   // a budget below one piece: the first prompt's, whole
+                pieces.append((i, done[i]..<prompts[i].tokens.count))
+            }
+            var tokens: [Int32] = [], segments: [Segment] = [], lastRows: [Int] = []
+            for (i, range) in pieces {
+                segments.append(Segment(cache: prompts[i].cache, rows: tokens.count..<tokens.count + range.count))
+                tokens += prompts[i].tokens[range]
+                if range.upperBound == prompts[i].tokens.count { lastRows.append(tokens.count - 1) }
+            }
+            let values = evaluate(tokens[...], segments: segments, logitRows: lastRows, tap: nil)
+            var finished = 0
+            for (i, range) in pieces {
+                done[i] = range.upperBound
+                guard done[i] == prompts[i].tokens.count else { continue }
+                rows[i] = Array(values[finished * config.vocabSize..<(finished + 1) * config.vocabSize])
+                finished += 1
+            }
+            pending.removeAll { done[$0] == prompts[$0].tokens.count }
+        }
+        return Logits(rows: prompts.count, vocab: config.vocabSize, values: rows.flatMap { $0! })
+    }
+
+    /// What `forward` refuses before evaluating anything.
+    private func checkContinuation(_ tokens: [Int32], cache: KVCache, layers: Int? = nil) throws {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        if let depth = cache.depth, (layers ?? config.layers) > depth { throw ModelError.shallowCache(layers: depth) }
+        guard cache.count + tokens.count <= cache.capacity else {
+            throw ModelError.contextFull(limit: cache.capacity, requested: cache.count + tokens.count)
+        }
+        for t in tokens where t < 0 || Int(t) >= config.vocabSize {
+            throw ModelError.tokenOutOfRange(id: t, vocab: config.vocabSize)
+        }
+    }
+
     private func evaluate(
-        _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: Range<Int>, tap: HiddenStateTap?,
+        _ tokens: ArraySlice<Int32>, cache: KVCache, logitRows: [Int], tap: HiddenStateTap?,
         layout: BranchLayout? = nil, layers: Int? = nil
     ) -> [Float] {
         evaluate(tokens, segments: [Segment(cache: cache, rows: 0..<tokens.count, layout: layout)], logitRows: logitRows, tap: tap, layers: layers)
     }
 
-    /// One batch: the transformer over `tokens`, logits for `logitRows` (indices into the batch).
-    /// Each segment's rows continue its own cache (one segment: a sequence, or its branches).
-    /// `decoded`: every row is a decoded token (`ProductArithmetic.products(ofRows:decoded:)`).
+    /// One batch: the transformer over `tokens`, logits for `logitRows` (indices into the batch,
+    /// ascending). Each segment's rows continue its own cache (one segment: a sequence, or its
+    /// branches). `decoded`: every row is a decoded token (`ProductArithmetic.products(ofRows:decoded:)`).
+    /// Several segments without `decoded` are prompts: each logit row is then computed as a
+    /// prompt's only one is alone (as a decoded row: one row of a prompt takes the same arithmetic).
     private func evaluate(
-        _ tokens: ArraySlice<Int32>, segments: [Segment], logitRows: Range<Int>, tap: HiddenStateTap?,
+        _ tokens: ArraySlice<Int32>, segments: [Segment], logitRows: [Int], tap: HiddenStateTap?,
         layers: Int? = nil, decoded: Bool = false
     ) -> [Float] {
         let c = config
@@ -366,10 +439,21 @@ public final class Model: @unchecked Sendable {
 
         guard !logitRows.isEmpty else { return [] }
         let r = logitRows.count
-        rmsNorm(xn.pointer, x.pointer + logitRows.lowerBound * d, weights.outputNorm.pointer, rows: r, dim: d, eps: c.rmsEps)
+        if let first = logitRows.first, logitRows.last == first + r - 1 {
+            rmsNorm(xn.pointer, x.pointer + first * d, weights.outputNorm.pointer, rows: r, dim: d, eps: c.rmsEps)
+        } else {
+            for (k, i) in logitRows.enumerated() {
+                rmsNorm(xn.pointer + k * d, x.pointer + i * d, weights.outputNorm.pointer, rows: 1, dim: d, eps: c.rmsEps)
+            }
+        }
         var result = [Float](repeating: 0, count: r * c.vocabSize)
+        let lastRowsOfPrompts = segments.count > 1 && !decoded
+        let group = lastRowsOfPrompts ? Self.decodeBatchLimit : r
         result.withUnsafeMutableBufferPointer { buf in
-            products.multiply(xn.pointer, rows: r, decoded: decoded, [.init(weights.output, out: buf.baseAddress!)])
+            for k in stride(from: 0, to: r, by: group) {
+                products.multiply(xn.pointer + k * d, rows: min(group, r - k), decoded: decoded || lastRowsOfPrompts,
+                                  [.init(weights.output, out: buf.baseAddress! + k * c.vocabSize)])
+            }
         }
         return result
     }
