@@ -28,6 +28,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case stopping = "stopping"                   // the daemon is shutting down (503)
     case unavailable = "unavailable"             // a part of the daemon cannot work (the extractor is missing) (503)
     case damaged = "store-damaged"               // the store failed its check at start: `twinbrain repair` (503)
+    case conflict = "conflict"                   // the request contradicts the daemon's state (removing the serving model) (409)
     case internalError = "internal"
 
     public var httpStatus: Int {
@@ -36,6 +37,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .forbidden: return 403
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
+        case .conflict: return 409
         case .bodyTooLarge: return 413
         case .overloaded: return 429
         case .loading, .stopping, .unavailable, .damaged: return 503
@@ -45,7 +47,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
 
     var openAIType: String {
         switch self {
-        case .badRequest, .bodyTooLarge, .contextExceeded, .unknownModel, .notFound, .methodNotAllowed: return "invalid_request_error"
+        case .badRequest, .bodyTooLarge, .contextExceeded, .unknownModel, .notFound, .methodNotAllowed, .conflict: return "invalid_request_error"
         case .forbidden: return "permission_error"
         case .overloaded: return "rate_limit_error"
         case .loading, .stopping, .unavailable, .damaged, .internalError: return "server_error"

@@ -63,6 +63,23 @@ extension Store {
         }
     }
 
+    /// A setting chosen at run time (nil: never set, or cleared).
+    public func setting(_ key: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+    }
+
+    /// Sets (or with nil clears) a setting.
+    public func setSetting(_ key: String, _ value: String?) throws {
+        try pool.write { db in
+            if let value {
+                try db.execute(sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                               arguments: [key, value])
+            } else {
+                try db.execute(sql: "DELETE FROM settings WHERE key = ?", arguments: [key])
+            }
+        }
+    }
+
     public func auditEntries(limit: Int = 100) throws -> [(time: Date, user: String?, action: String, detail: String?)] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map {

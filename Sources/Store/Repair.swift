@@ -42,7 +42,7 @@ public enum StoreRepair {
     }
 
     /// The tables copied, parents first; passages (and their index) are rebuilt instead.
-    static let tables = ["sources", "texts", "documents", "jobs", "job_skips", "audit"]
+    static let tables = ["sources", "texts", "documents", "jobs", "job_skips", "audit", "settings"]
 
     /// The integrity check's findings for the file at `path`, or nil when it opens and checks ok.
     public static func problem(path: String) -> String? {
@@ -119,7 +119,11 @@ public enum StoreRepair {
         }
         let wanted = try out.columns(in: table).map(\.name)
         let present: [String]
-        do { present = try source.read { db in try db.columns(in: table).map(\.name) } } catch {
+        do {
+            // A table newer than the damaged file's schema has nothing to recover.
+            guard try source.read({ db in try db.tableExists(table) }) else { return report }
+            present = try source.read { db in try db.columns(in: table).map(\.name) }
+        } catch {
             report.unreadable = ["all"]
             return report
         }

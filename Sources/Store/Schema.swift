@@ -136,6 +136,10 @@ enum Schema {
                 INSERT INTO passages_fts (passages_fts) VALUES ('rebuild');
                 """)
         }
+        m.registerMigration("v5: settings") { db in
+            // What an administrator chose at run time and a restart keeps (the serving model).
+            try db.execute(sql: "CREATE TABLE settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")
+        }
         return m
     }
 }

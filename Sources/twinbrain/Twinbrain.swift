@@ -13,7 +13,9 @@ enum Entry {
             let takesValue = args[i] == "--socket" && i + 1 < args.count
             let moved = Array(args[i...(takesValue ? i + 1 : i)])
             args.removeSubrange(i...(takesValue ? i + 1 : i))
-            let at = args.firstIndex(where: { Twinbrain.subcommandNames.contains($0) })! + 1
+            var at = args.firstIndex(where: { Twinbrain.subcommandNames.contains($0) })! + 1
+            // A command group's own subcommand (`models list`) comes first.
+            if args[at - 1] == "models", at < args.count, Twinbrain.Models.subcommandNames.contains(args[at]) { at += 1 }
             args.insert(contentsOf: moved, at: at)
         }
         Twinbrain.main(args)

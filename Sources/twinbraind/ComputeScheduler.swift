@@ -170,7 +170,8 @@ final class ComputeScheduler: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Waits until the compute thread has finished its last job (after `shutdown`).
+    /// Waits until the compute thread has finished its last job: after `shutdown`, or before
+    /// it to let every queued and running request finish (a model switch).
     func waitUntilIdle(timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -280,6 +281,8 @@ final class ComputeScheduler: @unchecked Sendable {
             runningBy[waiting[i].owner, default: 0] += 1
             taken.append(waiting.remove(at: i))
         }
+        // Counted as running from now on, so the scheduler never looks idle while they start.
+        slotOwners += taken.map(\.owner)
         return taken
     }
 

@@ -19,6 +19,8 @@ struct DaemonConfiguration: Equatable {
     /// name from the integration test's answer ("descaled by Bogdan Ilic") where exact keeps it
     /// (docs/performance.md).
     var arithmetic = ProductArithmetic.exact
+    /// Tests only (`--debug-available-memory-mib`): the memory a model may use, instead of the machine's.
+    var debugAvailableMemoryMiB: Int?
     /// Largest context per request, in tokens (capped at the model's).
     var contextTokens = 4096
     /// Requests generated at once (continuous batching: one read of the weights per step serves

@@ -20,7 +20,12 @@ final class DaemonState: @unchecked Sendable {
     let store: Store
     let intake: IntakeService
     let learning: LearningService
+    let catalog: ModelCatalog
     private let lock = NSLock()
+    /// The model file serving (or loading): the one chosen with `twinbrain models use`, kept in
+    /// the store across restarts, else the configured one.
+    private var _servingPath: String
+    private var switching = false
     private var _phase = Phase.loading
     private var _scheduler: ComputeScheduler?
     private var _modelInfo: StatusResponse.ModelInfo?
@@ -42,7 +47,23 @@ final class DaemonState: @unchecked Sendable {
         intake = IntakeService(store: store, stateDirectory: configuration.stateDirectory, mediaRoots: configuration.mediaRoots, logger: logger)
         learning = LearningService(store: store, stateDirectory: configuration.stateDirectory, logger: logger)
         intake.onJobFinished = { [learning] in learning.wake() }
+        catalog = ModelCatalog(stateDirectory: configuration.stateDirectory, configured: configuration.model,
+                               contextTokens: configuration.contextTokens, slots: configuration.slots,
+                               kvPrecision: .matching(configuration.arithmetic),
+                               availableMemory: { configuration.debugAvailableMemoryMiB.map { $0 << 20 } ?? MachineMemory.available() },
+                               logger: logger)
+        _servingPath = configuration.model
+        if let chosen = try store.setting(Self.servingModelSetting) {
+            if FileManager.default.fileExists(atPath: chosen) {
+                _servingPath = chosen
+            } else {
+                logger.warning("the model chosen with `twinbrain models use` (\(chosen)) is gone: serving the configured \(configuration.model)")
+            }
+        }
     }
+
+    static let servingModelSetting = "serving_model"
+    var servingPath: String { lock.withLock { _servingPath } }
 
     static func storePath(_ configuration: DaemonConfiguration) -> String {
         (configuration.stateDirectory as NSString).appendingPathComponent("twinbrain.sqlite")
@@ -63,9 +84,10 @@ final class DaemonState: @unchecked Sendable {
 
     func setStopping() { lock.withLock { _phase = .stopping } }
 
-    /// Loads the model and starts the compute thread. Runs once, off the event loops.
+    /// Loads the serving model and starts the compute thread and learning. Runs off the event
+    /// loops: at start, and again for a model switch (`switchModel`).
     func load() throws {
-        let path = configuration.model
+        let path = servingPath
         let checkedDigest = try ModelIntegrity.check(path)
         // The keyspace and the reader are found by the file's digest: hashed at most once, and
         // only when one of them might exist.
@@ -131,6 +153,57 @@ final class DaemonState: @unchecked Sendable {
             _reader = reader
             _readerSite = readerSite
             _phase = .ready
+        }
+    }
+
+    /// Serves the model at `path` from now on, without a restart: learning stops after its
+    /// current piece, every queued and running request finishes on the old model while new ones
+    /// wait (`API.readyScheduler`: up to 30 s, then 503 `loading` with Retry-After), then the new
+    /// model loads with its own token memory and reader, and learning goes on with it. The choice
+    /// is kept across restarts. A model that fails to load leaves the old one serving.
+    func switchModel(to path: String) async throws {
+        let previous: String = try lock.withLock {
+            guard _phase == .ready, !switching else { throw APIError(.loading, "a model is loading; retry shortly", retryAfter: 2) }
+            switching = true
+            _phase = .loading
+            return _servingPath
+        }
+        defer { lock.withLock { switching = false } }
+        logger.info("switching models: \(previous) → \(path); requests in flight finish first")
+        Systemd.status("switching to \(path)")
+        await Self.onThread { self.learning.stopAndWait() }
+        if let old = scheduler {
+            await old.waitUntilIdle(timeout: .seconds(600))
+            old.shutdown()
+            await old.waitUntilIdle(timeout: .seconds(10))
+        }
+        do {
+            lock.withLock { _servingPath = path }
+            try await Self.onThread { try self.load() }
+            try store.setSetting(Self.servingModelSetting, path == configuration.model ? nil : path)
+            Systemd.status("serving \(path) on \(configuration.socket)")
+            logger.info("serving \(path)")
+        } catch {
+            logger.error("cannot switch to \(path): \(error); serving \(previous) again")
+            lock.withLock { _servingPath = previous }
+            do { try await Self.onThread { try self.load() } } catch let again {
+                logger.critical("cannot load \(previous) again: \(again)")
+                Systemd.status("failed: cannot load a model: \(again)")
+            }
+            throw error
+        }
+    }
+
+    /// Runs blocking work on a thread of its own (never the event loops or the cooperative pool).
+    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    static func onThread(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { work(); continuation.resume() }
         }
     }
 

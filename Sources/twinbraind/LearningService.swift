@@ -32,6 +32,8 @@ final class LearningService: @unchecked Sendable {
     private var readerBacklog: [Document] = []
     private var readerRelearn: [Int64] = []
     private var thread: Thread?
+    /// Whether the learning thread is in its loop.
+    private var looping = false
     /// Why learning waits, when it does (the disk is full), for status.
     private var paused: String?
     /// The state directory's filesystem, on which a full disk pauses learning.
@@ -43,7 +45,8 @@ final class LearningService: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Starts learning with the main brain's tokenizer (once the model is loaded).
+    /// Starts learning with the main brain's tokenizer (once the model is loaded), or again with
+    /// another model's after `stopAndWait`.
     func start(tokenizer: Tokenizer, memory: TokenMemoryService?, relearn: [Int64], readerSite: ReaderSiteService? = nil, readerRelearn: [Int64] = []) {
         condition.withLock {
             self.tokenizer = tokenizer
@@ -51,8 +54,19 @@ final class LearningService: @unchecked Sendable {
             self.relearn = relearn
             self.readerSite = readerSite
             self.readerRelearn = readerRelearn
+            stopping = false
+            failed = []
+            backlog = []
+            readerBacklog = []
+            looping = true
         }
-        let t = Thread { [weak self] in self?.loop() }
+        let t = Thread { [weak self] in
+            self?.loop()
+            self?.condition.withLock {
+                self?.looping = false
+                self?.condition.broadcast()
+            }
+        }
         t.name = "twinbrain-learning"
         thread = t
         t.start()
@@ -66,6 +80,13 @@ final class LearningService: @unchecked Sendable {
             stopping = true
             condition.broadcast()
         }
+    }
+
+    /// Stops and waits until the learning thread has left its loop (its current piece done):
+    /// before the model changes under it. Blocks.
+    func stopAndWait() {
+        stop()
+        condition.withLock { while looping { condition.wait() } }
     }
 
     /// The document being learned now, if any (status).

@@ -97,6 +97,9 @@ extension API {
             Counter(label: "twinbrain_rejected_total").increment()
             throw APIError(.overloaded, "twinbraind is busy (\(waiting) requests waiting); retry later", retryAfter: 2)
         } catch {
+            // The scheduler stopped between the request's arrival and now: a model switch
+            // (the next model serves in seconds) or the daemon's shutdown.
+            if state.phase == .loading { throw APIError(.loading, "twinbraind is switching models; retry shortly", retryAfter: 1) }
             throw APIError(.stopping, "twinbraind is shutting down", retryAfter: 5)
         }
         return GenerationRun(events: events, job: job)

@@ -37,6 +37,7 @@ struct API: Sendable {
         router.post("/v1/completions") { request, context in try await openAICompletion(request, context) }
         router.post("/v1/admin/repair") { request, context in try await checkStore(request, context) }
         addIntakeRoutes(to: router)
+        addModelRoutes(to: router)
         if state.debugStall {
             router.post("/v1/debug/stall") { request, context in try await debugStall(request, context) }
         }

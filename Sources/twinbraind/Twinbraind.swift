@@ -46,6 +46,8 @@ struct Twinbraind: AsyncParsableCommand {
     var checkConfig = false
     @Flag(name: .customLong("print-config"), help: "Print the effective configuration as TOML and exit.") var printConfig = false
     @Flag(name: .customLong("debug-stall"), help: .hidden) var debugStall = false
+    /// Tests: the memory a model may use, instead of the machine's (a model too large to import).
+    @Option(name: .customLong("debug-available-memory-mib"), help: .hidden) var debugAvailableMemoryMiB: Int?
 
     func resolveConfiguration() throws -> (DaemonConfiguration, unknownKeys: [String], file: String?) {
         var c = DaemonConfiguration()
@@ -77,6 +79,7 @@ struct Twinbraind: AsyncParsableCommand {
         if let slots { c.slots = slots }
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }
+        c.debugAvailableMemoryMiB = debugAvailableMemoryMiB
         if !mediaRoots.isEmpty { c.mediaRoots = mediaRoots.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
         try c.validate()
         return (c, unknown, file)
@@ -218,11 +221,11 @@ struct ModelService: Service {
                 }
             }
         } catch {
-            logger.critical("cannot load the model: \(error)", metadata: ["model": "\(state.configuration.model)"])
+            logger.critical("cannot load the model: \(error)", metadata: ["model": "\(state.servingPath)"])
             Systemd.status("failed: cannot load the model: \(error)")
             throw error
         }
-        logger.info("model loaded", metadata: ["model": "\(state.configuration.model)", "seconds": "\(ContinuousClock.now - start)"])
+        logger.info("model loaded", metadata: ["model": "\(state.servingPath)", "seconds": "\(ContinuousClock.now - start)"])
         readiness.modelLoaded()
         try? await gracefulShutdown()
         state.setStopping()

@@ -25,12 +25,18 @@ final class StoreTests: XCTestCase {
     func testMigratesAndReopens() throws {
         let store = try makeStore()
         XCTAssertEqual(try store.appliedMigrations(), ["v1: sources, documents, texts, jobs, audit", "v2: passages and their full-text index",
-                                                             "v3: passage word counts", "v4: structured passages, indexed by their search terms"])
+                                                             "v3: passage word counts", "v4: structured passages, indexed by their search terms",
+                                                             "v5: settings"])
         let s = try store.sourceSeen(.path("/srv/docs"))
         XCTAssertEqual(s.state, .present)
+        try store.setSetting("model", "/var/lib/twinbrain/models/a.gguf")
+        try store.setSetting("model", "/var/lib/twinbrain/models/b.gguf")
         // Reopening keeps everything and applies nothing twice.
         let again = try makeStore()
         XCTAssertEqual(try again.sources().map(\.key), ["path:/srv/docs"])
+        XCTAssertEqual(try again.setting("model"), "/var/lib/twinbrain/models/b.gguf")
+        try again.setSetting("model", nil)
+        XCTAssertNil(try again.setting("model"))
     }
 
     func testDamagedDatabaseIsRefusedWithAnExplanation() throws {
@@ -326,7 +332,7 @@ final class StoreTests: XCTestCase {
             try queue.close()
         }
         let store = try Store(path: path)
-        XCTAssertEqual(try store.appliedMigrations().last, "v4: structured passages, indexed by their search terms")
+        XCTAssertEqual(try store.appliedMigrations().last, "v5: settings")
         let old = try store.documentsWithOldPassages()
         XCTAssertEqual(old.map(\.path), ["trains.txt"])
         XCTAssertEqual(try store.passages(document: old[0].id).map(\.text), ["take the train"], "kept until cut again")

@@ -52,20 +52,4 @@ extension Twinbrain {
             return "\(t / 3600)h \(t % 3600 / 60)m"
         }
     }
-
-    struct Models: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the models the daemon serves.")
-
-        @OptionGroup var connection: ConnectionOptions
-        @Flag(help: "Print the daemon's JSON reply.") var json = false
-
-        func run() throws {
-            try runReportingErrors {
-                let reply = try connection.client.send("GET", "/v1/models")
-                let list = try decodeOK(ModelList.self, reply)
-                if json { printRaw(reply.body); return }
-                list.data.forEach { print($0.id) }
-            }
-        }
-    }
 }
