@@ -41,8 +41,12 @@ public struct Recall: Sendable {
     public init() {}
 
     public init(question: String, index: PassageIndex, limit: Int) throws {
-        guard limit > 0 else { return }
-        let found = try Self.candidates(for: question, index: index, limit: limit)
+        guard limit > 0 else { self.init(); return }
+        self.init(candidates: try Self.candidates(for: question, index: index, limit: limit), limit: limit)
+    }
+
+    /// The decision on a question's candidates (`candidates(for:)`).
+    init(candidates found: Candidates, limit: Int) {
         words = found.words
         neighbours = found.neighbours
         frequencies = found.frequencies
@@ -53,6 +57,9 @@ public struct Recall: Sendable {
         }
         passages = Array(relevant.filter { $0.score >= Self.relativeFloor * best }.prefix(limit))
     }
+
+    public typealias Candidates = (words: [String], neighbours: [String: Set<String>], frequencies: (passages: Int, containing: [String: Int]),
+                                   hits: [(hit: PassageHit, share: Double)])
 
     /// Recall for a text to be continued (a plain prompt): what comes next is what follows the
     /// prompt's last words in a learned document, so the passage holding the prompt's end
@@ -87,9 +94,7 @@ public struct Recall: Sendable {
 
     /// The BM25 candidates for a question with the share of it each holds (on its header and
     /// text), best BM25 first: what the floors are applied to (and what `make recall-floor` fits on).
-    public static func candidates(for question: String, index: PassageIndex, limit: Int = defaultLimit) throws
-        -> (words: [String], neighbours: [String: Set<String>], frequencies: (passages: Int, containing: [String: Int]),
-            hits: [(hit: PassageHit, share: Double)]) {
+    public static func candidates(for question: String, index: PassageIndex, limit: Int = defaultLimit) throws -> Candidates {
         let words = QueryWords.content(of: question), neighbours = QueryWords.neighbours(in: question)
         let hits = try index.searchPassages(terms: words, limit: max(limit, candidateCount))
         guard !hits.isEmpty else { return (words, neighbours, (0, [:]), []) }
@@ -146,6 +151,63 @@ public struct Recall: Sendable {
     /// The lines of the recalled passages that best support an answer (`EvidencePicker`).
     public func evidence(answer: String) -> [EvidenceLines] {
         EvidencePicker.pick(question: words, neighbours: neighbours, answer: answer, passages: passages, frequencies: frequencies)
+    }
+}
+
+/// Why recall puts what it does before the main brain for a question (the retrieval test,
+/// `twinbrain search`): every BM25 candidate with the share of the question it holds and what
+/// became of it, the decision itself, and the lines of the recalled passages that best match the
+/// question.
+public struct RecallExplanation: Sendable {
+    public enum Verdict: String, Sendable {
+        /// Put before the main brain.
+        case recalled
+        /// Holds enough of the question, but scores below `Recall.relativeFloor` of the best one.
+        case belowRelativeFloor = "below-relative-floor"
+        /// Would join, but `limit` passages already did.
+        case beyondLimit = "beyond-limit"
+        /// Holds too little of the question (`PassageRelevance.floor`).
+        case belowFloor = "below-floor"
+        /// Nothing cleared the floor; this one holds the question's subject and is read for silence only.
+        case nearMiss = "near-miss"
+    }
+
+    public struct Candidate: Sendable {
+        public var hit: PassageHit
+        /// The share of the question it holds (rarity-weighted), against `PassageRelevance.floor`.
+        public var share: Double
+        /// Its BM25 score over the best relevant passage's (nil when none is relevant).
+        public var relativeScore: Double?
+        public var verdict: Verdict
+    }
+
+    public var words: [String]
+    public var limit: Int
+    public var candidates: [Candidate]
+    public var recall: Recall
+    /// The recalled passages' lines that best match the question (the evidence an answer cites
+    /// comes from these passages, weighed by the answer too).
+    public var evidence: [EvidenceLines]
+
+    public init(question: String, index: PassageIndex, limit: Int) throws {
+        let found = try Recall.candidates(for: question, index: index, limit: limit)
+        let recall = limit > 0 ? Recall(candidates: found, limit: limit) : Recall()
+        let recalled = Set(recall.passages.map(\.passageId)), near = Set(recall.nearMisses.map(\.passageId))
+        let best = found.hits.first { $0.share >= PassageRelevance.floor }?.hit.score
+        self.words = found.words
+        self.limit = limit
+        self.recall = recall
+        candidates = found.hits.map { hit, share in
+            let relative = best.flatMap { $0 > 0 ? hit.score / $0 : nil }
+            let verdict: Verdict
+            if recalled.contains(hit.passageId) { verdict = .recalled }
+            else if near.contains(hit.passageId) { verdict = .nearMiss }
+            else if share < PassageRelevance.floor { verdict = .belowFloor }
+            else if (relative ?? 0) < Recall.relativeFloor { verdict = .belowRelativeFloor }
+            else { verdict = .beyondLimit }
+            return Candidate(hit: hit, share: share, relativeScore: relative, verdict: verdict)
+        }
+        evidence = recall.evidence(answer: "")
     }
 }
 

@@ -23,7 +23,7 @@ enum Entry {
 }
 
 struct Twinbrain: ParsableCommand {
-    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models", "drives", "docs", "ingest", "jobs", "forget", "learn", "repair"]
+    static let subcommandNames: Set<String> = ["status", "ask", "chat", "models", "drives", "docs", "ingest", "jobs", "forget", "learn", "repair", "search"]
 
     static let configuration = CommandConfiguration(
         commandName: "twinbrain",
@@ -34,8 +34,8 @@ struct Twinbrain: ParsableCommand {
             Exit codes: 0 success, 1 error, 3 daemon not running, 4 access denied, 5 the daemon refused the request.
             """,
         version: twinbrainVersion,
-        subcommands: [Status.self, Ask.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self, Learn.self,
-                      Repair.self])
+        subcommands: [Status.self, Ask.self, Search.self, Chat.self, Models.self, Drives.self, Docs.self, Ingest.self, Jobs.self, Forget.self,
+                      Learn.self, Repair.self])
 }
 
 /// Options every command shares.

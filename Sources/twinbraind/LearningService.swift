@@ -347,16 +347,18 @@ extension KnowledgeUse {
         }
     }
 
+    /// Evidence lines as the wire names them (their source from the passage they came from).
+    static func wire(_ e: EvidenceLines, passages: [PassageHit]) -> EvidenceLine {
+        let hit = passages.first { $0.documentId == e.documentId }
+        return EvidenceLine(documentId: e.documentId, path: e.path, source: hit.map { $0.sourceLabel ?? $0.sourceKey } ?? "",
+                            citation: e.citation, lineStart: e.lines?.lowerBound, lineEnd: e.lines?.upperBound, page: e.page,
+                            headings: API.headings(e.header), text: e.text)
+    }
+
     /// The evidence lines, as the wire names them; the first that holds the span the reader
     /// stated is marked with it.
     func evidence(answer: String) -> [EvidenceLine] {
-        var lines = recall.evidence(answer: answer).map { e in
-            let hit = recall.passages.first { $0.documentId == e.documentId }
-            return EvidenceLine(documentId: e.documentId, path: e.path, source: hit.map { $0.sourceLabel ?? $0.sourceKey } ?? "",
-                                citation: e.citation, lineStart: e.lines?.lowerBound, lineEnd: e.lines?.upperBound, page: e.page,
-                                headings: e.header.isEmpty ? [] : e.header.components(separatedBy: DocumentPassageBuilder.headerSeparator),
-                                text: e.text)
-        }
+        var lines = recall.evidence(answer: answer).map { Self.wire($0, passages: recall.passages) }
         if case let .stated(span) = reader?.decision,
            let i = lines.firstIndex(where: { $0.text.contains(span.text) || $0.headings.contains { $0.contains(span.text) } }) {
             lines[i].quoted = span.text

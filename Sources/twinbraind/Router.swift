@@ -38,6 +38,7 @@ struct API: Sendable {
         router.post("/v1/admin/repair") { request, context in try await checkStore(request, context) }
         addIntakeRoutes(to: router)
         addModelRoutes(to: router)
+        addSearchRoutes(to: router)
         if state.debugStall {
             router.post("/v1/debug/stall") { request, context in try await debugStall(request, context) }
         }

@@ -186,6 +186,49 @@ final class KnowledgeAPITests: XCTestCase {
         XCTAssertEqual(repaired.terminate(), 0)
     }
 
+    /// The retrieval test: `GET /v1/search` and `twinbrain search` show what recall would put
+    /// before the main brain and why, the same passages an answer then cites; a question the
+    /// documents do not hold recalls nothing; the token memory's view of the first token.
+    func testSearchExplainsWhatRecallPutsBeforeTheMainBrain() throws {
+        let (daemon, _) = try daemonWithTravelAndCanteen()
+        _ = try waitFor("both documents in the token memory") { try learning(daemon).memoryDocuments == 2 ? true : nil }
+        func search(_ q: String, limit: Int? = nil) throws -> SearchResponse {
+            let escaped = q.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let reply = try daemon.client.send("GET", "/v1/search?q=\(escaped)" + (limit.map { "&limit=\($0)" } ?? ""))
+            XCTAssertEqual(reply.status, 200, String(decoding: reply.body, as: UTF8.self))
+            return try JSONDecoder().decode(SearchResponse.self, from: reply.body)
+        }
+        let flights = try search("Who approves flights?")
+        let recalled = flights.candidates.filter { $0.verdict == "recalled" }
+        XCTAssertEqual(recalled.map(\.path), ["travel.md"], "\(flights.candidates)")
+        XCTAssertTrue(recalled.allSatisfy { $0.share >= flights.floor && ($0.relativeScore ?? 0) >= flights.relativeFloor })
+        XCTAssertTrue(flights.candidates.filter { $0.verdict == "below-floor" }.allSatisfy { $0.share < flights.floor })
+        XCTAssertTrue(flights.words.contains("flights") || flights.words.contains("flight"), "\(flights.words)")
+        XCTAssertTrue(flights.decision.contains("1 passage of 1 document"), flights.decision)
+        XCTAssertTrue(flights.evidence.contains { $0.text.contains("Mirela Kovacs") && $0.citation.hasPrefix("travel.md") }, "\(flights.evidence)")
+        let memory = try XCTUnwrap(flights.memory)
+        XCTAssertGreaterThan(memory.entries, 40)
+        XCTAssertTrue((0...1).contains(memory.weight))
+        XCTAssertFalse(memory.documents.isEmpty)
+        // The answer cites what the search showed.
+        let answer = try chat(daemon, "Who approves flights?", extra: ["max_tokens": 16])
+        XCTAssertEqual(answer.sources?.filter { $0.passages > 0 }.map(\.path), recalled.map(\.path))
+
+        let nothing = try search("What is the boiling point of liquid nitrogen?")
+        XCTAssertFalse(nothing.candidates.contains { $0.verdict == "recalled" })
+        XCTAssertTrue(nothing.decision.contains("main brain answers alone") || nothing.decision.contains("near miss"), nothing.decision)
+        XCTAssertTrue(nothing.evidence.isEmpty)
+        XCTAssertTrue(try search("Who approves flights?", limit: 0).candidates.allSatisfy { $0.verdict != "recalled" })
+
+        XCTAssertEqual(try daemon.client.send("GET", "/v1/search").status, 400)
+        XCTAssertEqual(try daemon.client.send("GET", "/v1/search?q=x&limit=99").status, 400)
+        let cli = try Checkout.binary("twinbrain")
+        let (code, out, err) = try runProgram(cli, ["search", "--socket", daemon.socket, "When does the canteen serve lunch?"])
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("recalled") && out.contains("canteen.txt") && out.contains("11:30"), out)
+        XCTAssertEqual(daemon.terminate(), 0)
+    }
+
     /// Questions asked at once are decoded together (continuous batching), each with its own
     /// recall, token memory tally and reader, and get the reply and sources they get alone.
     func testQuestionsAskedTogetherGetWhatTheyGetAlone() throws {
