@@ -206,10 +206,9 @@ reader: deps model build reader-data ## Fit the learning brain's reader on synth
 	  --weights-out $(CACHE)/reader.json --swift-out Sources/LearningBrain/FittedReaders.swift
 	@echo "fitted: rebuild to ship it"
 
-gate: deps model build ## Fit the token memory's key projection and gate on public text (man pages, licences); ships them in packaging/models/<model sha256>.keyspace.json
-	python3 scripts/gate_calibration_text.py $(CACHE)/gate-calibration
-	$(EVAL) fit-gate --model $(MODEL) --memory $(CACHE)/gate-calibration/memory --related $(CACHE)/gate-calibration/related \
-	  --unrelated $(CACHE)/gate-calibration/unrelated --out docs/results/gate-fit.json \
+gate: deps model build ## Fit the token memory's key projection and gate on the public calibration text (packaging/calibration); ships them in packaging/models/<model sha256>.keyspace.json
+	$(EVAL) fit-gate --model $(MODEL) --memory packaging/calibration/memory --related packaging/calibration/related \
+	  --unrelated packaging/calibration/unrelated --out docs/results/gate-fit.json \
 	  --keyspace-out packaging/models/$(KEYSPACE_FILE)
 	cp packaging/models/$(KEYSPACE_FILE) $(KEYSPACE)
 	@echo "fitted (keys of another keyspace are learned again when the daemon starts)"

@@ -49,6 +49,13 @@ else
 	echo "note: no fitted keyspace for $model_name (packaging/models/$model_sha.keyspace.json): the token memory will be off" >&2
 fi
 
+# Public calibration text (man pages, licences): the token memory's keyspace is fitted on it for a
+# model an administrator brings without a fit (never on customer data).
+for part in memory related unrelated; do
+	install -d "$root/usr/share/twinbrain/calibration/$part"
+	install -m 644 packaging/calibration/$part/* "$root/usr/share/twinbrain/calibration/$part/"
+done
+
 install -m 644 systemd/twinbraind.service systemd/twinbraind.socket "$root/lib/systemd/system/"
 install -m 644 systemd/99-twinbrain-usb.rules "$root/lib/udev/rules.d/"
 install -m 644 systemd/sysusers.d/twinbrain.conf "$root/usr/lib/sysusers.d/twinbrain.conf"

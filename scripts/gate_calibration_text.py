@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Public text for fitting the token memory's gate (`make gate`): never customer data, and none of
-FreshDocs's documents or general texts, so the evaluation stays a test of the fitted gate.
+"""Public text for fitting the token memory's gate (`make gate`, and twinbraind for a model brought without a
+fit): never customer data, and none of FreshDocs's documents or general texts, so the evaluation stays a test
+of the fitted gate. Its output is committed in packaging/calibration (and shipped in the package); run this to
+make it again from the build machine's man pages and licences.
 
 memory/     what the calibration memory learns: coreutils man pages
 related/    text of the same kind it never learns: other coreutils man pages
@@ -38,4 +40,4 @@ def main(out: pathlib.Path) -> None:
 
 
 if __name__ == "__main__":
-    main(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/gate-calibration"))
+    main(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "packaging/calibration"))

@@ -354,19 +354,22 @@ public struct StatusResponse: Codable, Sendable, Equatable {
         public var readerExamples: Int?
         /// Why learning waits, when it does: the state directory's disk is full; it resumes by itself.
         public var paused: String?
+        /// While the token memory's keyspace is fitted for a model that came without one: how far
+        /// the fit is ("scoring related text 3/18"); the memory turns on when it is done.
+        public var keyspaceFit: String?
         public init(documentsLearned: Int, documentsWaiting: Int, passages: Int, current: String?,
                     memoryEntries: Int? = nil, memoryDocuments: Int? = nil, readerDocuments: Int? = nil, readerExamples: Int? = nil,
-                    paused: String? = nil) {
+                    paused: String? = nil, keyspaceFit: String? = nil) {
             self.documentsLearned = documentsLearned; self.documentsWaiting = documentsWaiting
             self.passages = passages; self.current = current
             self.memoryEntries = memoryEntries; self.memoryDocuments = memoryDocuments
             self.readerDocuments = readerDocuments; self.readerExamples = readerExamples
-            self.paused = paused
+            self.paused = paused; self.keyspaceFit = keyspaceFit
         }
         enum CodingKeys: String, CodingKey {
             case documentsLearned = "documents_learned", documentsWaiting = "documents_waiting", passages, current
             case memoryEntries = "memory_entries", memoryDocuments = "memory_documents"
-            case readerDocuments = "reader_documents", readerExamples = "reader_examples", paused
+            case readerDocuments = "reader_documents", readerExamples = "reader_examples", paused, keyspaceFit = "keyspace_fit"
         }
     }
 

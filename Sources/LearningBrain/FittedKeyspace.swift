@@ -31,6 +31,8 @@ public struct FittedKeyspace: Sendable {
 
     /// Where the package installs models and their fits.
     public static let installedDirectory = "/usr/share/twinbrain/models"
+    /// Key dimensions a fit keeps (the projection's principal components).
+    public static let shippedDimensions = 192
 
     public static func fileName(modelSHA256: String) -> String { "\(modelSHA256).keyspace.json" }
 

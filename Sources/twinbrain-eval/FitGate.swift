@@ -25,7 +25,7 @@ struct FitGate: ParsableCommand {
     @Option(help: "Directory of texts of the same kind, never learned.") var related: String
     @Option(help: "Directory of texts of another kind, never learned.") var unrelated: String
     @Option(help: "Write the JSON here as well as printing it.") var out: String?
-    @Option(help: "Key dimensions to keep (0: the hidden states themselves are the keys).") var dimensions = 192
+    @Option(help: "Key dimensions to keep (0: the hidden states themselves are the keys).") var dimensions = FittedKeyspace.shippedDimensions
     @Option(help: "Largest mean KL divergence from the main brain allowed on the unrelated texts.") var klLimit = GateFitting.defaultKLLimit
     @Option(help: "Write the fit as the token memory reads it: a directory (the file is named <model sha256>.keyspace.json) or a file path.")
     var keyspaceOut: String?
@@ -56,14 +56,14 @@ struct FitGate: ParsableCommand {
     }
 
     /// Every regular file of a directory, by name, as UTF-8 text.
-    static func texts(_ directory: String) throws -> [FreshDocsCorpus.Document] {
+    static func texts(_ directory: String) throws -> [String] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
-        let documents = try names.map { name -> FreshDocsCorpus.Document in
+        let documents = try names.map { name -> String in
             let path = (directory as NSString).appendingPathComponent(name)
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ValidationError("\(path) is not UTF-8 text")
             }
-            return .init(id: name, text: text)
+            return text
         }
         guard !documents.isEmpty else { throw ValidationError("\(directory) holds no texts") }
         return documents

@@ -19,6 +19,8 @@ struct DaemonConfiguration: Equatable {
     /// name from the integration test's answer ("descaled by Bogdan Ilic") where exact keeps it
     /// (docs/performance.md).
     var arithmetic = ProductArithmetic.exact
+    /// Public text the token memory's keyspace is fitted on for a model that came without a fit.
+    var calibrationDirectory = "/usr/share/twinbrain/calibration"
     /// Tests only (`--debug-available-memory-mib`): the memory a model may use, instead of the machine's.
     var debugAvailableMemoryMiB: Int?
     /// Largest context per request, in tokens (capped at the model's).
@@ -84,6 +86,7 @@ struct DaemonConfiguration: Equatable {
         "admin_group": { $0.adminGroup = try string($1, "admin_group") },
         "log_level": { $0.logLevel = try string($1, "log_level") },
         "media_roots": { $0.mediaRoots = try strings($1, "media_roots") },
+        "calibration_dir": { $0.calibrationDirectory = try string($1, "calibration_dir") },
         "knowledge_passages": { $0.knowledgePassages = try int($1, "knowledge_passages", 0...16) },
         "token_memory": {
             guard let b = $1.bool else { throw Problem(description: "'token_memory' must be true or false") }
@@ -192,6 +195,7 @@ struct DaemonConfiguration: Equatable {
         log_level = "\(logLevel)"
         media_roots = [\(mediaRoots.map { "\"\($0)\"" }.joined(separator: ", "))]
         knowledge_passages = \(knowledgePassages)
+        calibration_dir = "\(calibrationDirectory)"
         token_memory = \(tokenMemory)
         reader = \(reader)
         reader_adapts = \(readerAdapts)

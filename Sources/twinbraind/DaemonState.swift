@@ -34,6 +34,7 @@ final class DaemonState: @unchecked Sendable {
     private var _memory: TokenMemoryService?
     private var _reader: Reader?
     private var _readerSite: ReaderSiteService?
+    private var _keyspaceFit: KeyspaceFitService?
 
     /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
     /// an error that says what to do.
@@ -78,11 +79,16 @@ final class DaemonState: @unchecked Sendable {
     var reader: Reader? { lock.withLock { _reader } }
     /// The reader's learning on this box's documents (nil: no reader, or `reader_adapts = false`).
     var readerSite: ReaderSiteService? { lock.withLock { _readerSite } }
+    /// The token memory's keyspace being fitted for the serving model (nil: none running).
+    var keyspaceFit: KeyspaceFitService? { lock.withLock { _keyspaceFit } }
 
     /// The model's id in API replies: its file name without `.gguf`.
     var modelID: String { modelInfo?.id ?? "" }
 
-    func setStopping() { lock.withLock { _phase = .stopping } }
+    func setStopping() {
+        lock.withLock { _phase = .stopping }
+        keyspaceFit?.stop()
+    }
 
     /// Loads the serving model and starts the compute thread and learning. Runs off the event
     /// loops: at start, and again for a model switch (`switchModel`).
@@ -138,6 +144,8 @@ final class DaemonState: @unchecked Sendable {
         }
         scheduler.start()
         learning.start(tokenizer: tokenizer, memory: memory, relearn: relearn, readerSite: readerSite, readerRelearn: readerRelearn)
+        let keyspaceFit = memory == nil ? keyspaceFitting(model: model, tokenizer: tokenizer, scheduler: scheduler, digest: digest) : nil
+        if let known = digest.known { catalog.remember(digest: known, of: path) }
         let id = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let info = StatusResponse.ModelInfo(id: id, path: path, architecture: model.config.architecture.rawValue,
                                             layers: model.config.layers, contextLength: model.config.contextLength,
@@ -152,7 +160,29 @@ final class DaemonState: @unchecked Sendable {
             _memory = memory
             _reader = reader
             _readerSite = readerSite
+            _keyspaceFit = keyspaceFit
             _phase = .ready
+        }
+        keyspaceFit?.start()
+    }
+
+    /// A fit of the token memory's keyspace for a model without one, when the calibration text is
+    /// there and no fit of this daemon's for the file exists yet (one that exists but does not
+    /// load is not fitted again and again). When it is done the model is loaded again, with it.
+    private func keyspaceFitting(model: Model, tokenizer: Tokenizer, scheduler: ComputeScheduler, digest: ModelDigest) -> KeyspaceFitService? {
+        guard configuration.tokenMemory, KeyspaceFitService.calibrationPresent(configuration.calibrationDirectory),
+              let sha = digest.value() else { return nil }
+        let target = (catalog.directory as NSString).appendingPathComponent(FittedKeyspace.fileName(modelSHA256: sha))
+        guard !FileManager.default.fileExists(atPath: target) else { return nil }
+        let path = servingPath
+        return KeyspaceFitService(model: model, tokenizer: tokenizer, scheduler: scheduler, calibration: configuration.calibrationDirectory,
+                                  target: target, modelSHA256: sha, logger: logger) { [weak self] in
+            guard let self else { return }
+            Task {
+                do { try await self.switchModel(to: path, reason: "its token memory's keyspace is fitted") } catch {
+                    self.logger.error("cannot load \(path) again with its fitted keyspace: \(error); it turns on at the next start")
+                }
+            }
         }
     }
 
@@ -161,7 +191,7 @@ final class DaemonState: @unchecked Sendable {
     /// wait (`API.readyScheduler`: up to 30 s, then 503 `loading` with Retry-After), then the new
     /// model loads with its own token memory and reader, and learning goes on with it. The choice
     /// is kept across restarts. A model that fails to load leaves the old one serving.
-    func switchModel(to path: String) async throws {
+    func switchModel(to path: String, reason: String? = nil) async throws {
         let previous: String = try lock.withLock {
             guard _phase == .ready, !switching else { throw APIError(.loading, "a model is loading; retry shortly", retryAfter: 2) }
             switching = true
@@ -169,9 +199,17 @@ final class DaemonState: @unchecked Sendable {
             return _servingPath
         }
         defer { lock.withLock { switching = false } }
-        logger.info("switching models: \(previous) → \(path); requests in flight finish first")
-        Systemd.status("switching to \(path)")
-        await Self.onThread { self.learning.stopAndWait() }
+        if let reason {
+            logger.info("loading \(path) again (\(reason)); requests in flight finish first")
+        } else {
+            logger.info("switching models: \(previous) → \(path); requests in flight finish first")
+        }
+        Systemd.status("loading \(path)")
+        let fit = keyspaceFit
+        await Self.onThread {
+            fit?.stopAndWait()
+            self.learning.stopAndWait()
+        }
         if let old = scheduler {
             await old.waitUntilIdle(timeout: .seconds(600))
             old.shutdown()
@@ -230,6 +268,9 @@ final class ModelDigest: @unchecked Sendable {
         self.path = path
         computed = known.map { .some($0) }
     }
+
+    /// The digest if it was computed (or known) already; never hashes.
+    var known: String? { lock.withLock { computed ?? nil } }
 
     func value() -> String? {
         lock.withLock {

@@ -21,6 +21,8 @@ final class ModelCatalog: @unchecked Sendable {
     /// Memory the machine can give a model (MemAvailable, or a test's figure).
     let availableMemory: () -> Int?
     private let lock = NSLock()
+    /// Digests the daemon computed of files without a recorded one (the serving model's).
+    private var computedDigests: [String: String] = [:]
     private var imports: [Int: ModelImportStatus] = [:]
     private var importing: Set<String> = []
     private var lastImport = 0
@@ -58,7 +60,7 @@ final class ModelCatalog: @unchecked Sendable {
         let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
         var model = InstalledModel(id: Self.id(ofFile: path), path: path, fileBytes: bytes, serving: path == serving,
                                    imported: isImported(path))
-        model.sha256 = try? ModelIntegrity.expectedDigest(for: path)
+        model.sha256 = (try? ModelIntegrity.expectedDigest(for: path)) ?? lock.withLock { computedDigests[path] }
         if let sha = model.sha256 {
             let places = [(path as NSString).deletingLastPathComponent, directory, FittedKeyspace.installedDirectory]
             model.keyspaceFitted = places.contains {
@@ -77,6 +79,8 @@ final class ModelCatalog: @unchecked Sendable {
         }
         return model
     }
+
+    func remember(digest: String, of path: String) { lock.withLock { computedDigests[path] = digest } }
 
     /// Checks a model file as the engine would load it and against the machine's memory with
     /// the daemon's context and slots; throws what stops it, in words an administrator can act on.

@@ -48,6 +48,8 @@ struct Twinbraind: AsyncParsableCommand {
     @Flag(name: .customLong("debug-stall"), help: .hidden) var debugStall = false
     /// Tests: the memory a model may use, instead of the machine's (a model too large to import).
     @Option(name: .customLong("debug-available-memory-mib"), help: .hidden) var debugAvailableMemoryMiB: Int?
+    @Option(name: .customLong("calibration-dir"), help: "Public text to fit the token memory's keyspace on, for a model that came without a fit.")
+    var calibrationDir: String?
 
     func resolveConfiguration() throws -> (DaemonConfiguration, unknownKeys: [String], file: String?) {
         var c = DaemonConfiguration()
@@ -57,6 +59,7 @@ struct Twinbraind: AsyncParsableCommand {
             c.stateDirectory = root + "/.cache/state"
             c.model = DefaultModel.path() ?? root + "/.cache/models/\(DefaultModel.fileName)"
             c.socketMode = "0600"
+            c.calibrationDirectory = root + "/packaging/calibration"
         }
         var file = config
         if file == nil && !dev && FileManager.default.fileExists(atPath: DaemonConfiguration.systemPath) {
@@ -80,6 +83,7 @@ struct Twinbraind: AsyncParsableCommand {
         if let context { c.contextTokens = context }
         if let logLevel { c.logLevel = logLevel }
         c.debugAvailableMemoryMiB = debugAvailableMemoryMiB
+        if let calibrationDir { c.calibrationDirectory = calibrationDir }
         if !mediaRoots.isEmpty { c.mediaRoots = mediaRoots.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
         try c.validate()
         return (c, unknown, file)

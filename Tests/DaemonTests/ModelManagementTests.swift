@@ -185,3 +185,61 @@ final class ReplyCounter: @unchecked Sendable {
     var answered: Int { lock.withLock { ok } }
     var failures: [String] { lock.withLock { failed } }
 }
+
+/// A model that comes without a fitted keyspace gets one: the daemon fits it on the calibration
+/// text (a few of the shipped texts here, to keep the test short), then loads the model again and
+/// its token memory learns what the box knows; a restart finds the fit and does not fit again.
+/// Needs the default model.
+final class KeyspaceFitTests: XCTestCase {
+    func testAModelWithoutAFitIsFittedOnTheCalibrationTextAndItsMemoryLearns() throws {
+        let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("twinbrain-fit-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let shipped = Checkout.root.appendingPathComponent("packaging/calibration")
+        let calibration = scratch.appendingPathComponent("calibration")
+        for (part, names) in [("memory", ["man-basename.txt", "man-seq.txt"]), ("related", ["man-nproc.txt", "man-base64.txt"]),
+                              ("unrelated", ["BSD.txt"])] {
+            let directory = calibration.appendingPathComponent(part)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            for name in names {
+                try FileManager.default.copyItem(at: shipped.appendingPathComponent(part).appendingPathComponent(name),
+                                                 to: directory.appendingPathComponent(name))
+            }
+        }
+        // The default model's file, away from the fit that ships beside it.
+        let model = scratch.appendingPathComponent("smol.gguf").path
+        try FileManager.default.copyItem(atPath: try Checkout.model(), toPath: model)
+        let arguments = ["--model", model, "--calibration-dir", calibration.path]
+        let daemon = try DaemonProcess(arguments: arguments)
+        daemon.removesDirectory = false
+        defer { try? FileManager.default.removeItem(at: daemon.directory) }
+        try daemon.waitUntilReady()
+        func learning(_ d: DaemonProcess) throws -> StatusResponse.Learning {
+            try XCTUnwrap(JSONDecoder().decode(StatusResponse.self, from: try d.client.send("GET", "/v1/status").body).learning)
+        }
+        XCTAssertNil(try learning(daemon).memoryEntries, "no memory before the fit")
+        let docs = daemon.directory.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        try Data("The coffee machine on floor 2 is maintained by Bogdan every Tuesday.\nThe canteen serves fish soup on Fridays.\n".utf8)
+            .write(to: docs.appendingPathComponent("canteen.txt"))
+        XCTAssertEqual(try daemon.client.send("POST", "/v1/ingest", body: json(["path": docs.path])).status, 202)
+        let learned = try waitFor("the fit, then the document in the token memory", timeout: 180) { () -> StatusResponse.Learning? in
+            let l = try learning(daemon)
+            return l.memoryDocuments == 1 ? l : nil
+        }
+        XCTAssertGreaterThan(try XCTUnwrap(learned.memoryEntries), 10)
+        XCTAssertNil(learned.keyspaceFit)
+        XCTAssertTrue(daemon.logText.contains("fitted the token memory's keyspace"), daemon.logText)
+        let fits = try FileManager.default.contentsOfDirectory(atPath: daemon.directory.appendingPathComponent("state/models").path)
+        XCTAssertEqual(fits.filter { $0.hasSuffix(".keyspace.json") }.count, 1, "\(fits)")
+        let listed = try JSONDecoder().decode(InstalledModels.self, from: try daemon.client.send("GET", "/v1/admin/models").body)
+        XCTAssertEqual(listed.models.first { $0.serving }?.keyspaceFitted, true)
+        XCTAssertEqual(daemon.terminate(), 0)
+
+        let restarted = try DaemonProcess(arguments: arguments, directory: daemon.directory)
+        try restarted.waitUntilReady()
+        _ = try waitFor("the memory loaded from its segment") { try learning(restarted).memoryDocuments == 1 ? true : nil }
+        XCTAssertNil(try learning(restarted).keyspaceFit)
+        XCTAssertFalse(restarted.logText.contains("fitting the token memory's keyspace"), restarted.logText)
+        XCTAssertEqual(restarted.terminate(), 0)
+    }
+}

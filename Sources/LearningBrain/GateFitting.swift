@@ -1,5 +1,4 @@
 import Foundation
-import LearningBrain
 import MainBrain
 
 /// Fits the token memory's keyspace on public text only. First the key projection: the
@@ -74,6 +73,8 @@ public struct GateFitting {
     /// Lists of the inverted file (its centres ship with the keyspace).
     public var lists = 256
     public var progress: (String, Int, Int) -> Void = { _, _, _ in }
+    /// Polled between texts: true stops the fit (it throws `CancellationError`).
+    public var isCancelled: () -> Bool = { false }
 
     public init(model: Model, tokenizer: Tokenizer) {
         self.model = model
@@ -82,7 +83,7 @@ public struct GateFitting {
 
     /// Fits the projection (when `dimensions` is given) on all the texts and the inverted file's
     /// centres in its keyspace, then the gate.
-    public func run(memory: [FreshDocsCorpus.Document], related: [FreshDocsCorpus.Document], unrelated: [FreshDocsCorpus.Document],
+    public func run(memory: [String], related: [String], unrelated: [String],
                     dimensions: Int?) throws -> (result: Result, projection: KeyProjection?, quantizer: CoarseQuantizer?) {
         var projection: KeyProjection?, projectionFigures: ProjectionFigures?
         var quantizer: CoarseQuantizer?, invertedFile: InvertedFileFigures?
@@ -100,8 +101,9 @@ public struct GateFitting {
             progress("fitting the inverted file", 1, 1)
         }
         let knn = KNNLanguageModel(model: model, projection: projection)
-        for (i, d) in memory.enumerated() {
-            try knn.learn(document: Int64(i + 1), tokens: tokenizer.encode(d.text))
+        for (i, text) in memory.enumerated() {
+            if isCancelled() { throw CancellationError() }
+            try knn.learn(document: Int64(i + 1), tokens: tokenizer.encode(text))
             progress("learning the calibration memory", i + 1, memory.count)
         }
         let r = try evidence(related, knn, label: "scoring related text")
@@ -140,11 +142,12 @@ public struct GateFitting {
     }
 
     /// The hidden states at the memory's tap for every token of the texts, in windows.
-    func hiddenStates(_ documents: [FreshDocsCorpus.Document]) throws -> (states: [Float], tokens: Int) {
+    func hiddenStates(_ documents: [String]) throws -> (states: [Float], tokens: Int) {
         let tap = TapPoint.ffnInput(layer: model.config.layers - 1)
         var states: [Float] = [], tokens = 0
-        for (i, d) in documents.enumerated() {
-            let ids = tokenizer.encode(d.text)
+        for (i, text) in documents.enumerated() {
+            if isCancelled() { throw CancellationError() }
+            let ids = tokenizer.encode(text)
             for begin in Swift.stride(from: 0, to: ids.count, by: window) {
                 let piece = Array(ids[begin..<min(begin + window, ids.count)])
                 let recorder = HiddenStateRecorder(points: [tap])
@@ -157,16 +160,31 @@ public struct GateFitting {
         return (states, tokens)
     }
 
-    func evidence(_ documents: [FreshDocsCorpus.Document], _ knn: KNNLanguageModel, label: String) throws -> [KNNLanguageModel.Evidence] {
+    func evidence(_ documents: [String], _ knn: KNNLanguageModel, label: String) throws -> [KNNLanguageModel.Evidence] {
         var out: [KNNLanguageModel.Evidence] = []
-        for (i, d) in documents.enumerated() {
-            let tokens = tokenizer.encode(d.text)
-            for w in slidingWindows(count: tokens.count, window: window, stride: stride) {
+        for (i, text) in documents.enumerated() {
+            if isCancelled() { throw CancellationError() }
+            let tokens = tokenizer.encode(text)
+            for w in Self.windows(count: tokens.count, window: window, stride: stride) {
                 let input = Array(tokens[w.begin..<(w.end - 1)]), first = w.firstTarget - 1 - w.begin
                 let (logits, queries) = try knn.mainBrain(input, cache: model.makeCache(capacity: input.count), from: first)
                 out += knn.evidence(logits, queries: queries, targets: Array(tokens[w.firstTarget..<w.end]))
             }
             progress(label, i + 1, documents.count)
+        }
+        return out
+    }
+
+    /// Windows of `window` tokens every `stride`, each scoring the targets the one before did not
+    /// (every token after the first once), as FreshDocs scores a stream.
+    static func windows(count n: Int, window w: Int, stride s: Int) -> [(begin: Int, end: Int, firstTarget: Int)] {
+        var out: [(begin: Int, end: Int, firstTarget: Int)] = []
+        var scored = 1, begin = 0
+        while scored < n {
+            let end = min(begin + w, n)
+            out.append((begin, end, max(scored, begin + 1)))
+            scored = end
+            begin += s
         }
         return out
     }
@@ -225,7 +243,8 @@ public struct GateFitting {
 extension GateFitting {
     /// The fit as the file that ships it (`<model sha256>.keyspace.json`), with its figures in words.
     public static func keyspaceRecord(modelSHA256: String, shape: String, result: Result, projection: KeyProjection,
-                                      quantizer: CoarseQuantizer) -> KeyspaceRecord {
+                                      quantizer: CoarseQuantizer,
+                                      origin: String = "`make gate`, packaging/calibration; docs/results/gate-fit.json") -> KeyspaceRecord {
         func figures(_ s: SetFigures) -> String {
             String(format: "NLL %.3f → %.3f, open on %.1f%% of tokens, KL %.2g", s.mainNLL, s.gatedNLL, 100 * s.open, s.kl)
         }
@@ -240,6 +259,6 @@ extension GateFitting {
                       "Inverted file: \(quantizer.count) lists; on unseen public text \(recall).",
                       "Gate: related unseen text \(figures(result.related)); learned text again \(figures(result.learned)); "
                           + "unrelated text \(figures(result.unrelated)).",
-                      "Fitted by `make gate` on public text only (scripts/gate_calibration_text.py), never on customer data; docs/results/gate-fit.json."])
+                      "Fitted on public text only (\(origin)), never on customer data."])
     }
 }
