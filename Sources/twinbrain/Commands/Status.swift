@@ -40,6 +40,7 @@ extension Twinbrain {
                     let memory = l.memoryEntries.map { ", \($0) memory entries" } ?? ""
                     print("learned: \(l.documentsLearned) documents (\(l.passages) passages\(memory)), \(l.documentsWaiting) waiting\(now)")
                     if let paused = l.paused { print("paused:  \(paused)") }
+                    if let fit = l.keyspaceFit { print("memory:  fitting its keyspace for this model (\(fit)); passages answer meanwhile") }
                 }
                 print("you:     uid \(status.caller.uid), \(status.caller.access) access")
             }
