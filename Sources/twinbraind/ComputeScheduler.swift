@@ -146,6 +146,10 @@ final class ComputeScheduler: @unchecked Sendable {
         t.start()
     }
 
+    /// Another model's forwards, run inside this scheduler's jobs (a keyspace fit for an imported
+    /// model), yield between chunks as the serving model's do.
+    func lendChunking(to model: Model) { model.chunking = generator.model.chunking }
+
     /// Queues a job, or refuses it when `capacity` jobs already wait (a generation is taken
     /// whenever a slot is free, whatever the queue).
     func submit(_ job: Job) throws {

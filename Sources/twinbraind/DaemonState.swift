@@ -35,6 +35,8 @@ final class DaemonState: @unchecked Sendable {
     private var _reader: Reader?
     private var _readerSite: ReaderSiteService?
     private var _keyspaceFit: KeyspaceFitService?
+    /// Fits for imported models that do not serve (each on its own model instance).
+    private var importFits: [KeyspaceFitService] = []
 
     /// Opens the store (`<state_dir>/twinbrain.sqlite`); a damaged one stops the start with
     /// an error that says what to do.
@@ -48,11 +50,12 @@ final class DaemonState: @unchecked Sendable {
         intake = IntakeService(store: store, stateDirectory: configuration.stateDirectory, mediaRoots: configuration.mediaRoots, logger: logger)
         learning = LearningService(store: store, stateDirectory: configuration.stateDirectory, logger: logger)
         intake.onJobFinished = { [learning] in learning.wake() }
-        catalog = ModelCatalog(stateDirectory: configuration.stateDirectory, configured: configuration.model,
+        let catalog = ModelCatalog(stateDirectory: configuration.stateDirectory, configured: configuration.model,
                                contextTokens: configuration.contextTokens, slots: configuration.slots,
                                kvPrecision: .matching(configuration.arithmetic),
                                availableMemory: { configuration.debugAvailableMemoryMiB.map { $0 << 20 } ?? MachineMemory.available() },
                                logger: logger)
+        self.catalog = catalog
         _servingPath = configuration.model
         if let chosen = try store.setting(Self.servingModelSetting) {
             if FileManager.default.fileExists(atPath: chosen) {
@@ -61,6 +64,7 @@ final class DaemonState: @unchecked Sendable {
                 logger.warning("the model chosen with `twinbrain models use` (\(chosen)) is gone: serving the configured \(configuration.model)")
             }
         }
+        catalog.onImported = { [weak self] path in self?.fitImported(path) }
     }
 
     static let servingModelSetting = "serving_model"
@@ -82,12 +86,23 @@ final class DaemonState: @unchecked Sendable {
     /// The token memory's keyspace being fitted for the serving model (nil: none running).
     var keyspaceFit: KeyspaceFitService? { lock.withLock { _keyspaceFit } }
 
+    /// How far a running keyspace fit is (the serving model's, else an imported one's), for status.
+    var keyspaceFitProgress: String? {
+        let (serving, imported) = lock.withLock { (_keyspaceFit, importFits) }
+        if let progress = serving?.progress { return progress }
+        for fit in imported { if let progress = fit.progress { return "\(ModelCatalog.id(ofFile: fit.model.gguf.file.path)): \(progress)" } }
+        return nil
+    }
+
     /// The model's id in API replies: its file name without `.gguf`.
     var modelID: String { modelInfo?.id ?? "" }
 
     func setStopping() {
-        lock.withLock { _phase = .stopping }
-        keyspaceFit?.stop()
+        let fits = lock.withLock {
+            _phase = .stopping
+            return [_keyspaceFit].compactMap { $0 } + importFits
+        }
+        fits.forEach { $0.stop() }
     }
 
     /// Loads the serving model and starts the compute thread and learning. Runs off the event
@@ -166,6 +181,35 @@ final class DaemonState: @unchecked Sendable {
         keyspaceFit?.start()
     }
 
+    /// Fits the keyspace of a model just imported, beside the serving one, so its token memory is
+    /// ready when it is chosen: a model of its own (when memory allows; else it is fitted when it
+    /// serves) whose forwards yield to the serving model's requests between chunks.
+    func fitImported(_ path: String) {
+        guard configuration.tokenMemory, KeyspaceFitService.calibrationPresent(configuration.calibrationDirectory), path != servingPath,
+              phase == .ready, let scheduler, let sha = try? ModelIntegrity.expectedDigest(for: path) else { return }
+        let fit = FittedKeyspace.fileName(modelSHA256: sha)
+        let places = [(path as NSString).deletingLastPathComponent, catalog.directory, FittedKeyspace.installedDirectory]
+        guard !places.contains(where: { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(fit)) }) else { return }
+        do {
+            let gguf = try GGUFFile(path: path)
+            let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil, arithmetic: configuration.arithmetic,
+                                  contextTokens: 1024)
+            scheduler.lendChunking(to: model)
+            let service = KeyspaceFitService(model: model, tokenizer: try Tokenizer(gguf: gguf), scheduler: scheduler,
+                                             calibration: configuration.calibrationDirectory,
+                                             target: (catalog.directory as NSString).appendingPathComponent(fit), modelSHA256: sha,
+                                             logger: logger) {}
+            let started: Bool = lock.withLock {
+                guard _phase == .ready, !switching else { return false }
+                importFits.append(service)
+                return true
+            }
+            if started { service.start() }
+        } catch {
+            logger.info("the keyspace of \(path) is fitted when it serves: \(error)")
+        }
+    }
+
     /// A fit of the token memory's keyspace for a model without one, when the calibration text is
     /// there and no fit of this daemon's for the file exists yet (one that exists but does not
     /// load is not fitted again and again). When it is done the model is loaded again, with it.
@@ -205,9 +249,12 @@ final class DaemonState: @unchecked Sendable {
             logger.info("switching models: \(previous) → \(path); requests in flight finish first")
         }
         Systemd.status("loading \(path)")
-        let fit = keyspaceFit
+        let fits = lock.withLock {
+            defer { importFits = [] }
+            return [_keyspaceFit].compactMap { $0 } + importFits
+        }
         await Self.onThread {
-            fit?.stopAndWait()
+            fits.forEach { $0.stopAndWait() }
             self.learning.stopAndWait()
         }
         if let old = scheduler {

@@ -20,6 +20,8 @@ final class ModelCatalog: @unchecked Sendable {
     let kvPrecision: KVPrecision
     /// Memory the machine can give a model (MemAvailable, or a test's figure).
     let availableMemory: () -> Int?
+    /// Told the path of each model imported (the daemon fits its keyspace).
+    var onImported: (String) -> Void = { _ in }
     private let lock = NSLock()
     /// Digests the daemon computed of files without a recorded one (the serving model's).
     private var computedDigests: [String: String] = [:]
@@ -188,6 +190,7 @@ final class ModelCatalog: @unchecked Sendable {
             logger.info("imported \(status.source) as \(status.model): \(summary.architecture), \(summary.parameters) parameters, \(summary.quantization), SHA-256 \(digest)")
             let installed = describe(target, serving: "")
             update(status.id) { $0.state = .done; $0.installed = installed }
+            onImported(target)
         } catch {
             let reason = Store.isDiskFull(error) || (error as? POSIXError)?.code == .ENOSPC
                 ? "the disk holding \(directory) is full: free some space, then import again (the copy resumes)" : "\(error)"

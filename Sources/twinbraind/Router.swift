@@ -127,7 +127,7 @@ struct API: Sendable {
                             passages: stored.passages, current: state.learning.activity,
                             memoryEntries: memory?.entries, memoryDocuments: memory?.documents,
                             readerDocuments: readerSite?.documents, readerExamples: readerSite?.examples,
-                            paused: state.learning.pausedReason ?? state.intake.pausedReason, keyspaceFit: state.keyspaceFit?.progress))
+                            paused: state.learning.pausedReason ?? state.intake.pausedReason, keyspaceFit: state.keyspaceFitProgress))
         return try Self.json(body)
     }
 

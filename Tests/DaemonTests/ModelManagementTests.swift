@@ -240,6 +240,21 @@ final class KeyspaceFitTests: XCTestCase {
         _ = try waitFor("the memory loaded from its segment") { try learning(restarted).memoryDocuments == 1 ? true : nil }
         XCTAssertNil(try learning(restarted).keyspaceFit)
         XCTAssertFalse(restarted.logText.contains("fitting the token memory's keyspace"), restarted.logText)
+
+        // A model imported without a fit is fitted beside the serving one, which keeps answering.
+        let gemma = scratch.appendingPathComponent("gemma-copy.gguf").path
+        try FileManager.default.copyItem(atPath: try ModelManagementTests.gemmaPath(), toPath: gemma)
+        let reply = try restarted.client.send("POST", "/v1/admin/models/import", body: json(["path": gemma]))
+        XCTAssertEqual(reply.status, 202, String(decoding: reply.body, as: UTF8.self))
+        let listedFit = try waitFor("the imported model's keyspace fitted", timeout: 240) { () -> Bool? in
+            let models = try JSONDecoder().decode(InstalledModels.self, from: try restarted.client.send("GET", "/v1/admin/models").body)
+            return models.models.first { $0.id == "gemma-copy" }?.keyspaceFitted == true ? true : nil
+        }
+        XCTAssertTrue(listedFit)
+        let asked = try restarted.client.send("POST", "/v1/generate", body: json(["prompt": "The coffee machine", "max_tokens": 4]))
+        XCTAssertEqual(asked.status, 200)
+        XCTAssertTrue(restarted.logText.contains("fitting the token memory's keyspace for \(restarted.directory.path)/state/models/gemma-copy.gguf"),
+                      restarted.logText)
         XCTAssertEqual(restarted.terminate(), 0)
     }
 }
