@@ -187,9 +187,7 @@ final class DaemonState: @unchecked Sendable {
     func fitImported(_ path: String) {
         guard configuration.tokenMemory, KeyspaceFitService.calibrationPresent(configuration.calibrationDirectory), path != servingPath,
               phase == .ready, let scheduler, let sha = try? ModelIntegrity.expectedDigest(for: path) else { return }
-        let fit = FittedKeyspace.fileName(modelSHA256: sha)
-        let places = [(path as NSString).deletingLastPathComponent, catalog.directory, FittedKeyspace.installedDirectory]
-        guard !places.contains(where: { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(fit)) }) else { return }
+        guard !catalog.hasFit(modelAt: path, sha256: sha) else { return }
         do {
             let gguf = try GGUFFile(path: path)
             let model = try Model(gguf: gguf, threads: configuration.threads > 0 ? configuration.threads : nil, arithmetic: configuration.arithmetic,
@@ -197,8 +195,13 @@ final class DaemonState: @unchecked Sendable {
             scheduler.lendChunking(to: model)
             let service = KeyspaceFitService(model: model, tokenizer: try Tokenizer(gguf: gguf), scheduler: scheduler,
                                              calibration: configuration.calibrationDirectory,
-                                             target: (catalog.directory as NSString).appendingPathComponent(fit), modelSHA256: sha,
-                                             logger: logger) {}
+                                             target: (catalog.directory as NSString).appendingPathComponent(FittedKeyspace.fileName(modelSHA256: sha)),
+                                             modelSHA256: sha, logger: logger) {}
+            // Once it ends, its model instance goes.
+            service.onEnd = { [weak self, weak service] in
+                guard let self else { return }
+                self.lock.withLock { self.importFits.removeAll { $0 === service } }
+            }
             let started: Bool = lock.withLock {
                 guard _phase == .ready, !switching else { return false }
                 importFits.append(service)

@@ -18,6 +18,8 @@ final class KeyspaceFitService: @unchecked Sendable {
     let modelSHA256: String
     let logger: Logger
     let onFitted: @Sendable () -> Void
+    /// Called once the fit ended, whatever the outcome (set before `start`).
+    var onEnd: (@Sendable () -> Void)?
     private let lock = NSLock()
     private var stage: String?
     private var cancelled = false
@@ -50,7 +52,11 @@ final class KeyspaceFitService: @unchecked Sendable {
     func start() {
         lock.withLock { stage = "starting" }
         let t = Thread { [self] in
-            defer { lock.withLock { stage = nil }; finished.signal() }
+            defer {
+                lock.withLock { stage = nil }
+                onEnd?()
+                finished.signal()
+            }
             run()
         }
         t.name = "twinbrain-keyspace-fit"

@@ -63,12 +63,7 @@ final class ModelCatalog: @unchecked Sendable {
         var model = InstalledModel(id: Self.id(ofFile: path), path: path, fileBytes: bytes, serving: path == serving,
                                    imported: isImported(path))
         model.sha256 = (try? ModelIntegrity.expectedDigest(for: path)) ?? lock.withLock { computedDigests[path] }
-        if let sha = model.sha256 {
-            let places = [(path as NSString).deletingLastPathComponent, directory, FittedKeyspace.installedDirectory]
-            model.keyspaceFitted = places.contains {
-                FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(FittedKeyspace.fileName(modelSHA256: sha)))
-            }
-        }
+        if let sha = model.sha256 { model.keyspaceFitted = hasFit(modelAt: path, sha256: sha) }
         do {
             let summary = try ModelSummary(gguf: GGUFFile(path: path))
             model.architecture = summary.architecture
@@ -80,6 +75,14 @@ final class ModelCatalog: @unchecked Sendable {
             model.problem = "\(error)"
         }
         return model
+    }
+
+    /// Whether a keyspace fit for this file exists where the token memory looks for one: beside
+    /// it, among the imported models, or where the package installs them.
+    func hasFit(modelAt path: String, sha256: String) -> Bool {
+        [(path as NSString).deletingLastPathComponent, directory, FittedKeyspace.installedDirectory].contains {
+            FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(FittedKeyspace.fileName(modelSHA256: sha256)))
+        }
     }
 
     func remember(digest: String, of path: String) { lock.withLock { computedDigests[path] = digest } }
